@@ -1,0 +1,93 @@
+//! Write Pier deployment methods in Rust.
+//!
+//! This crate holds the bindings of the `pier:deploy` contract (generated from the WIT
+//! with `wit-bindgen`) and small helpers over them: JSON over the `http` capability with
+//! secret handles in headers, typed errors, answers and endpoints, and progress events.
+//!
+//! ```ignore
+//! use pier_plugin_sdk::{Method, export_method};
+//! struct MyMethod;
+//! impl Method for MyMethod { /* describe, choices, validate, setup, deploy, prepare_commands */ }
+//! export_method!(MyMethod);
+//! ```
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "pier:deploy/plugin",
+    pub_export_macro: true,
+    export_macro_name: "export_method",
+    default_bindings_module: "pier_plugin_sdk",
+});
+
+pub use exports::pier::deploy::method::{Guest as Method, SetupResult};
+pub use pier::deploy::types::*;
+pub use pier::deploy::{events, exec, http, keys, secrets, workspace};
+
+pub mod api;
+pub mod log;
+
+/// The answer to `field`, if given and not empty.
+pub fn answer<'a>(answers: &'a [Answer], field: &str) -> Option<&'a str> {
+    answers.iter().find(|a| a.field == field).map(|a| a.value.trim()).filter(|v| !v.is_empty())
+}
+
+/// The answer to `field`, or an `invalid-answer` error saying it is required.
+pub fn required<'a>(answers: &'a [Answer], field: &str, label: &str) -> Result<&'a str, MethodError> {
+    answer(answers, field).ok_or_else(|| invalid(field, format!("{label} is required")))
+}
+
+/// A boolean answer (`true` / `false`), or `default` when not given.
+pub fn flag(answers: &[Answer], field: &str, default: bool) -> Result<bool, MethodError> {
+    match answer(answers, field) {
+        None => Ok(default),
+        Some("true" | "yes" | "1") => Ok(true),
+        Some("false" | "no" | "0") => Ok(false),
+        Some(other) => Err(invalid(field, format!("`{other}` is not true or false"))),
+    }
+}
+
+/// An `invalid-answer` error about `field`.
+pub fn invalid(field: &str, message: impl Into<String>) -> MethodError {
+    MethodError::InvalidAnswer(FieldError { field: field.to_string(), message: message.into() })
+}
+
+/// Whether the secret `handle` is available in this call.
+pub fn has_secret(handle: &str) -> bool {
+    secrets::handles().iter().any(|h| h == handle)
+}
+
+/// The base URL of endpoint `id` in this call, or an `invalid-answer` style error when
+/// the host resolved none.
+pub fn endpoint<'a>(ctx: &'a Context, id: &str) -> Result<&'a str, MethodError> {
+    ctx.endpoints
+        .iter()
+        .find(|e| e.id == id)
+        .map(|e| e.url.as_str())
+        .ok_or_else(|| MethodError::Provider(format!("no URL is configured for endpoint `{id}`")))
+}
+
+impl Field {
+    /// A field with no default, not advanced.
+    pub fn new(id: &str, label: &str, help: &str, kind: FieldKind, required: bool) -> Field {
+        Field { id: id.into(), label: label.into(), help: help.into(), kind, required, default: None, advanced: false }
+    }
+
+    /// The same field with a default answer.
+    pub fn with_default(mut self, default: &str) -> Field {
+        self.default = Some(default.into());
+        self
+    }
+
+    /// The same field, asked only with `--set`.
+    pub fn advanced(mut self) -> Field {
+        self.advanced = true;
+        self
+    }
+}
+
+impl Answer {
+    /// An answer or setting.
+    pub fn new(field: &str, value: impl Into<String>) -> Answer {
+        Answer { field: field.into(), value: value.into() }
+    }
+}
