@@ -1,0 +1,71 @@
+//! The host capabilities a plugin may be granted, one module each.
+//!
+//! Every module holds its capability's policy and its implementation of the matching
+//! `pier:deploy` interface; [`Grant`] says what one call may use. Everything not granted
+//! is denied: a denial is a typed error the plugin can handle, never a trap.
+
+pub mod events;
+pub mod exec;
+pub mod http;
+pub mod keys;
+pub mod secrets;
+pub mod workspace;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::runtime::bindings::pier::deploy::types::{Permissions, ResolvedEndpoint};
+
+/// What one call may use: the origins it may reach and the programs it may run.
+#[derive(Debug, Clone, Default)]
+pub struct Grant {
+    /// Origins for `http` and `workspace` uploads.
+    pub http: http::HttpGrant,
+    /// Program names for `exec`.
+    pub programs: BTreeSet<String>,
+}
+
+/// Why a plugin's permissions cannot be granted.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error("endpoint `{endpoint}`: {source}")]
+    Endpoint { endpoint: String, source: http::OriginError },
+    #[error("origin: {0}")]
+    Origin(http::OriginError),
+    #[error("program `{0}` must be a bare name, not a path")]
+    Program(String),
+}
+
+impl Grant {
+    /// Nothing at all: what `describe` runs with.
+    pub fn none() -> Self {
+        Grant::default()
+    }
+
+    /// The grant for one call of a plugin with `permissions`, given the answers or
+    /// settings `values` and the host environment `env`. Also returns the resolved
+    /// endpoints to hand to the plugin.
+    pub fn for_call(
+        permissions: &Permissions,
+        values: &BTreeMap<String, String>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Grant, Vec<ResolvedEndpoint>), GrantError> {
+        let endpoints = http::resolve_endpoints(permissions, values, env);
+        for endpoint in &endpoints {
+            let url = url::Url::parse(&endpoint.url)
+                .map_err(|_| http::OriginError::NotAUrl(endpoint.url.clone()))
+                .and_then(|u| http::OriginPattern::of(&u));
+            if let Err(source) = url {
+                return Err(GrantError::Endpoint { endpoint: endpoint.id.clone(), source });
+            }
+        }
+        let http = http::HttpGrant::new(permissions, &endpoints).map_err(GrantError::Origin)?;
+        let mut programs = BTreeSet::new();
+        for program in &permissions.programs {
+            if program.is_empty() || program.contains(['/', '\\']) {
+                return Err(GrantError::Program(program.clone()));
+            }
+            programs.insert(program.clone());
+        }
+        Ok((Grant { http, programs }, endpoints))
+    }
+}

@@ -1,0 +1,30 @@
+//! Pier's exit codes, defined once. Every command uses these; tests assert them.
+
+/// How a `pier` command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Everything asked for was done.
+    Success = 0,
+    /// A deploy or a deploy command failed.
+    DeployFailed = 1,
+    /// Usage error or bad input: flags, configuration, plugin file, secrets file.
+    BadInput = 2,
+    /// A plugin faulted: trap, exceeded limit, contract violation.
+    PluginFault = 3,
+    /// The provider or the network failed.
+    Provider = 4,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(exit: Exit) -> Self {
+        std::process::ExitCode::from(exit.code())
+    }
+}

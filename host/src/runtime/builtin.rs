@@ -1,0 +1,34 @@
+//! Plugins compiled into the `pier` binary: built from source by `host/build.rs`, embedded
+//! both as components and as artifacts precompiled for the build machine, so a fresh CI
+//! runner pays no compilation.
+
+use wasmtime::Engine;
+
+/// One embedded plugin.
+#[derive(Debug)]
+pub struct Builtin {
+    /// The method name, as `pier plugins list` shows it.
+    pub name: &'static str,
+    /// The component.
+    pub wasm: &'static [u8],
+    /// The component compiled at build time.
+    pub compiled: &'static [u8],
+}
+
+include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
+
+/// The built-in plugin `name`.
+pub fn find(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|b| b.name == name)
+}
+
+/// Names of the built-in plugins.
+pub fn names() -> Vec<String> {
+    BUILTINS.iter().map(|b| b.name.to_string()).collect()
+}
+
+/// Whether artifacts precompiled at build time load into `engine` (same wasmtime,
+/// settings and CPU features).
+pub fn artifact_fits(engine: &Engine) -> bool {
+    super::engine_config::engine_key(engine) == ENGINE_KEY
+}

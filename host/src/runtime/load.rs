@@ -1,0 +1,257 @@
+//! Reading and validating plugin files.
+//!
+//! Every way a file can be wrong gets one line naming it: unreadable, too large, not
+//! WebAssembly, a core module instead of a component, malformed, targeting a contract
+//! version this host does not support, missing the method export, or importing
+//! something the host does not provide.
+
+use std::fmt;
+use std::path::Path;
+
+use wasmtime::component::Component;
+
+use super::cache::{CacheOutcome, digest};
+use super::{Plugin, PluginFile, Runtime, SUPPORTED_CONTRACTS, bindings, builtin};
+
+/// The export every plugin must have, without its version.
+pub const METHOD_EXPORT: &str = "pier:deploy/method";
+
+/// Interfaces of `pier:deploy` a plugin may import.
+pub const HOST_INTERFACES: &[&str] = &["types", "events", "secrets", "http", "keys", "exec", "workspace"];
+
+/// What is wrong with a plugin file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadErrorKind {
+    /// The file cannot be read.
+    Unreadable(String),
+    /// The file is larger than the limit.
+    TooLarge { size: u64, limit: u64 },
+    /// The file does not start with the WebAssembly magic number.
+    NotWasm,
+    /// A core module, not a component.
+    CoreModule,
+    /// WebAssembly with an encoding this host does not know.
+    UnknownEncoding,
+    /// The component does not parse or validate (truncated, corrupt).
+    Invalid(String),
+    /// The component targets a contract version outside the supported range.
+    UnsupportedContract { found: String },
+    /// The component lacks the method export.
+    MissingExport { exports: Vec<String> },
+    /// The component imports something the host does not provide.
+    UnknownImport { name: String },
+    /// No built-in plugin has that name.
+    UnknownBuiltin { known: Vec<String> },
+}
+
+/// A plugin that could not be loaded, and which one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// The file path or `builtin:NAME`.
+    pub origin: String,
+    /// What is wrong.
+    pub kind: LoadErrorKind,
+}
+
+impl std::error::Error for LoadError {}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let origin = &self.origin;
+        match &self.kind {
+            LoadErrorKind::Unreadable(e) => write!(f, "plugin {origin} cannot be read: {e}"),
+            LoadErrorKind::TooLarge { size, limit } => {
+                write!(f, "plugin {origin} is {size} bytes, over the limit of {limit} bytes")
+            }
+            LoadErrorKind::NotWasm => write!(f, "plugin {origin} is not a WebAssembly file"),
+            LoadErrorKind::CoreModule => write!(
+                f,
+                "plugin {origin} is a core WebAssembly module, not a component: build it for wasm32-wasip2 against the pier:deploy WIT"
+            ),
+            LoadErrorKind::UnknownEncoding => {
+                write!(f, "plugin {origin} uses a WebAssembly encoding this pier does not know")
+            }
+            LoadErrorKind::Invalid(e) => {
+                write!(f, "plugin {origin} is not a valid component (truncated or corrupt?): {e}")
+            }
+            LoadErrorKind::UnsupportedContract { found } => write!(
+                f,
+                "plugin {origin} targets pier:deploy@{found}, but this pier supports pier:deploy {SUPPORTED_CONTRACTS} (0.1.x)"
+            ),
+            LoadErrorKind::MissingExport { exports } => write!(
+                f,
+                "plugin {origin} does not export {METHOD_EXPORT} (it exports: {}): is it built for the pier:deploy/plugin world?",
+                if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+            ),
+            LoadErrorKind::UnknownImport { name } => {
+                write!(f, "plugin {origin} imports `{name}`, which this pier does not provide")
+            }
+            LoadErrorKind::UnknownBuiltin { known } => {
+                write!(f, "there is no built-in plugin `{origin}` (built in: {})", known.join(", "))
+            }
+        }
+    }
+}
+
+/// What loading learned about a plugin.
+pub(super) struct LoadInfo {
+    pub file: PluginFile,
+}
+
+fn error(origin: &str, kind: LoadErrorKind) -> LoadError {
+    LoadError { origin: origin.to_string(), kind }
+}
+
+/// Reads, checks, compiles (or loads from the cache) and links the plugin at `path`.
+pub(super) fn load_file(runtime: &Runtime, path: &Path) -> Result<Plugin, LoadError> {
+    let origin = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| error(&origin, LoadErrorKind::Unreadable(e.to_string())))?;
+    if !meta.is_file() {
+        return Err(error(&origin, LoadErrorKind::Unreadable("not a file".into())));
+    }
+    let limit = runtime.limits.max_plugin_size;
+    if meta.len() > limit {
+        return Err(error(&origin, LoadErrorKind::TooLarge { size: meta.len(), limit }));
+    }
+    let bytes = std::fs::read(path).map_err(|e| error(&origin, LoadErrorKind::Unreadable(e.to_string())))?;
+    check_encoding(&origin, &bytes)?;
+    let sha256 = digest(&bytes);
+    let compiled = match &runtime.cache {
+        Some(cache) => cache.load_or_compile(&runtime.engine, &bytes, &sha256),
+        None => Component::new(&runtime.engine, &bytes).map(|c| (c, CacheOutcome::Compiled)),
+    };
+    let (component, outcome) = compiled.map_err(|e| error(&origin, LoadErrorKind::Invalid(first_line(&e))))?;
+    link(runtime, &origin, component, bytes.len() as u64, sha256, outcome)
+}
+
+/// Loads a built-in plugin: its embedded artifact when it fits this machine, else its
+/// embedded component compiled through the cache.
+pub(super) fn load_builtin(runtime: &Runtime, name: &str) -> Result<Plugin, LoadError> {
+    let origin = format!("builtin:{name}");
+    let Some(builtin) = builtin::find(name) else {
+        return Err(error(name, LoadErrorKind::UnknownBuiltin { known: builtin::names() }));
+    };
+    let sha256 = digest(builtin.wasm);
+    let precompiled = if builtin::artifact_fits(&runtime.engine) {
+        // SAFETY: the artifact was produced at build time by `Engine::precompile_component`
+        // with the same engine configuration, and is embedded in this binary.
+        unsafe { Component::deserialize(&runtime.engine, builtin.compiled) }.ok()
+    } else {
+        None
+    };
+    let (component, outcome) = match precompiled {
+        Some(component) => (component, CacheOutcome::Hit),
+        None => {
+            tracing::debug!("embedded artifact of `{name}` does not fit this machine; compiling");
+            let compiled = match &runtime.cache {
+                Some(cache) => cache.load_or_compile(&runtime.engine, builtin.wasm, &sha256),
+                None => Component::new(&runtime.engine, builtin.wasm).map(|c| (c, CacheOutcome::Compiled)),
+            };
+            compiled.map_err(|e| error(&origin, LoadErrorKind::Invalid(first_line(&e))))?
+        }
+    };
+    link(runtime, &origin, component, builtin.wasm.len() as u64, sha256, outcome)
+}
+
+/// Tells a component from a core module or anything else by its first eight bytes.
+fn check_encoding(origin: &str, bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(error(origin, LoadErrorKind::NotWasm));
+    }
+    match &bytes[4..8] {
+        [1, 0, 0, 0] => Err(error(origin, LoadErrorKind::CoreModule)),
+        [_, _, 1, 0] => Ok(()),
+        _ => Err(error(origin, LoadErrorKind::UnknownEncoding)),
+    }
+}
+
+/// `name@version` split, for `pier:deploy/x@0.1.0`.
+fn split_version(name: &str) -> (&str, Option<&str>) {
+    match name.split_once('@') {
+        Some((base, version)) => (base, Some(version)),
+        None => (name, None),
+    }
+}
+
+fn supported(version: Option<&str>) -> bool {
+    let req = semver::VersionReq::parse(SUPPORTED_CONTRACTS).expect("valid requirement");
+    version.and_then(|v| semver::Version::parse(v).ok()).is_some_and(|v| req.matches(&v))
+}
+
+fn link(
+    runtime: &Runtime,
+    origin: &str,
+    component: Component,
+    size: u64,
+    sha256: String,
+    cache: CacheOutcome,
+) -> Result<Plugin, LoadError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(&runtime.engine).map(|(name, _)| name.to_string()).collect();
+    for (name, _) in ty.imports(&runtime.engine) {
+        let (base, version) = split_version(name);
+        if let Some(interface) = base.strip_prefix("pier:deploy/") {
+            if !HOST_INTERFACES.contains(&interface) {
+                return Err(error(origin, LoadErrorKind::UnknownImport { name: name.to_string() }));
+            }
+            if !supported(version) {
+                return Err(error(
+                    origin,
+                    LoadErrorKind::UnsupportedContract { found: version.unwrap_or("(none)").to_string() },
+                ));
+            }
+        }
+    }
+    let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
+        let text = first_line(&e);
+        // wasmtime names the import in backticks: surface just that when it does.
+        let name = text.split('`').nth(1).map(str::to_string).unwrap_or(text);
+        error(origin, LoadErrorKind::UnknownImport { name })
+    })?;
+    let method = exports.iter().find(|e| split_version(e).0 == METHOD_EXPORT);
+    let Some(method) = method else {
+        return Err(error(origin, LoadErrorKind::MissingExport { exports }));
+    };
+    let version = split_version(method).1;
+    if !supported(version) {
+        return Err(error(
+            origin,
+            LoadErrorKind::UnsupportedContract { found: version.unwrap_or("(none)").to_string() },
+        ));
+    }
+    let pre = bindings::PluginPre::new(pre).map_err(|e| error(origin, LoadErrorKind::Invalid(first_line(&e))))?;
+    let contract = version.unwrap_or_default().to_string();
+    Ok(Plugin {
+        name: origin.to_string(),
+        pre,
+        info: LoadInfo { file: PluginFile { source: origin.to_string(), size, sha256, contract, cache } },
+    })
+}
+
+fn first_line(error: &wasmtime::Error) -> String {
+    let text = format!("{error:#}");
+    text.lines().next().unwrap_or("unknown error").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_are_told_apart() {
+        assert_eq!(check_encoding("f", b"hello world").unwrap_err().kind, LoadErrorKind::NotWasm);
+        assert_eq!(check_encoding("f", b"\0asm").unwrap_err().kind, LoadErrorKind::NotWasm);
+        assert_eq!(check_encoding("f", b"\0asm\x01\0\0\0").unwrap_err().kind, LoadErrorKind::CoreModule);
+        assert!(check_encoding("f", b"\0asm\x0d\0\x01\0").is_ok());
+        assert_eq!(check_encoding("f", b"\0asm\x02\0\x02\0").unwrap_err().kind, LoadErrorKind::UnknownEncoding);
+    }
+
+    #[test]
+    fn contract_versions() {
+        assert!(supported(Some("0.1.0")));
+        assert!(supported(Some("0.1.7")));
+        assert!(!supported(Some("0.2.0")));
+        assert!(!supported(Some("1.0.0")));
+        assert!(!supported(None));
+    }
+}

@@ -1,0 +1,660 @@
+//! Loading plugins and calling them inside their sandbox.
+//!
+//! A [`Runtime`] owns the wasmtime engine, the linker with every host capability, the
+//! compiled-artifact cache and the epoch ticker that enforces wall-clock limits. A
+//! [`Plugin`] is a validated, compiled component. Each call runs in a fresh store and
+//! instance ([`CallEnv`] says what it may use), so a trap ends that call alone and no
+//! state survives between calls.
+//!
+//! Error layers: a `method-error` the plugin returns is a value ([`MethodError`]); a trap
+//! or exceeded limit ends the instance and becomes a [`PluginFault`]; a failure of the
+//! host itself is a [`HostError`].
+
+pub mod bindings;
+pub mod builtin;
+pub mod cache;
+pub mod engine_config;
+mod load;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::caps::Grant;
+use crate::caps::events::{EventSink, EventsCap, NullSink};
+use crate::caps::exec::{ExecCap, ExecLimits};
+use crate::caps::http::{HttpCap, HttpLimits, HttpPolicy};
+use crate::caps::keys::{GeneratedKey, KeysCap};
+use crate::caps::secrets::{SecretsCap, Vault, redact};
+use crate::caps::workspace::{DEFAULT_MAX_BLOB, WorkspaceCap};
+pub use bindings::{
+    Answer, BuildInfo, Choice, CommandPlan, Context, DeployReport, Description, MethodError, SetupResult,
+};
+pub use cache::CacheOutcome;
+pub use load::{LoadError, LoadErrorKind};
+
+/// The contract this host is built from.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// The contract versions this host accepts, as a semver requirement.
+pub const SUPPORTED_CONTRACTS: &str = "^0.1";
+
+/// Bounds on plugins and calls.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest plugin file, in bytes.
+    pub max_plugin_size: u64,
+    /// Most linear memory one instance may use, in bytes.
+    pub max_memory: usize,
+    /// Wall-clock limit of `describe`.
+    pub describe_time: Duration,
+    /// Wall-clock limit of `choices`, `validate`, `setup` and `prepare-commands`.
+    pub setup_time: Duration,
+    /// Wall-clock limit of `deploy`.
+    pub deploy_time: Duration,
+    /// Bounds of the `http` capability.
+    pub http: HttpLimits,
+    /// Bounds of the `exec` capability.
+    pub exec: ExecLimits,
+    /// Largest packed workspace, in bytes.
+    pub max_blob: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_plugin_size: 64 << 20,
+            max_memory: 512 << 20,
+            describe_time: Duration::from_secs(10),
+            setup_time: Duration::from_secs(120),
+            deploy_time: Duration::from_secs(3600),
+            http: HttpLimits::default(),
+            exec: ExecLimits::default(),
+            max_blob: DEFAULT_MAX_BLOB,
+        }
+    }
+}
+
+/// A plugin export, for limits and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Export {
+    Describe,
+    Choices,
+    Validate,
+    Setup,
+    Deploy,
+    PrepareCommands,
+}
+
+impl Export {
+    /// The export's WIT name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Export::Describe => "describe",
+            Export::Choices => "choices",
+            Export::Validate => "validate",
+            Export::Setup => "setup",
+            Export::Deploy => "deploy",
+            Export::PrepareCommands => "prepare-commands",
+        }
+    }
+
+    fn time_limit(self, limits: &Limits) -> Duration {
+        match self {
+            Export::Describe => limits.describe_time,
+            Export::Deploy => limits.deploy_time,
+            _ => limits.setup_time,
+        }
+    }
+}
+
+/// A call ended the plugin's instance: a trap or an exceeded limit.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PluginFault {
+    #[error("plugin `{plugin}` ran past its time limit of {limit:?} in `{export}` and was stopped")]
+    TimeLimit { plugin: String, export: &'static str, limit: Duration },
+    #[error("plugin `{plugin}` tried to use more than its memory limit of {} MiB in `{export}` and was stopped", .limit >> 20)]
+    MemoryLimit { plugin: String, export: &'static str, limit: usize },
+    #[error("plugin `{plugin}` overflowed its stack in `{export}` (too deep recursion) and was stopped")]
+    StackOverflow { plugin: String, export: &'static str },
+    #[error("plugin `{plugin}` crashed in `{export}`: {message}")]
+    Trap { plugin: String, export: &'static str, message: String },
+    #[error("plugin `{plugin}` broke the contract in `{export}`: {message}")]
+    Contract { plugin: String, export: &'static str, message: String },
+}
+
+/// The host could not make the call at all.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("could not set up the plugin sandbox: {0}")]
+    Setup(String),
+    #[error("the plugin's permissions cannot be granted: {0}")]
+    Grant(#[from] crate::caps::GrantError),
+}
+
+/// Why a call produced no value.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Fault(#[from] PluginFault),
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+/// What one call may use and where its events go.
+#[derive(Clone)]
+pub struct CallEnv {
+    /// Origins and programs granted.
+    pub grant: Grant,
+    /// Secrets reachable by handle.
+    pub vault: Arc<Vault>,
+    /// The checkout, for `deploy`.
+    pub workspace: Option<PathBuf>,
+    /// Where events go.
+    pub sink: Arc<dyn EventSink>,
+}
+
+impl CallEnv {
+    /// Nothing granted, no secrets, events dropped: the environment of `describe`.
+    pub fn denied() -> Self {
+        CallEnv { grant: Grant::none(), vault: Arc::new(Vault::new()), workspace: None, sink: Arc::new(NullSink) }
+    }
+}
+
+/// A call's value and what the host collected during it.
+#[derive(Debug)]
+pub struct CallOutput<R> {
+    /// What the export returned.
+    pub value: R,
+    /// Key pairs generated during the call (their private keys are in the call's vault).
+    pub generated_keys: Vec<GeneratedKey>,
+}
+
+/// Memory accounting for one instance.
+struct Limiter {
+    max: usize,
+    total: usize,
+    hit: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit reached")]
+struct MemoryLimitHit;
+
+#[derive(Debug, thiserror::Error)]
+#[error("time limit reached")]
+struct TimeLimitHit;
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.total - current.min(self.total) + desired;
+        if total > self.max {
+            self.hit = true;
+            return Err(wasmtime::Error::new(MemoryLimitHit));
+        }
+        self.total = total;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Everything one call's store holds: WASI (empty: no files, no network, no
+/// environment), the memory limiter and one state per capability.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stderr: MemoryOutputPipe,
+    limiter: Limiter,
+    events: EventsCap,
+    secrets: SecretsCap,
+    http: HttpCap,
+    keys: KeysCap,
+    exec: ExecCap,
+    workspace: WorkspaceCap,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+macro_rules! capability {
+    ($marker:ident, $field:ident, $ty:ty) => {
+        struct $marker;
+        impl HasData for $marker {
+            type Data<'a> = &'a mut $ty;
+        }
+    };
+}
+capability!(EventsData, events, EventsCap);
+// `types` has no functions; its (empty) host trait rides on the events state.
+impl bindings::pier::deploy::types::Host for EventsCap {}
+capability!(SecretsData, secrets, SecretsCap);
+capability!(HttpData, http, HttpCap);
+capability!(KeysData, keys, KeysCap);
+capability!(ExecData, exec, ExecCap);
+capability!(WorkspaceData, workspace, WorkspaceCap);
+
+/// Increments the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// How often running plugins yield and check their deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("pier-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The engine, linker and cache that load and run plugins.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: Option<cache::ArtifactCache>,
+    limits: Limits,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// A runtime with `limits`, caching compiled plugins in `cache_dir` (none: no cache).
+    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self, HostError> {
+        let engine = Engine::new(&engine_config::engine_config()).map_err(|e| HostError::Setup(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        Self::link(&mut linker).map_err(|e| HostError::Setup(e.to_string()))?;
+        let cache = cache_dir.map(|dir| cache::ArtifactCache::new(dir, &engine));
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Runtime { engine, linker, cache, limits, _ticker: ticker })
+    }
+
+    fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+        use bindings::pier::deploy as api;
+        // A std guest imports a dozen WASI interfaces even when it uses none of them:
+        // link WASI with an empty context rather than refusing such plugins.
+        wasmtime_wasi::p2::add_to_linker_async(linker)?;
+        api::types::add_to_linker::<CallState, EventsData>(linker, |s| &mut s.events)?;
+        api::events::add_to_linker::<CallState, EventsData>(linker, |s| &mut s.events)?;
+        api::secrets::add_to_linker::<CallState, SecretsData>(linker, |s| &mut s.secrets)?;
+        api::http::add_to_linker::<CallState, HttpData>(linker, |s| &mut s.http)?;
+        api::keys::add_to_linker::<CallState, KeysData>(linker, |s| &mut s.keys)?;
+        api::exec::add_to_linker::<CallState, ExecData>(linker, |s| &mut s.exec)?;
+        api::workspace::add_to_linker::<CallState, WorkspaceData>(linker, |s| &mut s.workspace)?;
+        Ok(())
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads and validates a plugin file.
+    pub fn load_file(&self, path: &Path) -> Result<Plugin, LoadError> {
+        load::load_file(self, path)
+    }
+
+    /// Loads a built-in plugin by method name.
+    pub fn load_builtin(&self, name: &str) -> Result<Plugin, LoadError> {
+        load::load_builtin(self, name)
+    }
+
+    fn store(&self, plugin: &str, env: &CallEnv, export: Export) -> Result<Store<CallState>, HostError> {
+        let stderr = MemoryOutputPipe::new(16 << 10);
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let policy = Arc::new(
+            HttpPolicy::new(env.grant.http.clone(), self.limits.http.clone(), env.vault.clone())
+                .map_err(|e| HostError::Setup(format!("HTTP client: {e}")))?,
+        );
+        let state = CallState {
+            wasi,
+            table: ResourceTable::new(),
+            stderr,
+            limiter: Limiter { max: self.limits.max_memory, total: 0, hit: false },
+            events: EventsCap::new(env.sink.clone()),
+            secrets: SecretsCap::new(env.vault.clone()),
+            http: HttpCap::new(policy.clone()),
+            keys: KeysCap::new(env.vault.clone()),
+            exec: ExecCap::new(
+                env.grant.programs.clone(),
+                env.vault.clone(),
+                env.workspace.clone(),
+                env.sink.clone(),
+                self.limits.exec.clone(),
+            ),
+            workspace: WorkspaceCap::new(env.workspace.clone(), self.limits.max_blob, policy),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let deadline = Instant::now() + export.time_limit(&self.limits);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::Error::new(TimeLimitHit))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        tracing::debug!(plugin, export = export.name(), "new store");
+        Ok(store)
+    }
+}
+
+/// A validated, compiled plugin.
+pub struct Plugin {
+    name: String,
+    pre: bindings::PluginPre<CallState>,
+    info: load::LoadInfo,
+}
+
+/// Facts about a loaded plugin file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginFile {
+    /// Where it came from: a path, or `builtin:NAME`.
+    pub source: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the bytes, lowercase hex.
+    pub sha256: String,
+    /// The contract version it targets.
+    pub contract: String,
+    /// Whether loading it needed no compilation.
+    pub cache: CacheOutcome,
+}
+
+impl Plugin {
+    /// How the plugin is referred to in messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Facts about the file.
+    pub fn file(&self) -> &PluginFile {
+        &self.info.file
+    }
+
+    async fn call<R>(
+        &self,
+        runtime: &Runtime,
+        env: &CallEnv,
+        export: Export,
+        run: impl AsyncFnOnce(&mut Store<CallState>, &bindings::Plugin) -> wasmtime::Result<R>,
+    ) -> Result<CallOutput<R>, CallError> {
+        let mut store = runtime.store(&self.name, env, export)?;
+        let limit = export.time_limit(&runtime.limits);
+        let result = {
+            let work = async {
+                let instance = self.pre.instantiate_async(&mut store).await?;
+                run(&mut store, &instance).await
+            };
+            // The epoch deadline stops guest code; this stops host waits too.
+            tokio::time::timeout(limit + EPOCH_TICK * 10, work).await
+        };
+        let state = store.data_mut();
+        state.events.flush();
+        let plugin = self.name.clone();
+        let export_name = export.name();
+        match result {
+            Err(_) => Err(PluginFault::TimeLimit { plugin, export: export_name, limit }.into()),
+            Ok(Ok(value)) => Ok(CallOutput { value, generated_keys: state.keys.take_generated() }),
+            Ok(Err(error)) => {
+                let fault = if state.limiter.hit || error.is::<MemoryLimitHit>() {
+                    PluginFault::MemoryLimit { plugin, export: export_name, limit: runtime.limits.max_memory }
+                } else if error.is::<TimeLimitHit>() {
+                    PluginFault::TimeLimit { plugin, export: export_name, limit }
+                } else {
+                    match error.downcast_ref::<Trap>() {
+                        Some(Trap::StackOverflow) => PluginFault::StackOverflow { plugin, export: export_name },
+                        Some(Trap::Interrupt) => PluginFault::TimeLimit { plugin, export: export_name, limit },
+                        _ => {
+                            let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
+                            PluginFault::Trap { plugin, export: export_name, message: trap_message(&error, &stderr) }
+                        }
+                    }
+                };
+                Err(fault.into())
+            }
+        }
+    }
+
+    /// Calls `describe` with nothing granted and checks what it returns.
+    pub async fn describe(&self, runtime: &Runtime) -> Result<Description, CallError> {
+        let out = self
+            .call(runtime, &CallEnv::denied(), Export::Describe, async |store, world| {
+                world.pier_deploy_method().call_describe(store).await
+            })
+            .await?;
+        check_description(&out.value).map_err(|message| {
+            CallError::Fault(PluginFault::Contract { plugin: self.name.clone(), export: "describe", message })
+        })?;
+        Ok(out.value)
+    }
+
+    /// Calls `choices`.
+    pub async fn choices(
+        &self,
+        runtime: &Runtime,
+        env: &CallEnv,
+        ctx: &Context,
+        field: &str,
+        answers: &[Answer],
+    ) -> Result<Result<Vec<Choice>, MethodError>, CallError> {
+        let out = self
+            .call(runtime, env, Export::Choices, async |store, world| {
+                world.pier_deploy_method().call_choices(store, ctx, field, answers).await
+            })
+            .await?;
+        Ok(out.value)
+    }
+
+    /// Calls `validate`.
+    pub async fn validate(
+        &self,
+        runtime: &Runtime,
+        env: &CallEnv,
+        ctx: &Context,
+        answers: &[Answer],
+    ) -> Result<Result<String, MethodError>, CallError> {
+        let out = self
+            .call(runtime, env, Export::Validate, async |store, world| {
+                world.pier_deploy_method().call_validate(store, ctx, answers).await
+            })
+            .await?;
+        Ok(out.value)
+    }
+
+    /// Calls `setup`; the output carries the keys it generated.
+    pub async fn setup(
+        &self,
+        runtime: &Runtime,
+        env: &CallEnv,
+        ctx: &Context,
+        answers: &[Answer],
+    ) -> Result<CallOutput<Result<SetupResult, MethodError>>, CallError> {
+        self.call(runtime, env, Export::Setup, async |store, world| {
+            world.pier_deploy_method().call_setup(store, ctx, answers).await
+        })
+        .await
+    }
+
+    /// Calls `deploy`.
+    pub async fn deploy(
+        &self,
+        runtime: &Runtime,
+        env: &CallEnv,
+        ctx: &Context,
+        settings: &[Answer],
+        build: &BuildInfo,
+    ) -> Result<Result<DeployReport, MethodError>, CallError> {
+        let out = self
+            .call(runtime, env, Export::Deploy, async |store, world| {
+                world.pier_deploy_method().call_deploy(store, ctx, settings, build).await
+            })
+            .await?;
+        Ok(out.value)
+    }
+
+    /// Calls `prepare-commands`.
+    pub async fn prepare_commands(
+        &self,
+        runtime: &Runtime,
+        env: &CallEnv,
+        ctx: &Context,
+        settings: &[Answer],
+        commands: &[String],
+    ) -> Result<Result<CommandPlan, MethodError>, CallError> {
+        let out = self
+            .call(runtime, env, Export::PrepareCommands, async |store, world| {
+                world.pier_deploy_method().call_prepare_commands(store, ctx, settings, commands).await
+            })
+            .await?;
+        let plan = &out.value;
+        if let Ok(plan) = plan
+            && plan.commands.len() != commands.len()
+        {
+            return Err(CallError::Fault(PluginFault::Contract {
+                plugin: self.name.clone(),
+                export: "prepare-commands",
+                message: format!("returned {} commands for {} given", plan.commands.len(), commands.len()),
+            }));
+        }
+        Ok(out.value)
+    }
+}
+
+/// One line explaining a trap: the guest's panic message if it printed one, else the
+/// trap itself.
+fn trap_message(error: &wasmtime::Error, stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let panic = lines.iter().position(|l| l.contains("panicked at")).map(|i| {
+        let location = lines[i].split("panicked at").nth(1).unwrap_or("").trim().trim_end_matches(':');
+        let message = lines.get(i + 1).filter(|l| !l.starts_with("note:")).copied().unwrap_or("(no message)");
+        format!("panicked: {message} (at {location})")
+    });
+    let text = match (panic, error.downcast_ref::<Trap>()) {
+        (Some(text), _) => text,
+        (None, Some(trap)) => trap.to_string(),
+        (None, None) => error.to_string(),
+    };
+    redact(text.lines().next().unwrap_or("unknown trap")).into_owned()
+}
+
+/// Checks that a description follows the contract's rules.
+pub fn check_description(d: &Description) -> Result<(), String> {
+    use bindings::FieldKind;
+    let name_ok =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !name_ok(&d.name) {
+        return Err(format!("name `{}` must be lowercase letters, digits and `-`", d.name));
+    }
+    if d.title.trim().is_empty() {
+        return Err("title is empty".into());
+    }
+    if semver::Version::parse(&d.version).is_err() {
+        return Err(format!("version `{}` is not semver", d.version));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for field in &d.fields {
+        if !crate::caps::keys::valid_handle(&field.id) {
+            return Err(format!("field id `{}` must be lowercase letters, digits and `_`", field.id));
+        }
+        if !ids.insert(field.id.as_str()) {
+            return Err(format!("field id `{}` appears twice", field.id));
+        }
+        if field.label.trim().is_empty() {
+            return Err(format!("field `{}` has no label", field.id));
+        }
+        if field.kind == FieldKind::Secret && field.default.is_some() {
+            return Err(format!("secret field `{}` must not have a default", field.id));
+        }
+        if field.kind == FieldKind::Boolean
+            && let Some(default) = &field.default
+            && default != "true"
+            && default != "false"
+        {
+            return Err(format!("boolean field `{}` has default `{default}`, not true or false", field.id));
+        }
+    }
+    let mut endpoint_ids = std::collections::BTreeSet::new();
+    for endpoint in &d.permissions.endpoints {
+        if !endpoint_ids.insert(endpoint.id.as_str()) {
+            return Err(format!("endpoint `{}` appears twice", endpoint.id));
+        }
+        if endpoint.sources.is_empty() {
+            return Err(format!("endpoint `{}` has no sources", endpoint.id));
+        }
+        for source in &endpoint.sources {
+            match source {
+                bindings::EndpointSource::Field(f) if !ids.contains(f.as_str()) => {
+                    return Err(format!("endpoint `{}` names field `{f}`, which the form does not have", endpoint.id));
+                }
+                bindings::EndpointSource::Fixed(url) => {
+                    crate::caps::http::OriginPattern::of(
+                        &url::Url::parse(url)
+                            .map_err(|_| format!("endpoint `{}`: `{url}` is not a URL", endpoint.id))?,
+                    )
+                    .map_err(|e| format!("endpoint `{}`: {e}", endpoint.id))?;
+                }
+                bindings::EndpointSource::Env(env) if env.name.is_empty() || !env.bare_host.contains("{}") => {
+                    return Err(format!(
+                        "endpoint `{}`: environment source needs a name and a `{{}}` template",
+                        endpoint.id
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    for origin in &d.permissions.origins {
+        crate::caps::http::OriginPattern::parse(origin).map_err(|e| format!("origin: {e}"))?;
+    }
+    for program in &d.permissions.programs {
+        if program.is_empty() || program.contains(['/', '\\']) {
+            return Err(format!("program `{program}` must be a bare name, not a path"));
+        }
+    }
+    Ok(())
+}
+
+/// Turns stored settings or answers into the map endpoint resolution reads.
+pub fn values_of(answers: &[Answer]) -> BTreeMap<String, String> {
+    answers.iter().map(|a| (a.field.clone(), a.value.clone())).collect()
+}
