@@ -1,0 +1,85 @@
+//! Runtime benchmarks: `cargo bench -p pier --bench runtime`.
+//!
+//! A plain harness (no framework): each case runs a warm-up, then timed iterations, and
+//! prints the median and the 10th/90th percentiles. Figures go in BENCHMARKS.md.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pier::caps::Grant;
+use pier::caps::secrets::Vault;
+use pier::runtime::bindings::Trigger;
+use pier::runtime::{Answer, BuildInfo, CallEnv, Context, Limits, Runtime};
+
+fn measure(name: &str, iterations: usize, mut run: impl FnMut() -> Duration) {
+    for _ in 0..iterations.div_ceil(10).max(1) {
+        run();
+    }
+    let mut times: Vec<Duration> = (0..iterations).map(|_| run()).collect();
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
+    println!(
+        "{name:<44} median {:>12.3?}   p10 {:>12.3?}   p90 {:>12.3?}   (n={iterations})",
+        at(0.5),
+        at(0.1),
+        at(0.9)
+    );
+}
+
+fn timed(f: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    f();
+    start.elapsed()
+}
+
+fn main() {
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let plugin_path = Path::new(pier_test_plugin_artifacts::EVERYTHING);
+    let cache = tempfile::tempdir().unwrap();
+    let uncached = Runtime::new(Limits::default(), None).unwrap();
+    let cached = Runtime::new(Limits::default(), Some(cache.path().to_path_buf())).unwrap();
+    cached.load_file(plugin_path).unwrap();
+    let size = std::fs::metadata(plugin_path).unwrap().len();
+
+    measure(&format!("load, cold compile ({} KiB component)", size >> 10), 20, || {
+        timed(|| drop(uncached.load_file(plugin_path).unwrap()))
+    });
+    measure("load, from the on-disk cache", 200, || timed(|| drop(cached.load_file(plugin_path).unwrap())));
+    measure("load, built-in heroku (embedded artifact)", 200, || {
+        timed(|| drop(cached.load_builtin("heroku").unwrap()))
+    });
+
+    let plugin = cached.load_file(plugin_path).unwrap();
+    measure("instantiate + describe", 2000, || timed(|| drop(tokio.block_on(plugin.describe(&cached)).unwrap())));
+
+    let calls_plugin = cached.load_file(Path::new(pier_test_plugin_artifacts::HOST_CALLS)).unwrap();
+    let description = tokio.block_on(calls_plugin.describe(&cached)).unwrap();
+    let (grant, endpoints) = Grant::for_call(&description.permissions, &Default::default(), &|_| None).unwrap();
+    let env =
+        CallEnv { grant, vault: Arc::new(Vault::new()), workspace: None, sink: Arc::new(pier::caps::events::NullSink) };
+    let ctx = Context { endpoints, server: "bench".into() };
+    let build = BuildInfo {
+        deploy_id: "bench".into(),
+        commit: "0".repeat(40),
+        branch: "main".into(),
+        build_id: None,
+        trigger: Trigger::Manual,
+    };
+    let deploy_with = |calls: u64| {
+        let settings = [Answer { field: "calls".into(), value: calls.to_string() }];
+        timed(|| drop(tokio.block_on(calls_plugin.deploy(&cached, &env, &ctx, &settings, &build)).unwrap().unwrap()))
+    };
+    const CALLS: u64 = 100_000;
+    let mut per_call = Vec::new();
+    for _ in 0..20 {
+        let many = deploy_with(CALLS);
+        let one = deploy_with(0);
+        per_call.push(many.saturating_sub(one) / CALLS as u32);
+    }
+    per_call.sort();
+    println!(
+        "{:<44} median {:>12.3?}   (one host call, from {CALLS} calls per deploy)",
+        "guest -> host round trip", per_call[10]
+    );
+}

@@ -1,0 +1,160 @@
+//! `pier plugins list` and `pier plugins inspect` through the real binary.
+
+mod common;
+
+use common::{pier, plugin, run, tempdir};
+
+#[test]
+fn list_shows_the_builtin_heroku_plugin() {
+    let home = tempdir();
+    let (stdout, stderr) = run(pier(home.path()).args(["plugins", "list"]), 0);
+    assert!(stderr.is_empty(), "{stderr}");
+    let mut lines = stdout.lines();
+    assert!(lines.next().unwrap().starts_with("NAME"));
+    let heroku = lines.next().unwrap();
+    assert!(heroku.starts_with("heroku ") && heroku.ends_with("built-in"), "{heroku}");
+
+    let (json, _) = run(pier(home.path()).args(["plugins", "list", "--json"]), 0);
+    let list: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(list[0]["name"], "heroku");
+    assert_eq!(list[0]["builtin"], true);
+    assert_eq!(list[0]["contract"], "0.1.0");
+}
+
+#[test]
+fn inspect_shows_form_permissions_size_and_digest() {
+    let home = tempdir();
+    let path = plugin("everything");
+    let (json, _) = run(pier(home.path()).args(["plugins", "inspect", path, "--json"]), 0);
+    let mut view: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(view["size"], bytes.len() as u64);
+    assert_eq!(view["sha256"].as_str().unwrap().len(), 64);
+    // Size, digest and path change with every build: snapshot the rest.
+    for volatile in ["size", "sha256", "source"] {
+        view[volatile] = serde_json::Value::String(format!("[{volatile}]"));
+    }
+    insta::assert_json_snapshot!(view);
+
+    let (text, _) = run(pier(home.path()).args(["plugins", "inspect", path]), 0);
+    assert!(text.contains("api_key        API key (secret, required)"), "{text}");
+    assert!(text.contains("http endpoint `api`: setting `api_url`"), "{text}");
+    assert!(text.contains("run program `sh`"), "{text}");
+}
+
+#[test]
+fn inspect_a_builtin_by_name() {
+    let home = tempdir();
+    let (text, _) = run(pier(home.path()).args(["plugins", "inspect", "heroku"]), 0);
+    assert!(text.starts_with("Heroku (heroku)"), "{text}");
+    assert!(text.contains("source:    builtin:heroku"), "{text}");
+}
+
+/// Every malformed file gets exit 2 and exactly one line on stderr, never a panic.
+#[test]
+fn malformed_plugin_files_get_one_clear_line() {
+    let home = tempdir();
+    let dir = home.path();
+    let component = std::fs::read(plugin("everything")).unwrap();
+    std::fs::write(dir.join("text.wasm"), "this is not wasm").unwrap();
+    std::fs::write(dir.join("empty.wasm"), "").unwrap();
+    std::fs::write(dir.join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(dir.join("truncated.wasm"), &component[..component.len() / 2]).unwrap();
+    let mut corrupt = component.clone();
+    for byte in corrupt.iter_mut().skip(64).step_by(97) {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(dir.join("corrupt.wasm"), &corrupt).unwrap();
+    let cases = [
+        ("text.wasm", "is not a WebAssembly file"),
+        ("empty.wasm", "is not a WebAssembly file"),
+        ("core.wasm", "is a core WebAssembly module, not a component"),
+        ("truncated.wasm", "is not a valid component"),
+        ("corrupt.wasm", "is not a valid component"),
+        ("missing.wasm", "cannot be read: No such file"),
+        (plugin("wrong-contract"), "targets pier:deploy@0.9.0, but this pier supports pier:deploy ^0.1"),
+        (plugin("no-method"), "does not export pier:deploy/method (it exports: acme:cloud/greeter@1.0.0)"),
+        (plugin("extra-import"), "imports `acme:cloud/magic@1.0.0`, which this pier does not provide"),
+    ];
+    for (file, message) in cases {
+        let (stdout, stderr) = run(pier(dir).args(["plugins", "inspect", file]), 2);
+        assert!(stdout.is_empty(), "{file}: {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{file}: {stderr}");
+        assert!(stderr.starts_with("error: plugin "), "{file}: {stderr}");
+        assert!(stderr.contains(message), "{file}: {stderr}");
+    }
+}
+
+#[test]
+fn oversized_plugin_is_refused_before_reading() {
+    let home = tempdir();
+    let big = home.path().join("big.wasm");
+    let file = std::fs::File::create(&big).unwrap();
+    file.set_len(65 << 20).unwrap();
+    let (_, stderr) = run(pier(home.path()).args(["plugins", "inspect", "big.wasm"]), 2);
+    assert!(stderr.contains("over the limit of 67108864 bytes"), "{stderr}");
+}
+
+#[test]
+fn unknown_builtin_names_the_known_ones() {
+    let home = tempdir();
+    let (_, stderr) = run(pier(home.path()).args(["plugins", "inspect", "fly"]), 2);
+    assert_eq!(stderr.trim(), "error: there is no built-in plugin `fly` (built in: heroku)");
+}
+
+#[test]
+fn a_plugin_that_breaks_the_contract_in_describe_is_a_plugin_fault() {
+    let home = tempdir();
+    let (_, stderr) = run(pier(home.path()).args(["plugins", "inspect", plugin("bad-describe")]), 3);
+    assert!(stderr.contains("broke the contract in `describe`: field id `token` appears twice"), "{stderr}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let home = tempdir();
+    run(pier(home.path()).args(["plugins", "frobnicate"]), 2);
+    run(pier(home.path()).args(["plugins", "inspect"]), 2);
+    let (stdout, _) = run(pier(home.path()).arg("--help"), 0);
+    assert!(stdout.contains("plugins"));
+}
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let home = tempdir();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pier"))
+        .args(["plugins", "list", "--json"])
+        .env("PIER_CACHE_DIR", common::cache_dir())
+        .env("HOME", home.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
+}
+
+#[test]
+fn every_test_plugin_is_covered_by_a_test() {
+    // Adding a test plugin without a test fails here: name it in a test of this file or
+    // of sandbox.rs, then add it below.
+    let tested = [
+        "bad-describe",
+        "deep-recursion",
+        "everything",
+        "extra-import",
+        "forbidden-exec",
+        "forbidden-http",
+        "host-calls",
+        "iloop",
+        "leak-secret",
+        "memory-bomb",
+        "no-method",
+        "panics",
+        "wrong-contract",
+    ];
+    let mut built: Vec<&str> = pier_test_plugin_artifacts::ALL.iter().map(|(n, _)| *n).collect();
+    built.sort();
+    assert_eq!(built, tested);
+}

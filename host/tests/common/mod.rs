@@ -1,0 +1,114 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// Where tests cache compiled plugins: shared by every test so each plugin compiles once.
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compiled")
+}
+
+/// The `pier` binary with a clean environment: no inherited `PIER_*` settings, the test
+/// cache, no colour, and `HOME` / config pointing into `home`.
+pub fn pier(home: &std::path::Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_pier"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PIER_") || key == "HEROKU_HOST" || key == "HEROKU_API_KEY" {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("PIER_CACHE_DIR", cache_dir())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_BACKTRACE")
+        .current_dir(home);
+    cmd
+}
+
+/// A fresh temporary directory.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temporary directory")
+}
+
+/// The test plugin `name`.
+pub fn plugin(name: &str) -> &'static str {
+    pier_test_plugin_artifacts::ALL
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, p)| *p)
+        .unwrap_or_else(|| panic!("no test plugin `{name}`"))
+}
+
+/// Runs `cmd`, checks its exit code, and returns (stdout, stderr).
+pub fn run(cmd: &mut assert_cmd::Command, code: i32) -> (String, String) {
+    let output = cmd.output().expect("run pier");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(code), "exit code\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    (stdout, stderr)
+}
+
+/// A project directory with its own HOME (so its own master key), a fake Heroku, and
+/// `pier init` already run.
+pub struct Project {
+    pub home: tempfile::TempDir,
+    pub fake: fake_heroku::FakeHeroku,
+}
+
+/// The API key of the seeded account.
+pub const API_KEY: &str = "heroku-api-key-ada-5f0c2b7e9d";
+/// The seeded account's email.
+pub const EMAIL: &str = "ada@example.com";
+
+pub fn seed(accounts: Vec<fake_heroku::SeedAccount>) -> fake_heroku::Seed {
+    fake_heroku::Seed { accounts }
+}
+
+pub fn ada() -> fake_heroku::SeedAccount {
+    fake_heroku::SeedAccount {
+        email: EMAIL.into(),
+        api_key: API_KEY.into(),
+        apps: vec!["hello-app".into(), "other-app".into()],
+        ..Default::default()
+    }
+}
+
+impl Project {
+    /// A project whose fake Heroku holds `accounts`.
+    pub fn with(accounts: Vec<fake_heroku::SeedAccount>) -> Project {
+        let fake = fake_heroku::FakeHeroku::start(seed(accounts)).expect("start fake Heroku");
+        let project = Project { home: tempdir(), fake };
+        run(project.pier().arg("init"), 0);
+        project
+    }
+
+    /// A project with Ada's account.
+    pub fn new() -> Project {
+        Project::with(vec![ada()])
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.home.path()
+    }
+
+    /// `pier` in the project, talking to the fake through `HEROKU_HOST` as the Heroku
+    /// CLI would, with the API key in `HEROKU_API_KEY`.
+    pub fn pier(&self) -> assert_cmd::Command {
+        let mut cmd = pier(self.dir());
+        cmd.env("HEROKU_HOST", self.fake.url()).env("HEROKU_API_KEY", API_KEY);
+        cmd
+    }
+
+    /// `pier server add` of a Heroku server non-interactively.
+    pub fn add(&self, name: &str, extra: &[&str]) -> assert_cmd::Command {
+        let mut cmd = self.pier();
+        cmd.args(["server", "add", "--method", "heroku", "--name", name, "--secret", "api_key=env:HEROKU_API_KEY"])
+            .args(extra);
+        cmd
+    }
+
+    pub fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir().join(file)).unwrap_or_default()
+    }
+}

@@ -1,0 +1,223 @@
+//! Hostile and misbehaving plugins, all run in one process: each gets its exact outcome
+//! and the host goes on serving calls.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pier::caps::Grant;
+use pier::caps::events::{Event, MemorySink};
+use pier::caps::secrets::Vault;
+use pier::runtime::{BuildInfo, CallEnv, CallError, Context, Limits, MethodError, Plugin, PluginFault, Runtime};
+use secrecy::SecretString;
+
+fn runtime() -> Runtime {
+    let limits = Limits { max_memory: 64 << 20, deploy_time: Duration::from_secs(1), ..Limits::default() };
+    Runtime::new(limits, Some(common::cache_dir())).unwrap()
+}
+
+fn load(runtime: &Runtime, name: &str) -> Plugin {
+    runtime.load_file(Path::new(common::plugin(name))).unwrap()
+}
+
+fn build() -> BuildInfo {
+    BuildInfo {
+        deploy_id: "d-1".into(),
+        commit: "0123456789abcdef0123456789abcdef01234567".into(),
+        branch: "main".into(),
+        build_id: Some("42".into()),
+        trigger: pier::runtime::bindings::Trigger::Manual,
+    }
+}
+
+/// The grant a plugin's own permissions give, with `values` as its settings.
+async fn env_for(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    values: &[(&str, &str)],
+    vault: Arc<Vault>,
+) -> (CallEnv, Context, Arc<MemorySink>) {
+    let description = plugin.describe(runtime).await.unwrap();
+    let values = values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let (grant, endpoints) = Grant::for_call(&description.permissions, &values, &|_| None).unwrap();
+    let sink = Arc::new(MemorySink::default());
+    let env = CallEnv { grant, vault, workspace: None, sink: sink.clone() };
+    (env, Context { endpoints, server: "test".into() }, sink)
+}
+
+async fn deploy(
+    runtime: &Runtime,
+    name: &str,
+) -> (Result<Result<pier::runtime::DeployReport, MethodError>, CallError>, Arc<MemorySink>) {
+    let plugin = load(runtime, name);
+    let vault = Arc::new(Vault::new());
+    vault.insert("api_key", SecretString::from("sk-live-0123456789abcdef"));
+    let (env, ctx, sink) = env_for(runtime, &plugin, &[("api_url", "http://127.0.0.1:9")], vault).await;
+    (plugin.deploy(runtime, &env, &ctx, &[], &build()).await, sink)
+}
+
+fn fault(result: Result<Result<pier::runtime::DeployReport, MethodError>, CallError>) -> PluginFault {
+    match result {
+        Err(CallError::Fault(fault)) => fault,
+        other => panic!("expected a plugin fault, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn hostile_plugins_get_exact_outcomes_and_the_host_survives_them_all() {
+    let runtime = runtime();
+
+    // An endless loop is stopped at the wall-clock limit, and while it runs, the host
+    // serves another call on the same thread.
+    let started = Instant::now();
+    let everything = load(&runtime, "everything");
+    let (looped, described) = tokio::join!(deploy(&runtime, "iloop"), everything.describe(&runtime));
+    assert_eq!(described.unwrap().name, "everything");
+    match fault(looped.0) {
+        PluginFault::TimeLimit { export: "deploy", limit, .. } => assert_eq!(limit, Duration::from_secs(1)),
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "the loop was not stopped in time");
+
+    match fault(deploy(&runtime, "memory-bomb").await.0) {
+        PluginFault::MemoryLimit { export: "deploy", limit, .. } => assert_eq!(limit, 64 << 20),
+        other => panic!("{other:?}"),
+    }
+
+    let recursion = fault(deploy(&runtime, "deep-recursion").await.0);
+    assert!(matches!(recursion, PluginFault::StackOverflow { export: "deploy", .. }), "{recursion:?}");
+
+    match fault(deploy(&runtime, "panics").await.0) {
+        PluginFault::Trap { message, .. } => assert!(message.contains("the plugin gave up: 0 settings"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+
+    // Denials are typed errors the plugin handles, not traps.
+    match deploy(&runtime, "forbidden-http").await.0 {
+        Ok(Err(MethodError::Denied(message))) => {
+            assert_eq!(message, "http://127.0.0.2:9 is not granted to this plugin (granted: http://127.0.0.1:9)")
+        }
+        other => panic!("{other:?}"),
+    }
+    match deploy(&runtime, "forbidden-exec").await.0 {
+        Ok(Err(MethodError::Denied(message))) => assert_eq!(message, "sh and /bin/sh were both denied"),
+        other => panic!("{other:?}"),
+    }
+
+    // A secret the plugin pushes through a program's output, captured or streamed, raw or
+    // base64-encoded, reaches neither the log nor the plugin.
+    let (leaked, sink) = deploy(&runtime, "leak-secret").await;
+    let failure = match leaked {
+        Ok(Err(MethodError::DeployFailed(failure))) => failure,
+        other => panic!("{other:?}"),
+    };
+    let everything_said = format!("{failure:?} {:?}", sink.events());
+    assert!(!everything_said.contains("sk-live-0123456789abcdef"), "{everything_said}");
+    assert!(!everything_said.contains("c2stbGl2ZS0wMTIzNDU2Nzg5YWJjZGVm"), "{everything_said}");
+    assert!(failure.reason.contains("plain [redacted]"), "{}", failure.reason);
+    assert!(sink.events().contains(&Event::Output { line: "on stderr [redacted]".into() }), "{:?}", sink.events());
+
+    // After all of that, the same runtime still serves calls.
+    assert_eq!(load(&runtime, "everything").describe(&runtime).await.unwrap().name, "everything");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn describe_runs_with_nothing_granted() {
+    let runtime = runtime();
+    let plugin = load(&runtime, "forbidden-http");
+    let description = plugin.describe(&runtime).await.unwrap();
+    assert_eq!(description.permissions.endpoints[0].id, "api");
+}
+
+fn account(email: &str, api_key: &str) -> fake_heroku::SeedAccount {
+    fake_heroku::SeedAccount { email: email.into(), api_key: api_key.into(), ..Default::default() }
+}
+
+/// Names of the files in a gzipped tarball.
+fn tar_names(bytes: &[u8]) -> Vec<String> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut names: Vec<String> =
+        archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_well_behaved_plugin_uses_every_capability() {
+    let api_key = "fake-api-key-for-everything-0001";
+    let fake =
+        fake_heroku::FakeHeroku::start(fake_heroku::Seed { accounts: vec![account("ada@example.com", api_key)] })
+            .unwrap();
+    let limits = Limits { deploy_time: Duration::from_secs(30), ..Limits::default() };
+    let runtime = Runtime::new(limits, Some(common::cache_dir())).unwrap();
+    let plugin = load(&runtime, "everything");
+    let vault = Arc::new(Vault::new());
+    vault.insert("api_key", SecretString::from(api_key));
+    let checkout = common::tempdir();
+    std::fs::create_dir_all(checkout.path().join(".git")).unwrap();
+    std::fs::write(checkout.path().join(".git/HEAD"), "ref: refs/heads/main").unwrap();
+    std::fs::write(checkout.path().join("Procfile"), "web: python app.py").unwrap();
+    std::fs::write(checkout.path().join("app.py"), "print('hello')").unwrap();
+    let (mut env, ctx, sink) = env_for(&runtime, &plugin, &[("api_url", &fake.url())], vault.clone()).await;
+    env.workspace = Some(checkout.path().to_path_buf());
+
+    let report = plugin.deploy(&runtime, &env, &ctx, &[], &build()).await.unwrap().unwrap();
+    let seen: serde_json::Value = serde_json::from_str(&report.summary).unwrap();
+
+    // secrets: handles only.
+    assert_eq!(seen["handles"], serde_json::json!(["api_key"]));
+    // http: the handle in the header authenticated; without it the API refused.
+    assert_eq!(seen["account"]["status"], 200);
+    assert_eq!(seen["account"]["email"], "ada@example.com");
+    assert_eq!(seen["anonymous_status"], 401);
+    assert_eq!(seen["streamed"]["status"], 200);
+    assert!(seen["streamed"]["bytes"].as_u64().unwrap() > 10);
+    // keys: an OpenSSH ed25519 public key; the private key stayed in the host's vault.
+    assert!(seen["key"]["public"].as_str().unwrap().starts_with("ssh-ed25519 AAAA"));
+    assert_eq!(seen["key"]["same"], true);
+    assert_eq!(seen["key"]["duplicate_refused"], true);
+    assert!(vault.contains("deploy_key"));
+    // exec: in the checkout, with the plugin's variable, and a private key file only the
+    // owner can read, named by PIER_SSH_KEY and used by GIT_SSH_COMMAND. The environment
+    // holds what the host composed and nothing of the test's own.
+    assert_eq!(seen["exec_workspace"]["code"], 0);
+    assert_eq!(seen["exec_workspace"]["stdout"], "hello from the plugin\nProcfile\napp.py\n");
+    let with_key = seen["exec_key"]["stdout"].as_str().unwrap();
+    assert!(with_key.starts_with("600\nok\n"), "{with_key}");
+    let vars: Vec<&str> = with_key.lines().nth(2).unwrap().split_whitespace().collect();
+    for var in &vars {
+        assert!(
+            ["GIT_SSH_COMMAND", "HOME", "LANG", "PATH", "PIER_SSH_KEY", "PWD", "SHLVL", "_", "OLDPWD"].contains(var),
+            "unexpected variable {var} in {vars:?}"
+        );
+    }
+    // workspace: packed without .git and uploaded by the host.
+    assert_eq!(seen["upload"]["status"], 200);
+    let get_url = seen["upload"]["get_url"].as_str().unwrap();
+    let blob_id = get_url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    let uploaded = fake.blob(blob_id).expect("blob uploaded");
+    assert_eq!(uploaded.len() as u64, seen["blob"]["size"].as_u64().unwrap());
+    assert_eq!(tar_names(&uploaded), ["Procfile", "app.py"]);
+    // events: steps, logs and output lines joined across writes.
+    let events = sink.events();
+    assert!(events.contains(&Event::Step { title: "Everything".into() }));
+    assert!(events.contains(&Event::Output { line: "second line".into() }), "{events:?}");
+    // The API key went only where its handle was used.
+    assert!(!format!("{events:?} {report:?}").contains(api_key));
+    fake_heroku::schema::check_all(&fake.requests()).unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn host_calls_return_to_the_guest() {
+    let runtime = runtime();
+    let plugin = load(&runtime, "host-calls");
+    let vault = Arc::new(Vault::new());
+    vault.insert("one", SecretString::from("first-secret-value"));
+    vault.insert("two", SecretString::from("second-secret-value"));
+    let (env, ctx, _) = env_for(&runtime, &plugin, &[], vault).await;
+    let settings = [pier::runtime::Answer { field: "calls".into(), value: "1000".into() }];
+    let report = plugin.deploy(&runtime, &env, &ctx, &settings, &build()).await.unwrap().unwrap();
+    assert_eq!(report.summary, "1000 calls, 2000 handles");
+}
