@@ -1,0 +1,50 @@
+//! Recorded requests: what the fake received, for tests to inspect and to check against the
+//! schema.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Which part of the fake a request went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    /// A Platform API path (everything that is not a blob, a stream or a control call).
+    Api,
+    /// A source upload or download (`/__blobs/{id}`), standing in for S3 presigned URLs.
+    Blob,
+    /// A build or release output stream (`/__streams/...`).
+    Stream,
+}
+
+/// One request the fake received, with the status it answered.
+///
+/// Requests are recorded in the order the fake handled them, failed ones included. Control
+/// calls (`/__fake/...`) are not recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    /// Which part of the fake answered.
+    pub kind: RequestKind,
+    /// The HTTP method, upper case (`GET`, `POST`, ...).
+    pub method: String,
+    /// The path, without the query string, as received (not percent-decoded).
+    pub path: String,
+    /// The raw query string, without the `?`, if there was one.
+    pub query: Option<String>,
+    /// Request headers: lower-cased names, values as received (repeated headers are joined
+    /// with `", "`; bytes that are not UTF-8 are replaced).
+    pub headers: BTreeMap<String, String>,
+    /// The body parsed as JSON, when it was JSON (`None` for an empty or non-JSON body).
+    pub body: Option<serde_json::Value>,
+    /// The body's length in bytes.
+    pub body_len: usize,
+    /// The HTTP status the fake answered.
+    pub status: u16,
+}
+
+impl RecordedRequest {
+    /// The value of a request header, looked up case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+}

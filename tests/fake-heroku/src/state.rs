@@ -1,0 +1,482 @@
+//! The fake's in-memory state (kept behind one mutex) and the seed that fills it.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::record::RecordedRequest;
+use crate::script::{FinalStatus, Script, ScriptQueue};
+use crate::util::{derived_uuid, now_rfc3339};
+
+/// A rate-limit bucket's starting size: Heroku allows 4,500 requests an hour per account.
+pub const RATE_LIMIT_START: u32 = 4500;
+/// The stack every fake app and build is on.
+pub const STACK: &str = "heroku-24";
+/// The region every fake app is in.
+pub const REGION: &str = "us";
+
+/// Accounts (and their apps) to create.
+///
+/// ```json
+/// { "accounts": [ { "email": "ada@example.com", "api_key": "any-string",
+///                   "two_factor_required": false, "suspended": false,
+///                   "apps": ["hello-app"], "generated_apps": 0 } ] }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Seed {
+    /// Accounts to create, or to update when an account with the same email exists.
+    pub accounts: Vec<SeedAccount>,
+}
+
+/// One seeded account.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SeedAccount {
+    /// The account's email (its identity in the seed).
+    pub email: String,
+    /// The API key that authenticates as this account (`Authorization: Bearer KEY`).
+    pub api_key: String,
+    /// The account's display name (`null` when not given).
+    pub name: Option<String>,
+    /// When true, every API call with this key answers `403 two_factor`.
+    pub two_factor_required: bool,
+    /// When true, every API call with this key answers `403 suspended`.
+    pub suspended: bool,
+    /// Names of the apps the account owns.
+    pub apps: Vec<String>,
+    /// Also own this many apps named `app-0001`, `app-0002`, ... (zero-padded to 4 digits).
+    pub generated_apps: u32,
+}
+
+/// An SSH public key registered with an account, as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Key {
+    /// The key's comment (the text after the base64 body; empty when there was none).
+    pub comment: String,
+    /// When the key was added.
+    pub created_at: String,
+    /// The email of the account the key belongs to.
+    pub email: String,
+    /// `SHA256:` followed by the unpadded base64 of the SHA-256 of the decoded key blob, as
+    /// `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    /// Unique id of the key.
+    pub id: String,
+    /// The public key line as it was sent (trimmed).
+    pub public_key: String,
+    /// When the key was last updated.
+    pub updated_at: String,
+}
+
+#[derive(Debug)]
+pub struct Account {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub api_key: String,
+    pub two_factor_required: bool,
+    pub suspended: bool,
+    pub remaining: u32,
+    pub created_at: String,
+}
+
+impl Account {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "allow_tracking": true,
+            "beta": false,
+            "country_of_residence": null,
+            "created_at": self.created_at,
+            "default_organization": null,
+            "default_team": null,
+            "delinquent_at": null,
+            "email": self.email,
+            "federated": false,
+            "id": self.id,
+            "identity_provider": null,
+            "last_login": self.created_at,
+            "name": self.name,
+            "sms_number": null,
+            "suspended_at": null,
+            "two_factor_authentication": self.two_factor_required,
+            "updated_at": self.created_at,
+            "verified": true,
+        })
+    }
+
+    /// `{id, email}`, as builds and releases name their user.
+    pub fn identity(&self) -> Value {
+        json!({ "id": self.id, "email": self.email })
+    }
+}
+
+#[derive(Debug)]
+pub struct App {
+    pub id: String,
+    pub name: String,
+    pub owner: usize,
+    pub created_at: String,
+    /// How many releases the app has had (the last release's version).
+    pub releases: u64,
+}
+
+#[derive(Debug)]
+pub struct Build {
+    pub id: String,
+    pub app: usize,
+    pub user: usize,
+    pub created_at: String,
+    pub updated_at: String,
+    pub source_blob: Value,
+    pub buildpacks: Value,
+    pub final_status: FinalStatus,
+    pub polls: u32,
+    pub polls_pending: u32,
+    pub stream_gets: u32,
+    pub stream_404s: u32,
+    /// Scripted output, or the failure lines when the source could not be fetched or
+    /// verified.
+    pub output: Option<Vec<String>>,
+    /// The release this build creates once it succeeds (index into `State::releases`).
+    pub release: Option<usize>,
+    pub slug_id: String,
+}
+
+#[derive(Debug)]
+pub struct Release {
+    pub id: String,
+    pub app: usize,
+    pub user: usize,
+    pub version: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub description: String,
+    pub slug_id: String,
+    pub final_status: FinalStatus,
+    pub polls: u32,
+    pub polls_pending: u32,
+    pub release_phase: bool,
+    pub output: Option<Vec<String>>,
+}
+
+/// Everything the fake knows.
+#[derive(Debug)]
+pub struct State {
+    /// `http://127.0.0.1:PORT`, for URLs the fake hands out.
+    pub base_url: String,
+    pub accounts: Vec<Account>,
+    /// Rate-limit bucket for requests that do not authenticate as a seeded account.
+    pub anonymous_remaining: u32,
+    pub apps: Vec<App>,
+    pub keys: Vec<Key>,
+    /// Source blobs by id: `None` until uploaded.
+    pub blobs: HashMap<String, Option<Vec<u8>>>,
+    pub builds: Vec<Build>,
+    pub releases: Vec<Release>,
+    pub requests: Vec<RecordedRequest>,
+    pub script: ScriptQueue,
+    /// Counter for ids of created objects.
+    pub counter: u64,
+    /// Secret mixed into blob URL signatures.
+    pub signing_secret: String,
+}
+
+impl State {
+    pub fn new(base_url: String) -> State {
+        State {
+            signing_secret: derived_uuid("signing", &base_url),
+            base_url,
+            accounts: Vec::new(),
+            anonymous_remaining: RATE_LIMIT_START,
+            apps: Vec::new(),
+            keys: Vec::new(),
+            blobs: HashMap::new(),
+            builds: Vec::new(),
+            releases: Vec::new(),
+            requests: Vec::new(),
+            script: ScriptQueue::default(),
+            counter: 0,
+        }
+    }
+
+    /// A fresh id for an object of `kind`.
+    pub fn new_id(&mut self, kind: &str) -> String {
+        self.counter += 1;
+        derived_uuid(kind, &self.counter.to_string())
+    }
+
+    /// Merges a seed in: new accounts are created; an account whose email exists is updated
+    /// (key, name, flags) and gains the listed apps. App names are global, as on Heroku.
+    pub fn apply_seed(&mut self, seed: &Seed) -> Result<(), String> {
+        // Validate everything first so that a bad seed changes nothing.
+        let mut key_owner: HashMap<&str, &str> =
+            self.accounts.iter().map(|a| (a.api_key.as_str(), a.email.as_str())).collect();
+        let mut app_owner: HashMap<String, String> =
+            self.apps.iter().map(|app| (app.name.clone(), self.accounts[app.owner].email.clone())).collect();
+        for account in &seed.accounts {
+            if account.email.trim().is_empty() {
+                return Err("a seeded account has an empty email".into());
+            }
+            if account.api_key.is_empty() {
+                return Err(format!("account {} has an empty api_key", account.email));
+            }
+            if let Some(other) = key_owner.insert(&account.api_key, &account.email)
+                && other != account.email
+            {
+                return Err(format!("accounts {other} and {} have the same api_key", account.email));
+            }
+            for name in seed_app_names(account) {
+                if name.is_empty() || name.contains(['/', '?', '#', '%']) || name.contains(char::is_whitespace) {
+                    return Err(format!("app name {name:?} is not usable in a URL path"));
+                }
+                if let Some(owner) = app_owner.insert(name.clone(), account.email.clone())
+                    && owner != account.email
+                {
+                    return Err(format!("app {name} is already owned by {owner}"));
+                }
+            }
+        }
+
+        let now = now_rfc3339();
+        for seeded in &seed.accounts {
+            let index = match self.accounts.iter().position(|a| a.email == seeded.email) {
+                Some(index) => {
+                    let account = &mut self.accounts[index];
+                    account.api_key = seeded.api_key.clone();
+                    account.two_factor_required = seeded.two_factor_required;
+                    account.suspended = seeded.suspended;
+                    if seeded.name.is_some() {
+                        account.name = seeded.name.clone();
+                    }
+                    index
+                }
+                None => {
+                    self.accounts.push(Account {
+                        id: derived_uuid("account", &seeded.email),
+                        email: seeded.email.clone(),
+                        name: seeded.name.clone(),
+                        api_key: seeded.api_key.clone(),
+                        two_factor_required: seeded.two_factor_required,
+                        suspended: seeded.suspended,
+                        remaining: RATE_LIMIT_START,
+                        created_at: now.clone(),
+                    });
+                    self.accounts.len() - 1
+                }
+            };
+            for name in seed_app_names(seeded) {
+                if self.apps.iter().any(|app| app.name == name) {
+                    continue;
+                }
+                self.apps.push(App {
+                    id: derived_uuid("app", &name),
+                    name,
+                    owner: index,
+                    created_at: now.clone(),
+                    releases: 0,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a script. Unknown emails and unusable statuses are refused before anything
+    /// changes.
+    pub fn apply_script(&mut self, script: Script) -> Result<(), String> {
+        for rule in &script.fail_next {
+            if !(400..=599).contains(&rule.status) {
+                return Err(format!("fail_next status {} is not an error status (400..=599)", rule.status));
+            }
+        }
+        let mut settings = Vec::new();
+        for setting in &script.set_rate_limit_remaining {
+            let index = self.accounts.iter().position(|a| a.email == setting.email).ok_or_else(|| {
+                format!("set_rate_limit_remaining names {}, which is not a seeded account", setting.email)
+            })?;
+            settings.push((index, setting.remaining));
+        }
+        for (index, remaining) in settings {
+            self.accounts[index].remaining = remaining;
+        }
+        self.script.fail_next.extend(script.fail_next);
+        self.script.rate_limit_next = self.script.rate_limit_next.saturating_add(script.rate_limit_next);
+        if script.retry_after_seconds.is_some() {
+            self.script.retry_after_seconds = script.retry_after_seconds;
+        }
+        if let Some(build) = script.next_build {
+            self.script.next_builds.push_back(build);
+        }
+        Ok(())
+    }
+
+    pub fn account_by_key(&self, key: &str) -> Option<usize> {
+        self.accounts.iter().position(|a| a.api_key == key)
+    }
+
+    /// The app `identity` (id or name) if `account` owns it.
+    pub fn owned_app(&self, account: usize, identity: &str) -> Option<usize> {
+        self.apps.iter().position(|app| app.owner == account && (app.name == identity || app.id == identity))
+    }
+
+    pub fn app_json(&self, index: usize) -> Value {
+        let app = &self.apps[index];
+        let owner = &self.accounts[app.owner];
+        let stack = json!({ "id": derived_uuid("stack", STACK), "name": STACK });
+        let released_at = self
+            .releases
+            .iter()
+            .filter(|r| r.app == index && State::release_status(r) == "succeeded")
+            .max_by_key(|r| r.version)
+            .map(|r| r.created_at.clone());
+        json!({
+            "acm": false,
+            "archived_at": null,
+            "build_stack": stack,
+            "buildpack_provided_description": null,
+            "created_at": app.created_at,
+            "generation": { "id": derived_uuid("generation", "cedar"), "name": "cedar" },
+            "git_url": format!("https://git.heroku.com/{}.git", app.name),
+            "id": app.id,
+            "internal_routing": null,
+            "maintenance": false,
+            "name": app.name,
+            "organization": null,
+            "owner": { "email": owner.email, "id": owner.id },
+            "region": { "id": derived_uuid("region", REGION), "name": REGION },
+            "released_at": released_at,
+            "repo_size": null,
+            "slug_size": null,
+            "space": null,
+            "stack": stack,
+            "team": null,
+            "updated_at": released_at.as_deref().unwrap_or(&app.created_at),
+            "web_url": format!("https://{}.herokuapp.com/", app.name),
+        })
+    }
+
+    /// The status a build reports after `polls` GETs.
+    pub fn build_status(build: &Build) -> &'static str {
+        if build.polls <= build.polls_pending { "pending" } else { build.final_status.as_str() }
+    }
+
+    pub fn build_json(&self, index: usize) -> Value {
+        let build = &self.builds[index];
+        let app = &self.apps[build.app];
+        let status = State::build_status(build);
+        let (release, slug) = match (status, build.release) {
+            ("succeeded", Some(release)) => {
+                (json!({ "id": self.releases[release].id }), json!({ "id": build.slug_id }))
+            }
+            _ => (Value::Null, Value::Null),
+        };
+        json!({
+            "app": { "id": app.id, "name": app.name },
+            "buildpacks": build.buildpacks,
+            "created_at": build.created_at,
+            "id": build.id,
+            "output_stream_url": format!("{}/__streams/builds/{}", self.base_url, build.id),
+            "release": release,
+            "slug": slug,
+            "source_blob": build.source_blob,
+            "stack": STACK,
+            "status": status,
+            "updated_at": build.updated_at,
+            "user": self.accounts[build.user].identity(),
+        })
+    }
+
+    /// The status a release reports after `polls` GETs.
+    pub fn release_status(release: &Release) -> &'static str {
+        if release.polls <= release.polls_pending { "pending" } else { release.final_status.as_str() }
+    }
+
+    pub fn release_json(&self, index: usize) -> Value {
+        let release = &self.releases[index];
+        let app = &self.apps[release.app];
+        let status = State::release_status(release);
+        // The current release is the app's newest one that has succeeded.
+        let current = self
+            .releases
+            .iter()
+            .filter(|r| r.app == release.app && State::release_status(r) == "succeeded")
+            .map(|r| r.version)
+            .max()
+            == Some(release.version)
+            && status == "succeeded";
+        let output_stream_url =
+            release.release_phase.then(|| format!("{}/__streams/releases/{}", self.base_url, release.id));
+        json!({
+            "addon_plan_names": [],
+            "app": { "id": app.id, "name": app.name },
+            "artifacts": [{ "type": "slug", "id": release.slug_id }],
+            "created_at": release.created_at,
+            "current": current,
+            "description": release.description,
+            "eligible_for_rollback": true,
+            "id": release.id,
+            "output_stream_url": output_stream_url,
+            "slug": { "id": release.slug_id },
+            "status": status,
+            "updated_at": release.updated_at,
+            "user": self.accounts[release.user].identity(),
+            "version": release.version,
+        })
+    }
+}
+
+/// The app names a seeded account owns: its listed apps, then the generated ones.
+fn seed_app_names(account: &SeedAccount) -> Vec<String> {
+    let mut names = account.apps.clone();
+    names.extend((1..=account.generated_apps).map(|i| format!("app-{i:04}")));
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(email: &str, key: &str, apps: &[&str], generated: u32) -> SeedAccount {
+        SeedAccount {
+            email: email.into(),
+            api_key: key.into(),
+            apps: apps.iter().map(|a| a.to_string()).collect(),
+            generated_apps: generated,
+            ..SeedAccount::default()
+        }
+    }
+
+    #[test]
+    fn seeds_merge_and_conflicts_change_nothing() {
+        let mut state = State::new("http://127.0.0.1:1".into());
+        let seed = Seed { accounts: vec![account("ada@example.com", "k1", &["hello-app"], 3)] };
+        state.apply_seed(&seed).expect("first seed");
+        assert_eq!(state.apps.len(), 4);
+        assert_eq!(state.apps[1].name, "app-0001");
+
+        let more = Seed { accounts: vec![account("ada@example.com", "k1b", &["hello-app", "second"], 0)] };
+        state.apply_seed(&more).expect("merge");
+        assert_eq!(state.accounts.len(), 1);
+        assert_eq!(state.accounts[0].api_key, "k1b");
+        assert_eq!(state.apps.len(), 5);
+
+        let conflict = Seed { accounts: vec![account("bob@example.com", "k2", &["second"], 0)] };
+        assert!(state.apply_seed(&conflict).is_err());
+        let same_key = Seed { accounts: vec![account("bob@example.com", "k1b", &[], 0)] };
+        assert!(state.apply_seed(&same_key).is_err());
+        assert_eq!(state.accounts.len(), 1);
+    }
+
+    #[test]
+    fn scripts_with_unknown_emails_are_refused() {
+        let mut state = State::new("http://127.0.0.1:1".into());
+        let script: Script = serde_json::from_value(json!({
+            "rate_limit_next": 2,
+            "set_rate_limit_remaining": [{"email": "nobody@example.com", "remaining": 0}]
+        }))
+        .expect("script parses");
+        assert!(state.apply_script(script).is_err());
+        assert_eq!(state.script.rate_limit_next, 0);
+    }
+}
