@@ -1,0 +1,399 @@
+//! `pier deploy` (manual) and `pier ci` (automatic): run deploys and record them.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde::Serialize;
+
+use super::project::{Project, master_key};
+use super::{CliError, Globals, Output, ci_env};
+use crate::caps::events::{Event, EventSink};
+use crate::caps::secrets::redact;
+use crate::deploy::{Build, Deploy, DeployError, RunDir};
+use crate::exit::Exit;
+use crate::project::config::Server;
+use crate::project::timeline::{self, DeployLog, Status, Timeline};
+use crate::project::{STATE_DIR, lock};
+use crate::runtime::bindings::Trigger;
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The server's alias or name.
+    server: String,
+    /// The commit to deploy (default: HEAD of the checkout).
+    #[arg(long, value_name = "SHA")]
+    commit: Option<String>,
+    /// The branch the commit is on (default: the checkout's branch).
+    #[arg(long, value_name = "NAME")]
+    branch: Option<String>,
+    /// The CI build id, for the timeline.
+    #[arg(long, value_name = "ID")]
+    build: Option<String>,
+    /// The checkout to deploy.
+    #[arg(long, value_name = "PATH", default_value = ".")]
+    dir: PathBuf,
+    /// Wait up to this many seconds for a running deploy of the server to finish.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    wait: u64,
+    /// Print JSON Lines: one event per line, then the result.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CiArgs {
+    /// The checkout to deploy.
+    #[arg(long, value_name = "PATH", default_value = ".")]
+    dir: PathBuf,
+    /// Wait up to this many seconds for a running deploy of a server to finish.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    wait: u64,
+    /// Print JSON Lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One JSON Lines record: `{"type": ..., "data": ...}`.
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: T,
+}
+
+fn json_line<T: Serialize>(kind: &str, data: T) {
+    if let Ok(text) = serde_json::to_string(&Envelope { kind, data }) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", redact(&text));
+        let _ = out.flush();
+    }
+}
+
+/// Shows a deploy's events on stderr (or as JSON Lines on stdout) and writes them to its log.
+struct DeploySink {
+    log: Mutex<DeployLog>,
+    json: bool,
+    server: String,
+}
+
+impl EventSink for DeploySink {
+    fn emit(&self, event: Event) {
+        let line = super::progress::render(&event);
+        let line = redact(&line).into_owned();
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).line(&line);
+        if self.json {
+            json_line("event", serde_json::json!({ "server": self.server, "event": event }));
+        } else {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
+    }
+}
+
+/// Commit and branch of the checkout in `dir`, from git.
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// Who asked for a deploy: the CI's user, else the local user.
+fn actor() -> String {
+    for var in [
+        "GITHUB_ACTOR",
+        "GITLAB_USER_LOGIN",
+        "CIRCLE_USERNAME",
+        "BUILDKITE_BUILD_CREATOR",
+        "SEMAPHORE_GIT_COMMITTER",
+        "BUILD_USER_ID",
+    ] {
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty()
+        {
+            return v;
+        }
+    }
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into())
+}
+
+/// Resolves the checkout directory, refusing one that does not exist.
+fn checkout(dir: &Path) -> Result<PathBuf, CliError> {
+    dir.canonicalize().map_err(|e| CliError::Usage(format!("--dir {}: {e}", dir.display())))
+}
+
+pub async fn deploy(args: DeployArgs, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
+    let project = Project::open()?;
+    let server = project.server(&args.server)?.clone();
+    let dir = checkout(&args.dir)?;
+    let commit = match args.commit.or_else(|| std::env::var("PIER_COMMIT").ok().filter(|v| !v.is_empty())) {
+        Some(c) => c,
+        None => git(&dir, &["rev-parse", "HEAD"]).ok_or_else(|| {
+            CliError::Usage(format!("{} is not a git checkout with a commit: pass --commit SHA", dir.display()))
+        })?,
+    };
+    let branch = match args.branch.or_else(|| std::env::var("PIER_BRANCH").ok().filter(|v| !v.is_empty())) {
+        Some(b) => b,
+        None => git(&dir, &["rev-parse", "--abbrev-ref", "HEAD"]).filter(|b| b != "HEAD").ok_or_else(|| {
+            CliError::Usage(format!("cannot tell the branch of {}: pass --branch NAME", dir.display()))
+        })?,
+    };
+    let build = Build {
+        commit,
+        branch,
+        build: args.build.or_else(|| std::env::var("PIER_BUILD").ok().filter(|v| !v.is_empty())),
+        trigger: Trigger::Manual,
+        actor: actor(),
+    };
+    let result = run_one(&project, &server, build, &dir, Duration::from_secs(args.wait), args.json, globals).await?;
+    report(&[result], args.json, out)
+}
+
+/// What `pier deploy` and `pier ci` print per server.
+#[derive(Debug, Serialize)]
+pub struct ServerResult {
+    pub server: String,
+    /// `succeeded`, `failed`, `interrupted` or `skipped`.
+    pub status: String,
+    pub deploy_id: Option<String>,
+    pub exit_code: u8,
+    pub summary: String,
+    pub url: Option<String>,
+    pub seconds: Option<f64>,
+}
+
+fn report(results: &[ServerResult], json: bool, out: &mut Output) -> Result<Exit, CliError> {
+    let worst = results
+        .iter()
+        .filter(|r| r.status != "succeeded" && r.status != "skipped")
+        .map(|r| r.exit_code)
+        .next()
+        .unwrap_or(0);
+    for r in results {
+        if json {
+            json_line("result", r);
+        } else {
+            let took = r.seconds.map(|s| format!(" in {s:.1}s")).unwrap_or_default();
+            let id = r.deploy_id.as_deref().map(|i| format!(" [deploy {i}]")).unwrap_or_default();
+            let url = r.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+            out.line(format!("{}: {}{took}: {}{url}{id}", r.server, r.status, r.summary))?;
+        }
+    }
+    Ok(match worst {
+        0 => Exit::Success,
+        1 => Exit::DeployFailed,
+        2 => Exit::BadInput,
+        3 => Exit::PluginFault,
+        _ => Exit::Provider,
+    })
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Deploys one server under its lock and records it in the timeline.
+async fn run_one(
+    project: &Project,
+    server: &Server,
+    build: Build,
+    dir: &Path,
+    wait: Duration,
+    json: bool,
+    globals: &Globals,
+) -> Result<ServerResult, CliError> {
+    let state = project.root.join(STATE_DIR);
+    std::fs::create_dir_all(&state).map_err(|e| CliError::Usage(format!("cannot create {}: {e}", state.display())))?;
+    let _ = std::fs::write(state.join(".gitignore"), "# Local state of pier: not for committing.\n*\n");
+    let runtime = globals.runtime()?;
+    let plugin = project.plugin(&runtime, &server.method)?;
+    let description = plugin.describe(&runtime).await?;
+    let (key, source) = master_key()?;
+    let vault = Arc::new(project.secrets()?.open_server(&key, &source.to_string(), &server.alias)?);
+
+    let deploy_id = timeline::new_id();
+    let _lock = lock::lock(&state, &server.alias, &deploy_id, wait).await.map_err(|e| match e {
+        lock::LockError::Busy { .. } => {
+            CliError::Method { message: format!("{e}; wait for it with --wait SECONDS"), exit: Exit::DeployFailed }
+        }
+        other => CliError::Usage(other.to_string()),
+    })?;
+    let timeline = Timeline::open(&state)?;
+    for stale in timeline.reconcile(|d| d.server == server.alias || lock::is_free(&state, &d.server))? {
+        RunDir::remove_stale(&state, &stale);
+        tracing::warn!("deploy {stale} was interrupted (its process ended); marked as such in the timeline");
+    }
+    let record = timeline::Deploy {
+        id: deploy_id.clone(),
+        server: server.alias.clone(),
+        method: server.method.clone(),
+        commit: build.commit.clone(),
+        branch: build.branch.clone(),
+        build: build.build.clone(),
+        trigger: match build.trigger {
+            Trigger::Manual => "manual".into(),
+            Trigger::Automatic => "automatic".into(),
+        },
+        actor: build.actor.clone(),
+        started_at: String::new(),
+        ended_at: None,
+        status: Status::Running,
+        exit_code: None,
+        summary: None,
+    };
+    let log = timeline.start(&record)?;
+    let sink = Arc::new(DeploySink { log: Mutex::new(log), json, server: server.alias.clone() });
+    let run_dir = RunDir::create(&state, &deploy_id)
+        .map_err(|e| CliError::Usage(format!("cannot create the run directory: {e}")))?;
+    let deploy = Deploy {
+        runtime: &runtime,
+        plugin: &plugin,
+        description: &description,
+        server,
+        vault,
+        checkout: dir.to_path_buf(),
+        run_dir: run_dir.path().to_path_buf(),
+        build: build.clone(),
+        deploy_id: deploy_id.clone(),
+        sink: sink.clone(),
+        command_timeout: runtime.limits().deploy_time,
+    };
+    sink.emit(Event::Step {
+        title: format!(
+            "Deploying {} of {} to {} ({}, deploy {deploy_id})",
+            &build.commit.get(..12).unwrap_or(&build.commit),
+            build.branch,
+            server.alias,
+            server.method
+        ),
+    });
+    let started = Instant::now();
+    let outcome = tokio::select! {
+        result = async {
+            let plan = deploy.plan().await?;
+            deploy.run(&plan).await
+        } => Some(result),
+        _ = interrupted() => None,
+    };
+    drop(deploy);
+    drop(run_dir);
+    let seconds = Some(started.elapsed().as_secs_f64());
+    let (status, exit, summary, url) = match outcome {
+        None => (Status::Interrupted, None, "interrupted by a signal".to_string(), None),
+        Some(Ok(ended)) => (Status::Succeeded, Some(ended.exit), ended.summary, ended.url),
+        Some(Err(e)) => {
+            let exit = e.exit();
+            let message = match &e {
+                DeployError::Call(c) => c.to_string(),
+                other => other.to_string(),
+            };
+            sink.emit(Event::Log { level: crate::caps::events::Level::Error, message: message.clone() });
+            (Status::Failed, Some(exit), message, None)
+        }
+    };
+    let code = exit.map(|e| e.code()).unwrap_or(130);
+    let log = sink.log.lock().unwrap_or_else(|e| e.into_inner()).text().to_string();
+    timeline.finish(&deploy_id, status, i32::from(code), &redact(&summary), &log)?;
+    if status == Status::Interrupted {
+        // The conventional code of a process stopped by SIGINT.
+        eprintln!("interrupted: deploy {deploy_id} recorded as interrupted");
+        std::process::exit(130);
+    }
+    Ok(ServerResult {
+        server: server.alias.clone(),
+        status: status.to_string(),
+        deploy_id: Some(deploy_id),
+        exit_code: code,
+        summary: redact(&summary).into_owned(),
+        url,
+        seconds,
+    })
+}
+
+pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
+    let project = Project::open()?;
+    let dir = checkout(&args.dir)?;
+    let detected = ci_env::detect(&|name| std::env::var(name).ok());
+    let (Some(branch), Some(commit)) = (detected.branch.clone(), detected.commit.clone()) else {
+        return Err(CliError::Usage(format!(
+            "cannot tell which build this is ({}): set PIER_BRANCH and PIER_COMMIT",
+            detected.describe()
+        )));
+    };
+    if !args.json {
+        eprintln!("{}: branch {branch}, commit {}", detected.describe(), commit.get(..12).unwrap_or(&commit));
+    }
+    let mut results = Vec::new();
+    let mut failed = false;
+    for server in project.config.servers() {
+        let skip = |reason: String| ServerResult {
+            server: server.alias.clone(),
+            status: "skipped".into(),
+            deploy_id: None,
+            exit_code: 0,
+            summary: reason,
+            url: None,
+            seconds: None,
+        };
+        let reason = match (&server.strategy, &server.branch) {
+            (crate::project::config::Strategy::Manual, _) => {
+                Some("manual strategy: deploy it with `pier deploy`".to_string())
+            }
+            (_, Some(b)) if *b != branch => Some(format!("follows branch {b}, this build is on {branch}")),
+            _ if failed => Some("not deployed: an earlier deploy in this run failed".to_string()),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            let result = skip(reason);
+            if !args.json {
+                eprintln!("skipping {}: {}", result.server, result.summary);
+            }
+            results.push(result);
+            continue;
+        }
+        let build = Build {
+            commit: commit.clone(),
+            branch: branch.clone(),
+            build: detected.build.clone(),
+            trigger: Trigger::Automatic,
+            actor: actor(),
+        };
+        let result =
+            match run_one(&project, server, build, &dir, Duration::from_secs(args.wait), args.json, globals).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {}: {}", server.alias, redact(&e.to_string()));
+                    ServerResult {
+                        server: server.alias.clone(),
+                        status: "failed".into(),
+                        deploy_id: None,
+                        exit_code: e.exit().code(),
+                        summary: redact(&e.to_string()).into_owned(),
+                        url: None,
+                        seconds: None,
+                    }
+                }
+            };
+        failed |= result.status != "succeeded";
+        results.push(result);
+    }
+    if results.iter().all(|r| r.status == "skipped") && !args.json {
+        eprintln!("no automatic server follows branch {branch}: nothing to deploy");
+    }
+    report(&results, args.json, out)
+}

@@ -1,0 +1,237 @@
+//! The `pier` command line.
+//!
+//! Manners: data on stdout, logs and progress on stderr; `--json` for machines; colour
+//! and progress bars only on a terminal and never under `NO_COLOR`; never a prompt
+//! without a terminal; every failure one line on stderr and an exit code from
+//! [`crate::exit`].
+
+mod ask;
+mod ci_env;
+mod deploy;
+mod init;
+mod output;
+mod plugins;
+pub mod progress;
+mod project;
+mod server;
+mod timeline;
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::Exit;
+use crate::runtime::{CallError, HostError, LoadError, Runtime};
+
+pub use output::Output;
+
+/// Deploy from CI with deployment methods that run as sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "pier", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log more: -v for debug, -vv for trace (also PIER_LOG=debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a project here: create pier.toml and, unless PIER_MASTER_KEY is set, a master key.
+    Init {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add, list, show, edit and remove deployment servers.
+    #[command(subcommand)]
+    Server(server::ServerCommand),
+    /// Deploy a server now: the method's deploy, then its commands.
+    Deploy(deploy::DeployArgs),
+    /// In CI, after the tests pass: deploy every automatic server that follows this build's branch.
+    Ci(deploy::CiArgs),
+    /// Show the deployment timeline, or one deploy's log.
+    Timeline(timeline::TimelineArgs),
+    /// List, inspect and install deployment-method plugins.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
+}
+
+/// Why a command failed; each maps to one exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad flags or input.
+    #[error("{0}")]
+    Usage(String),
+    /// A plugin file is unusable.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A plugin call failed.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The runtime could not start.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// The method reported an error.
+    #[error("{message}")]
+    Method { message: String, exit: Exit },
+    /// `pier.toml` is invalid or cannot be written.
+    #[error(transparent)]
+    Config(#[from] crate::project::config::ConfigError),
+    /// `pier.secrets` cannot be used.
+    #[error(transparent)]
+    Secrets(#[from] crate::project::secrets_file::SecretsFileError),
+    /// No usable master key.
+    #[error(transparent)]
+    MasterKey(#[from] crate::project::masterkey::MasterKeyError),
+    /// The timeline cannot be used.
+    #[error(transparent)]
+    Timeline(#[from] crate::project::timeline::TimelineError),
+    /// Writing output failed.
+    #[error("writing output failed: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// The exit code for this error.
+    pub fn exit(&self) -> Exit {
+        match self {
+            CliError::Usage(_)
+            | CliError::Load(_)
+            | CliError::Config(_)
+            | CliError::Secrets(_)
+            | CliError::MasterKey(_)
+            | CliError::Timeline(_) => Exit::BadInput,
+            CliError::Call(CallError::Fault(_)) => Exit::PluginFault,
+            CliError::Call(CallError::Host(_)) | CliError::Host(_) => Exit::Provider,
+            CliError::Method { exit, .. } => *exit,
+            CliError::Output(_) => Exit::BadInput,
+        }
+    }
+}
+
+/// Settings every command shares.
+pub struct Globals {
+    /// Where compiled plugins are cached.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Globals {
+    fn from_env() -> Self {
+        let cache_dir = match std::env::var_os("PIER_CACHE_DIR") {
+            Some(dir) if dir.is_empty() => None,
+            Some(dir) => Some(PathBuf::from(dir)),
+            None => dirs::cache_dir().map(|d| d.join("pier").join("compiled")),
+        };
+        Globals { cache_dir }
+    }
+
+    /// A runtime with the default limits, overridable by `PIER_LIMIT_MEMORY_MB` and
+    /// `PIER_LIMIT_SECONDS` (every call's wall-clock limit).
+    pub fn runtime(&self) -> Result<Runtime, CliError> {
+        let mut limits = crate::runtime::Limits::default();
+        if let Some(mb) = env_number("PIER_LIMIT_MEMORY_MB")? {
+            limits.max_memory = (mb as usize) << 20;
+        }
+        if let Some(secs) = env_number("PIER_LIMIT_SECONDS")? {
+            let limit = std::time::Duration::from_secs_f64(secs);
+            limits.describe_time = limit;
+            limits.setup_time = limit;
+            limits.deploy_time = limit;
+        }
+        Ok(Runtime::new(limits, self.cache_dir.clone())?)
+    }
+}
+
+fn env_number(name: &str) -> Result<Option<f64>, CliError> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(text) => match text.trim().parse::<f64>() {
+            Ok(n) if n > 0.0 && n.is_finite() => Ok(Some(n)),
+            _ => Err(CliError::Usage(format!("{name} must be a positive number, not `{text}`"))),
+        },
+    }
+}
+
+/// The CLI error for a `method-error` a plugin returned.
+pub fn method_error(d: &crate::runtime::Description, error: crate::runtime::MethodError) -> CliError {
+    use crate::runtime::MethodError as E;
+    let method = &d.name;
+    let (message, exit) = match error {
+        E::InvalidAnswer(f) => {
+            let label = d.fields.iter().find(|x| x.id == f.field).map(|x| x.label.as_str()).unwrap_or(&f.field);
+            (format!("{method}: {label} ({}): {}", f.field, f.message), Exit::BadInput)
+        }
+        E::Provider(m) => (format!("{method}: {m}"), Exit::Provider),
+        E::RateLimited(Some(s)) => {
+            (format!("{method}: the provider is rate limiting requests; try again in {s}s"), Exit::Provider)
+        }
+        E::RateLimited(None) => {
+            (format!("{method}: the provider is rate limiting requests; try again later"), Exit::Provider)
+        }
+        E::DeployFailed(f) => (format!("{method}: {}", f.reason), Exit::DeployFailed),
+        E::Denied(m) => (format!("{method}: the plugin was denied: {m}"), Exit::PluginFault),
+        E::Unsupported(m) => (format!("{method}: not supported by the plugin: {m}"), Exit::PluginFault),
+    };
+    CliError::Method { message, exit }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("PIER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(color)
+        .with_target(false)
+        .with_writer(output::RedactingStderr::default)
+        .try_init();
+}
+
+/// Runs the command line and returns the exit code.
+pub fn main() -> Exit {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { Exit::BadInput } else { Exit::Success };
+        }
+    };
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return Exit::Provider;
+        }
+    };
+    let globals = Globals::from_env();
+    let mut out = Output::stdout();
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Init { json } => init::run(json, &mut out),
+            Command::Server(command) => server::run(command, &globals, &mut out).await,
+            Command::Plugins(command) => plugins::run(command, &globals, &mut out).await,
+            Command::Deploy(args) => deploy::deploy(args, &globals, &mut out).await,
+            Command::Ci(args) => deploy::ci(args, &globals, &mut out).await,
+            Command::Timeline(args) => timeline::run(args, &mut out),
+        }
+    });
+    match result {
+        Ok(exit) => exit,
+        // `pier ... | head` closes stdout early: not an error.
+        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Success,
+        Err(e) => {
+            let text = crate::caps::secrets::redact(&e.to_string()).into_owned();
+            eprintln!("error: {}", text.lines().next().unwrap_or_default());
+            e.exit()
+        }
+    }
+}

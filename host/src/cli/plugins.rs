@@ -1,0 +1,240 @@
+//! `pier plugins`: list and inspect deployment-method plugins.
+
+use std::path::Path;
+
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::{CliError, Globals, Output};
+use crate::exit::Exit;
+use crate::runtime::bindings::{EndpointSource, FieldKind};
+use crate::runtime::{Description, Plugin, PluginFile, Runtime, builtin};
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// List the built-in and installed plugins.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a plugin's setup form, permissions, size and digest.
+    Inspect {
+        /// A plugin file (.wasm) or the name of a built-in plugin.
+        plugin: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A plugin as `list` and `inspect` show it.
+#[derive(Debug, Serialize)]
+pub struct PluginView {
+    pub name: String,
+    pub title: String,
+    pub version: String,
+    pub summary: String,
+    pub contract: String,
+    pub source: String,
+    pub builtin: bool,
+    pub size: u64,
+    pub sha256: String,
+    pub fields: Vec<FieldView>,
+    pub permissions: PermissionsView,
+}
+
+/// A setup field.
+#[derive(Debug, Serialize)]
+pub struct FieldView {
+    pub id: String,
+    pub label: String,
+    pub help: String,
+    pub kind: &'static str,
+    pub required: bool,
+    pub default: Option<String>,
+    pub advanced: bool,
+}
+
+/// What a plugin asks to be allowed.
+#[derive(Debug, Serialize)]
+pub struct PermissionsView {
+    pub endpoints: Vec<EndpointView>,
+    pub origins: Vec<String>,
+    pub programs: Vec<String>,
+}
+
+/// An endpoint and where its URL comes from, in order.
+#[derive(Debug, Serialize)]
+pub struct EndpointView {
+    pub id: String,
+    pub sources: Vec<SourceView>,
+}
+
+/// One source of an endpoint's URL.
+#[derive(Debug, Serialize)]
+#[serde(tag = "from", rename_all = "lowercase")]
+pub enum SourceView {
+    Fixed { url: String },
+    Field { field: String },
+    Env { name: String, bare_host: String },
+}
+
+impl std::fmt::Display for SourceView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceView::Fixed { url } => write!(f, "{url}"),
+            SourceView::Field { field } => write!(f, "setting `{field}`"),
+            SourceView::Env { name, .. } => write!(f, "${name}"),
+        }
+    }
+}
+
+fn kind_name(kind: FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Text => "text",
+        FieldKind::Secret => "secret",
+        FieldKind::Choice => "choice",
+        FieldKind::Boolean => "boolean",
+    }
+}
+
+impl PluginView {
+    pub fn new(description: &Description, file: &PluginFile) -> Self {
+        PluginView {
+            name: description.name.clone(),
+            title: description.title.clone(),
+            version: description.version.clone(),
+            summary: description.summary.clone(),
+            contract: file.contract.clone(),
+            source: file.source.clone(),
+            builtin: file.source.starts_with("builtin:"),
+            size: file.size,
+            sha256: file.sha256.clone(),
+            fields: description
+                .fields
+                .iter()
+                .map(|f| FieldView {
+                    id: f.id.clone(),
+                    label: f.label.clone(),
+                    help: f.help.clone(),
+                    kind: kind_name(f.kind),
+                    required: f.required,
+                    default: f.default.clone(),
+                    advanced: f.advanced,
+                })
+                .collect(),
+            permissions: PermissionsView {
+                endpoints: description
+                    .permissions
+                    .endpoints
+                    .iter()
+                    .map(|e| EndpointView {
+                        id: e.id.clone(),
+                        sources: e
+                            .sources
+                            .iter()
+                            .map(|s| match s {
+                                EndpointSource::Fixed(url) => SourceView::Fixed { url: url.clone() },
+                                EndpointSource::Field(field) => SourceView::Field { field: field.clone() },
+                                EndpointSource::Env(env) => {
+                                    SourceView::Env { name: env.name.clone(), bare_host: env.bare_host.clone() }
+                                }
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                origins: description.permissions.origins.clone(),
+                programs: description.permissions.programs.clone(),
+            },
+        }
+    }
+}
+
+/// Loads `spec`: a path to a file if one exists there, else a built-in name.
+pub fn load(runtime: &Runtime, spec: &str) -> Result<Plugin, CliError> {
+    let path = Path::new(spec);
+    if path.exists() || spec.ends_with(".wasm") || spec.contains('/') {
+        return Ok(runtime.load_file(path)?);
+    }
+    Ok(runtime.load_builtin(spec)?)
+}
+
+pub async fn run(command: PluginsCommand, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
+    let runtime = globals.runtime()?;
+    match command {
+        PluginsCommand::List { json } => {
+            let mut views = Vec::new();
+            for name in builtin::names() {
+                let plugin = runtime.load_builtin(&name)?;
+                let description = plugin.describe(&runtime).await?;
+                views.push(PluginView::new(&description, plugin.file()));
+            }
+            if json {
+                out.json(&views)?;
+            } else {
+                out.line(format!("{:<12} {:<24} {:<9} {:<9} SOURCE", "NAME", "TITLE", "VERSION", "CONTRACT"))?;
+                for v in &views {
+                    let source = if v.builtin { "built-in".to_string() } else { v.source.clone() };
+                    out.line(format!("{:<12} {:<24} {:<9} {:<9} {source}", v.name, v.title, v.version, v.contract))?;
+                }
+            }
+        }
+        PluginsCommand::Inspect { plugin, json } => {
+            let plugin = load(&runtime, &plugin)?;
+            let description = plugin.describe(&runtime).await?;
+            let view = PluginView::new(&description, plugin.file());
+            if json {
+                out.json(&view)?;
+            } else {
+                print_view(&view, out)?;
+            }
+        }
+    }
+    Ok(Exit::Success)
+}
+
+fn print_view(v: &PluginView, out: &mut Output) -> std::io::Result<()> {
+    out.line(format!("{} ({}) {}", v.title, v.name, v.version))?;
+    if !v.summary.is_empty() {
+        out.line(format!("  {}", v.summary))?;
+    }
+    out.line(format!("  source:    {}", v.source))?;
+    out.line(format!("  size:      {} bytes", v.size))?;
+    out.line(format!("  sha256:    {}", v.sha256))?;
+    out.line(format!("  contract:  pier:deploy@{}", v.contract))?;
+    out.line("  setup form:")?;
+    if v.fields.is_empty() {
+        out.line("    (no fields)")?;
+    }
+    for f in &v.fields {
+        let mut traits = vec![f.kind.to_string()];
+        traits.push(if f.required { "required".into() } else { "optional".into() });
+        if let Some(d) = &f.default {
+            traits.push(format!("default {d}"));
+        }
+        if f.advanced {
+            traits.push("advanced".into());
+        }
+        out.line(format!("    {:<14} {} ({})", f.id, f.label, traits.join(", ")))?;
+    }
+    out.line("  permissions:")?;
+    let mut any = false;
+    for e in &v.permissions.endpoints {
+        let sources: Vec<String> = e.sources.iter().map(ToString::to_string).collect();
+        out.line(format!("    http endpoint `{}`: {}", e.id, sources.join(", else ")))?;
+        any = true;
+    }
+    for o in &v.permissions.origins {
+        out.line(format!("    http origin {o}"))?;
+        any = true;
+    }
+    for p in &v.permissions.programs {
+        out.line(format!("    run program `{p}`"))?;
+        any = true;
+    }
+    if !any {
+        out.line("    (none)")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,611 @@
+//! `pier server`: add (the setup wizard), list, show, edit and remove servers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use super::project::{Project, master_key};
+use super::{CliError, Globals, Output, ask, method_error};
+use crate::caps::Grant;
+use crate::caps::secrets::Vault;
+use crate::exit::Exit;
+use crate::project::alias;
+use crate::project::config::{Server, ServerEdit, Strategy, valid_url};
+use crate::runtime::bindings::{Field, FieldKind};
+use crate::runtime::{Answer, CallEnv, Context, Description, Plugin, Runtime};
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Set up a new server: choose the method, answer its setup form, validate, save.
+    Add(AddArgs),
+    /// List the servers.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one server.
+    Show {
+        /// The server's alias or name.
+        server: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a server's strategy, branch, URL, settings, secrets or deploy commands.
+    Edit(EditArgs),
+    /// Remove a server and its secrets.
+    Remove {
+        /// The server's alias or name.
+        server: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StrategyArg {
+    /// Deploy after every passed build of one branch (`pier ci`).
+    Automatic,
+    /// Deploy only when asked (`pier deploy`).
+    Manual,
+}
+
+impl From<StrategyArg> for Strategy {
+    fn from(s: StrategyArg) -> Strategy {
+        match s {
+            StrategyArg::Automatic => Strategy::Automatic,
+            StrategyArg::Manual => Strategy::Manual,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The deployment method (see `pier plugins list`).
+    #[arg(long, value_name = "NAME")]
+    method: Option<String>,
+    /// The server's name, any text.
+    #[arg(long, value_name = "TEXT")]
+    name: Option<String>,
+    /// When to deploy.
+    #[arg(long, value_enum)]
+    strategy: Option<StrategyArg>,
+    /// The branch automatic deploys follow (required with --strategy automatic).
+    #[arg(long, value_name = "NAME")]
+    branch: Option<String>,
+    /// Where the deployed app can be seen.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// Answer a setup field (repeatable).
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    set: Vec<String>,
+    /// Answer a secret setup field from an environment variable (repeatable).
+    #[arg(long = "secret", value_name = "FIELD=env:VAR")]
+    secret: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// The server's alias or name.
+    server: String,
+    #[arg(long, value_enum)]
+    strategy: Option<StrategyArg>,
+    #[arg(long, value_name = "NAME")]
+    branch: Option<String>,
+    /// A new URL; an empty value removes it.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// Change a setting (repeatable); the method validates the result.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    set: Vec<String>,
+    /// Replace a secret from an environment variable (repeatable); validated first.
+    #[arg(long = "secret", value_name = "FIELD=env:VAR")]
+    secret: Vec<String>,
+    /// Replace the deploy commands with these (repeatable; in order).
+    #[arg(long = "command", value_name = "TEXT")]
+    command: Vec<String>,
+    /// Remove every deploy command.
+    #[arg(long, conflicts_with = "command")]
+    clear_commands: bool,
+    /// Append a deploy command (repeatable).
+    #[arg(long = "add-command", value_name = "TEXT")]
+    add_command: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A server as the commands show it: never a secret value, only names.
+#[derive(Debug, Serialize)]
+pub struct ServerView {
+    #[serde(flatten)]
+    pub server: Server,
+    pub secrets: Vec<String>,
+}
+
+pub async fn run(command: ServerCommand, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
+    match command {
+        ServerCommand::Add(args) => add(args, globals, out).await,
+        ServerCommand::List { json } => {
+            let project = Project::open()?;
+            let secrets = project.secrets()?;
+            let views: Vec<ServerView> = project
+                .config
+                .servers()
+                .iter()
+                .map(|s| ServerView { server: s.clone(), secrets: secrets.names(&s.alias) })
+                .collect();
+            if json {
+                out.json(&views)?;
+            } else if views.is_empty() {
+                out.line("no servers yet: add one with `pier server add`")?;
+            } else {
+                out.line(format!(
+                    "{:<20} {:<24} {:<10} {:<10} {:<12} URL",
+                    "ALIAS", "NAME", "METHOD", "STRATEGY", "BRANCH"
+                ))?;
+                for v in &views {
+                    let s = &v.server;
+                    out.line(format!(
+                        "{:<20} {:<24} {:<10} {:<10} {:<12} {}",
+                        s.alias,
+                        s.name,
+                        s.method,
+                        s.strategy,
+                        s.branch.as_deref().unwrap_or("-"),
+                        s.url.as_deref().unwrap_or("-")
+                    ))?;
+                }
+            }
+            Ok(Exit::Success)
+        }
+        ServerCommand::Show { server, json } => {
+            let project = Project::open()?;
+            let server = project.server(&server)?.clone();
+            let view = ServerView { secrets: project.secrets()?.names(&server.alias), server };
+            if json {
+                out.json(&view)?
+            } else {
+                print_server(&view, out)?
+            }
+            Ok(Exit::Success)
+        }
+        ServerCommand::Edit(args) => edit(args, globals, out).await,
+        ServerCommand::Remove { server, json } => {
+            let project = Project::open()?;
+            let server = project.server(&server)?.clone();
+            let mut secrets = project.secrets()?;
+            secrets.remove_server(&server.alias);
+            secrets.save()?;
+            project.config.remove_server(&server.alias)?;
+            if json {
+                out.json(&serde_json::json!({ "removed": server.alias }))?;
+            } else {
+                out.line(format!("removed server {} ({}) and its secrets", server.name, server.alias))?;
+            }
+            Ok(Exit::Success)
+        }
+    }
+}
+
+fn print_server(v: &ServerView, out: &mut Output) -> std::io::Result<()> {
+    let s = &v.server;
+    out.line(format!("{} ({})", s.name, s.alias))?;
+    out.line(format!("  method:    {}", s.method))?;
+    match &s.branch {
+        Some(b) if s.strategy == Strategy::Automatic => out.line(format!("  strategy:  automatic, on branch {b}"))?,
+        _ => out.line(format!("  strategy:  {}", s.strategy))?,
+    }
+    if let Some(url) = &s.url {
+        out.line(format!("  url:       {url}"))?;
+    }
+    out.line("  settings:")?;
+    for (k, v) in &s.settings {
+        out.line(format!("    {k} = {v}"))?;
+    }
+    out.line(format!("  secrets:   {}", if v.secrets.is_empty() { "none".to_string() } else { v.secrets.join(", ") }))?;
+    out.line("  commands:")?;
+    if s.commands.is_empty() {
+        out.line("    (none)")?;
+    }
+    for (i, c) in s.commands.iter().enumerate() {
+        out.line(format!("    {}. {c}", i + 1))?;
+    }
+    Ok(())
+}
+
+/// Parses `FIELD=VALUE` flags.
+fn parse_pairs(flag: &str, pairs: &[String]) -> Result<BTreeMap<String, String>, CliError> {
+    let mut map = BTreeMap::new();
+    for pair in pairs {
+        let (k, v) =
+            pair.split_once('=').ok_or_else(|| CliError::Usage(format!("{flag} `{pair}` must be FIELD=VALUE")))?;
+        if map.insert(k.trim().to_string(), v.to_string()).is_some() {
+            return Err(CliError::Usage(format!("{flag} {k} is given twice")));
+        }
+    }
+    Ok(map)
+}
+
+/// Parses `FIELD=env:VAR` flags and reads each variable.
+fn parse_secrets(pairs: &[String]) -> Result<BTreeMap<String, SecretString>, CliError> {
+    let mut map = BTreeMap::new();
+    for (field, source) in parse_pairs("--secret", pairs)? {
+        let var = source.strip_prefix("env:").ok_or_else(|| {
+            CliError::Usage(format!("--secret {field}=... must name an environment variable: --secret {field}=env:VAR"))
+        })?;
+        let value = std::env::var(var).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
+            CliError::Usage(format!("environment variable {var} is empty or not set (from --secret {field}=env:{var})"))
+        })?;
+        map.insert(field, SecretString::from(value));
+    }
+    Ok(map)
+}
+
+/// Checks that every flag names a field of the method, of the right kind.
+fn check_fields(
+    d: &Description,
+    set: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, SecretString>,
+) -> Result<(), CliError> {
+    let ids: Vec<&str> = d.fields.iter().map(|f| f.id.as_str()).collect();
+    let field = |id: &str| d.fields.iter().find(|f| f.id == id);
+    for id in set.keys() {
+        match field(id) {
+            None => {
+                return Err(CliError::Usage(format!(
+                    "method {} has no field `{id}` (fields: {})",
+                    d.name,
+                    ids.join(", ")
+                )));
+            }
+            Some(f) if f.kind == FieldKind::Secret => {
+                return Err(CliError::Usage(format!(
+                    "`{id}` is a secret: pass it with --secret {id}=env:VAR, never on the command line"
+                )));
+            }
+            Some(f) if f.kind == FieldKind::Boolean && !matches!(set[id].as_str(), "true" | "false") => {
+                return Err(CliError::Usage(format!("--set {id} must be true or false")));
+            }
+            _ => {}
+        }
+    }
+    for id in secrets.keys() {
+        match field(id) {
+            None => {
+                return Err(CliError::Usage(format!(
+                    "method {} has no field `{id}` (fields: {})",
+                    d.name,
+                    ids.join(", ")
+                )));
+            }
+            Some(f) if f.kind != FieldKind::Secret => {
+                return Err(CliError::Usage(format!("`{id}` is not a secret: pass it with --set {id}=VALUE")));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The environment a setup-time call runs in: the method's grant for these answers.
+fn setup_env(
+    d: &Description,
+    answers: &[Answer],
+    vault: Arc<Vault>,
+    server: &str,
+) -> Result<(CallEnv, Context), CliError> {
+    let values = crate::runtime::values_of(answers);
+    let (grant, endpoints) = Grant::for_call(&d.permissions, &values, &|name| std::env::var(name).ok())
+        .map_err(|e| CliError::Usage(format!("method {}: {e}", d.name)))?;
+    let env = CallEnv { grant, vault, workspace: None, sink: Arc::new(super::progress::StderrSink::new()) };
+    Ok((env, Context { endpoints, server: server.to_string() }))
+}
+
+/// Asks the form's fields on a terminal, or takes them from flags; returns the answers
+/// (secrets go into `vault`) or the list of missing flags.
+async fn answer_form(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    d: &Description,
+    set: &BTreeMap<String, String>,
+    secrets: BTreeMap<String, SecretString>,
+    vault: &Arc<Vault>,
+    missing: &mut Vec<String>,
+) -> Result<Vec<Answer>, CliError> {
+    let interactive = ask::interactive();
+    let mut answers: Vec<Answer> = Vec::new();
+    for (id, value) in secrets {
+        vault.insert(&id, value);
+    }
+    for field in &d.fields {
+        let given = set.get(&field.id).cloned();
+        let value = match field.kind {
+            FieldKind::Secret => {
+                if !vault.contains(&field.id) {
+                    if interactive {
+                        let value = ask::secret(&field.label)?;
+                        if !value.expose_secret().is_empty() {
+                            vault.insert(&field.id, value);
+                        }
+                    }
+                    if field.required && !vault.contains(&field.id) {
+                        missing.push(format!("--secret {}=env:VAR ({})", field.id, field.label));
+                    }
+                }
+                continue;
+            }
+            _ if given.is_some() => given,
+            _ if !interactive || field.advanced => field.default.clone(),
+            FieldKind::Boolean => {
+                let default = field.default.as_deref() == Some("true");
+                Some(ask::confirm(&field.label, default)?.to_string())
+            }
+            FieldKind::Text => {
+                let text = ask::text(&field.label, field.default.as_deref(), !field.required)?;
+                (!text.trim().is_empty()).then_some(text)
+            }
+            FieldKind::Choice => {
+                if !missing.is_empty() {
+                    None
+                } else {
+                    Some(choose(runtime, plugin, d, field, &answers, vault).await?)
+                }
+            }
+        };
+        match value {
+            Some(v) => answers.push(Answer { field: field.id.clone(), value: v }),
+            None if field.required => missing.push(format!("--set {}=VALUE ({})", field.id, field.label)),
+            None => {}
+        }
+    }
+    Ok(answers)
+}
+
+/// Lets the user pick a choice field's value from what the method offers.
+async fn choose(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    d: &Description,
+    field: &Field,
+    answers: &[Answer],
+    vault: &Arc<Vault>,
+) -> Result<String, CliError> {
+    let (env, ctx) = setup_env(d, answers, vault.clone(), "")?;
+    let choices = ask::spin(
+        &format!("fetching {} choices", field.label.to_lowercase()),
+        plugin.choices(runtime, &env, &ctx, &field.id, answers),
+    )
+    .await?
+    .map_err(|e| method_error(d, e))?;
+    if choices.is_empty() {
+        return Err(CliError::Usage(format!("{}: the method offers no choices for `{}`", d.name, field.label)));
+    }
+    let labels: Vec<String> = choices.iter().map(|c| c.label.clone()).collect();
+    let default = field.default.as_ref().and_then(|d| choices.iter().position(|c| &c.value == d)).unwrap_or(0);
+    let index = ask::select(&field.label, &labels, default)?;
+    Ok(choices[index].value.clone())
+}
+
+async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
+    let project = Project::open()?;
+    let (key, key_source) = master_key()?;
+    let mut secrets_file = project.secrets()?;
+    secrets_file.verify_key(&key, &key_source.to_string())?;
+    let runtime = globals.runtime()?;
+    let interactive = ask::interactive();
+    let mut missing = Vec::new();
+
+    // S1: the method.
+    let methods = project.methods();
+    let method = match args.method {
+        Some(m) => Some(m),
+        None if interactive => Some(methods[ask::select("Deployment method", &methods, 0)?].clone()),
+        None => None,
+    };
+    // S7: name; S2: strategy and branch; URL.
+    let name = match args.name {
+        Some(n) => Some(n),
+        None if interactive => Some(ask::text("Server name", None, false)?),
+        None => None,
+    };
+    if let Some(name) = &name {
+        if alias::slug(name).is_none() {
+            return Err(CliError::Usage(format!("server name `{name}` needs at least one letter or digit")));
+        }
+        if let Some(other) = project.config.servers().iter().find(|s| alias::same_name(&s.name, name)) {
+            return Err(CliError::Usage(format!(
+                "a server named `{}` already exists (alias {})",
+                other.name, other.alias
+            )));
+        }
+    }
+    let strategy: Option<Strategy> = match args.strategy {
+        Some(s) => Some(s.into()),
+        None if interactive => {
+            let options = [
+                "manual: deploy when asked".to_string(),
+                "automatic: deploy every passed build of one branch".to_string(),
+            ];
+            Some(if ask::select("Strategy", &options, 0)? == 0 { Strategy::Manual } else { Strategy::Automatic })
+        }
+        None => None,
+    };
+    let branch = match (strategy, args.branch) {
+        (_, Some(b)) => Some(b),
+        (Some(Strategy::Automatic), None) if interactive => {
+            Some(ask::text("Branch to deploy automatically", Some("main"), false)?)
+        }
+        (Some(Strategy::Automatic), None) => {
+            missing.push("--branch NAME (required with --strategy automatic)".into());
+            None
+        }
+        _ => None,
+    };
+    let url = match args.url {
+        Some(u) => Some(u),
+        None if interactive && !args.json => {
+            Some(ask::text("Server URL (optional)", None, true)?).filter(|u| !u.trim().is_empty())
+        }
+        None => None,
+    };
+    if let Some(url) = &url
+        && !valid_url(url)
+    {
+        return Err(CliError::Usage(format!("--url `{url}` is not an http(s) URL")));
+    }
+    if method.is_none() {
+        missing.insert(0, "--method NAME".into());
+    }
+    if name.is_none() {
+        missing.push("--name TEXT".into());
+    }
+    if strategy.is_none() {
+        missing.push("--strategy automatic|manual".into());
+    }
+    let set = parse_pairs("--set", &args.set)?;
+    let secret_values = parse_secrets(&args.secret)?;
+    let Some(method) = method else {
+        return Err(missing_error(&missing));
+    };
+    let plugin = project.plugin(&runtime, &method)?;
+    let d = plugin.describe(&runtime).await?;
+    check_fields(&d, &set, &secret_values)?;
+    let vault = Arc::new(Vault::new());
+    let answers = answer_form(&runtime, &plugin, &d, &set, secret_values, &vault, &mut missing).await?;
+    if !missing.is_empty() {
+        return Err(missing_error(&missing));
+    }
+    let (name, strategy) = (name.expect("checked"), strategy.expect("checked"));
+
+    // S3/S4: validate against the provider before anything is saved.
+    let (env, ctx) = setup_env(&d, &answers, vault.clone(), "")?;
+    let validated = ask::spin("validating with the provider", plugin.validate(&runtime, &env, &ctx, &answers))
+        .await?
+        .map_err(|e| method_error(&d, e))?;
+    eprintln!("✓ {validated}");
+    // S5: set up (keys generated and registered).
+    let taken: Vec<&str> = project.config.servers().iter().map(|s| s.alias.as_str()).collect();
+    let alias = alias::allocate(&name, taken.iter().copied()).expect("name has a letter or digit");
+    let (env, ctx) = setup_env(&d, &answers, vault.clone(), &alias)?;
+    let setup = ask::spin("setting up", plugin.setup(&runtime, &env, &ctx, &answers)).await?;
+    let result = setup.value.map_err(|e| method_error(&d, e))?;
+
+    let server = Server {
+        alias: alias.clone(),
+        name,
+        method: d.name.clone(),
+        strategy,
+        branch,
+        url,
+        settings: result.settings.iter().map(|a| (a.field.clone(), a.value.clone())).collect(),
+        commands: Vec::new(),
+    };
+    // Secret answers and generated keys are stored sealed; the config names none of them.
+    let mut to_store: Vec<(String, SecretString)> = Vec::new();
+    for handle in vault.handles() {
+        if let Some(value) = vault.get(&handle) {
+            to_store.push((handle, value));
+        }
+    }
+    secrets_file.set(&key, &alias, &to_store);
+    secrets_file.save()?;
+    project.config.add_server(&server)?;
+
+    for note in &result.notes {
+        eprintln!("• {note}");
+    }
+    let view = ServerView { secrets: to_store.iter().map(|(n, _)| n.clone()).collect(), server };
+    if args.json {
+        out.json(&serde_json::json!({ "server": view, "validation": validated, "notes": result.notes }))?;
+    } else {
+        out.line(format!(
+            "added server {} ({}): {}, {}",
+            view.server.name,
+            view.server.alias,
+            view.server.method,
+            match &view.server.branch {
+                Some(b) if view.server.strategy == Strategy::Automatic => format!("deploys automatically from {b}"),
+                _ => "deploys when asked".to_string(),
+            }
+        ))?;
+    }
+    Ok(Exit::Success)
+}
+
+fn missing_error(missing: &[String]) -> CliError {
+    CliError::Usage(format!("not a terminal, so nothing can be asked; missing: {}", missing.join(", ")))
+}
+
+async fn edit(args: EditArgs, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
+    let project = Project::open()?;
+    let server = project.server(&args.server)?.clone();
+    let set = parse_pairs("--set", &args.set)?;
+    let new_secrets = parse_secrets(&args.secret)?;
+    let strategy: Option<Strategy> = args.strategy.map(Into::into);
+    if strategy == Some(Strategy::Automatic) && args.branch.is_none() && server.branch.is_none() {
+        return Err(CliError::Usage("switching to automatic needs a branch: add --branch NAME".into()));
+    }
+    if let Some(url) = &args.url
+        && !url.is_empty()
+        && !valid_url(url)
+    {
+        return Err(CliError::Usage(format!("--url `{url}` is not an http(s) URL")));
+    }
+    if !set.is_empty() || !new_secrets.is_empty() {
+        // Changed settings or secrets are validated with the provider before saving.
+        let runtime = globals.runtime()?;
+        let plugin = project.plugin(&runtime, &server.method)?;
+        let d = plugin.describe(&runtime).await?;
+        check_fields(&d, &set, &new_secrets)?;
+        let (key, source) = master_key()?;
+        let mut secrets_file = project.secrets()?;
+        let vault = Arc::new(secrets_file.open_server(&key, &source.to_string(), &server.alias)?);
+        for (id, value) in &new_secrets {
+            vault.insert(id, value.clone());
+        }
+        let mut settings = server.settings.clone();
+        settings.extend(set.clone());
+        let answers: Vec<Answer> =
+            settings.iter().map(|(k, v)| Answer { field: k.clone(), value: v.clone() }).collect();
+        let (env, ctx) = setup_env(&d, &answers, vault.clone(), &server.alias)?;
+        let validated = ask::spin("validating with the provider", plugin.validate(&runtime, &env, &ctx, &answers))
+            .await?
+            .map_err(|e| method_error(&d, e))?;
+        eprintln!("✓ {validated}");
+        if !new_secrets.is_empty() {
+            let values: Vec<(String, SecretString)> = new_secrets.into_iter().collect();
+            secrets_file.set(&key, &server.alias, &values);
+            secrets_file.save()?;
+        }
+    }
+    let edit = ServerEdit {
+        strategy,
+        branch: args.branch,
+        url: args.url,
+        settings: set,
+        commands: if args.clear_commands {
+            Some(Vec::new())
+        } else {
+            (!args.command.is_empty()).then_some(args.command)
+        },
+        add_commands: args.add_command,
+    };
+    let config = project.config.edit_server(&server.alias, &edit)?;
+    let server = config.server(&server.alias).expect("edited server exists").clone();
+    let view = ServerView { secrets: project.secrets()?.names(&server.alias), server };
+    if args.json {
+        out.json(&view)?
+    } else {
+        print_server(&view, out)?
+    }
+    Ok(Exit::Success)
+}

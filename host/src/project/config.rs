@@ -1,0 +1,542 @@
+//! `pier.toml`: the project's servers (and installed plugins), validated on every load,
+//! edited in place so that comments and layout a user added survive.
+//!
+//! ```toml
+//! [servers.production-eu]
+//! name = "Production EU"
+//! method = "heroku"
+//! strategy = "automatic"        # or "manual"
+//! branch = "main"               # required for automatic
+//! url = "https://example.com"   # optional
+//! commands = ["heroku run rake db:migrate"]
+//!
+//! [servers.production-eu.settings]
+//! app = "hello-app"
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use toml_edit::{Array, DocumentMut, Item, Table, value};
+
+use super::alias;
+
+/// When a server deploys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// After every passed build of the server's branch (`pier ci`); manual deploys still allowed.
+    Automatic,
+    /// Only when asked (`pier deploy`).
+    Manual,
+}
+
+impl Strategy {
+    /// Parses `automatic` or `manual`.
+    pub fn parse(text: &str) -> Option<Strategy> {
+        match text {
+            "automatic" => Some(Strategy::Automatic),
+            "manual" => Some(Strategy::Manual),
+            _ => None,
+        }
+    }
+
+    /// The word used in `pier.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Automatic => "automatic",
+            Strategy::Manual => "manual",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One server.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Server {
+    /// The name in safe-string form; the key of its table.
+    pub alias: String,
+    /// Any text.
+    pub name: String,
+    /// The deployment method (a plugin name).
+    pub method: String,
+    pub strategy: Strategy,
+    /// The branch automatic deploys follow.
+    pub branch: Option<String>,
+    /// Where the deployed app can be seen.
+    pub url: Option<String>,
+    /// The method's settings, as its `setup` returned them.
+    pub settings: BTreeMap<String, String>,
+    /// Deploy commands, run in order after the method's deploy.
+    pub commands: Vec<String>,
+}
+
+/// A plugin installed with `pier plugins add`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InstalledPlugin {
+    /// The method name it describes itself with.
+    pub name: String,
+    /// The file, relative to the project or absolute.
+    pub path: String,
+    /// SHA-256 the file must still have.
+    pub sha256: String,
+}
+
+/// A loaded `pier.toml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    path: PathBuf,
+    text: String,
+    servers: Vec<Server>,
+    plugins: Vec<InstalledPlugin>,
+}
+
+/// What is wrong with `pier.toml`, and where.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("{path}:{line}: {message}")]
+    Invalid { path: String, line: usize, message: String },
+    #[error("cannot write {path}: {message}")]
+    Write { path: String, message: String },
+}
+
+/// The text a new `pier.toml` starts with.
+pub const TEMPLATE: &str = "\
+# Pier: deployment servers of this project. Safe to edit by hand; `pier server` edits it too.
+# Secrets are not kept here but in pier.secrets, encrypted.
+";
+
+struct Reader<'a> {
+    path: &'a str,
+    text: &'a str,
+}
+
+impl Reader<'_> {
+    fn line_of(&self, span: Option<std::ops::Range<usize>>) -> usize {
+        span.map(|s| self.text[..s.start.min(self.text.len())].matches('\n').count() + 1).unwrap_or(1)
+    }
+
+    fn error(&self, span: Option<std::ops::Range<usize>>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid { path: self.path.to_string(), line: self.line_of(span), message: message.into() }
+    }
+
+    fn string(&self, table: &Table, key: &str, context: &str) -> Result<Option<String>, ConfigError> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(item) => match item.as_str() {
+                Some(s) => Ok(Some(s.to_string())),
+                None => Err(self.error(item.span(), format!("{context}: `{key}` must be a string"))),
+            },
+        }
+    }
+
+    fn server(
+        &self,
+        alias: &str,
+        item: &Item,
+        key_span: Option<std::ops::Range<usize>>,
+    ) -> Result<Server, ConfigError> {
+        let context = format!("server `{alias}`");
+        let Some(table) = item.as_table() else {
+            return Err(self.error(key_span, format!("{context} must be a table")));
+        };
+        let span = table.span().or(key_span.clone());
+        if !alias::valid(alias) {
+            return Err(
+                self.error(key_span, format!("`{alias}` is not a valid alias: use lowercase letters, digits and `-`"))
+            );
+        }
+        for (key, item) in table.iter() {
+            if !["name", "method", "strategy", "branch", "url", "settings", "commands"].contains(&key) {
+                return Err(self.error(item.span().or(span.clone()), format!("{context}: unknown field `{key}`")));
+            }
+        }
+        let name = self
+            .string(table, "name", &context)?
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| self.error(span.clone(), format!("{context}: `name` is missing")))?;
+        let method = self
+            .string(table, "method", &context)?
+            .filter(|m| !m.trim().is_empty())
+            .ok_or_else(|| self.error(span.clone(), format!("{context}: `method` is missing")))?;
+        let strategy_text = self.string(table, "strategy", &context)?.ok_or_else(|| {
+            self.error(span.clone(), format!("{context}: `strategy` is missing (automatic or manual)"))
+        })?;
+        let strategy = Strategy::parse(&strategy_text).ok_or_else(|| {
+            self.error(
+                table.get("strategy").and_then(Item::span),
+                format!("{context}: strategy `{strategy_text}` must be `automatic` or `manual`"),
+            )
+        })?;
+        let branch = self.string(table, "branch", &context)?.filter(|b| !b.trim().is_empty());
+        if strategy == Strategy::Automatic && branch.is_none() {
+            return Err(self.error(
+                table.get("strategy").and_then(Item::span),
+                format!("{context}: strategy is automatic but no `branch` is set"),
+            ));
+        }
+        let url = self.string(table, "url", &context)?.filter(|u| !u.trim().is_empty());
+        if let Some(url) = &url
+            && !valid_url(url)
+        {
+            return Err(self.error(
+                table.get("url").and_then(Item::span),
+                format!("{context}: url `{url}` is not an http(s) URL"),
+            ));
+        }
+        let mut settings = BTreeMap::new();
+        if let Some(item) = table.get("settings") {
+            let Some(st) = item.as_table_like() else {
+                return Err(self.error(item.span(), format!("{context}: `settings` must be a table")));
+            };
+            for (key, item) in st.iter() {
+                let text = match (item.as_str(), item.as_bool(), item.as_integer()) {
+                    (Some(s), _, _) => s.to_string(),
+                    (_, Some(b), _) => b.to_string(),
+                    (_, _, Some(i)) => i.to_string(),
+                    _ => {
+                        return Err(self.error(
+                            item.span(),
+                            format!("{context}: setting `{key}` must be a string, boolean or integer"),
+                        ));
+                    }
+                };
+                settings.insert(key.to_string(), text);
+            }
+        }
+        let mut commands = Vec::new();
+        if let Some(item) = table.get("commands") {
+            let Some(array) = item.as_array() else {
+                return Err(self.error(item.span(), format!("{context}: `commands` must be a list of strings")));
+            };
+            for command in array.iter() {
+                match command.as_str() {
+                    Some(c) => commands.push(c.to_string()),
+                    None => {
+                        return Err(self.error(command.span(), format!("{context}: every command must be a string")));
+                    }
+                }
+            }
+        }
+        Ok(Server { alias: alias.to_string(), name, method, strategy, branch, url, settings, commands })
+    }
+
+    fn plugin(&self, name: &str, item: &Item) -> Result<InstalledPlugin, ConfigError> {
+        let context = format!("plugin `{name}`");
+        let Some(table) = item.as_table() else {
+            return Err(self.error(item.span(), format!("{context} must be a table")));
+        };
+        let path = self
+            .string(table, "path", &context)?
+            .ok_or_else(|| self.error(table.span(), format!("{context}: `path` is missing")))?;
+        let sha256 = self
+            .string(table, "sha256", &context)?
+            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| self.error(table.span(), format!("{context}: `sha256` must be 64 hex digits")))?;
+        Ok(InstalledPlugin { name: name.to_string(), path, sha256 })
+    }
+}
+
+/// Whether `text` is an absolute http or https URL.
+pub fn valid_url(text: &str) -> bool {
+    url::Url::parse(text).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+}
+
+impl Config {
+    /// Loads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        Self::parse(path, text)
+    }
+
+    /// Validates `text` as the contents of `path`.
+    pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let reader = Reader { path: &shown, text: &text };
+        let doc = toml_edit::Document::parse(text.as_str())
+            .map_err(|e| reader.error(e.span(), e.message().trim().replace('\n', " ")))?;
+        let root = doc.as_table();
+        for (key, item) in root.iter() {
+            if key != "servers" && key != "plugins" {
+                return Err(reader
+                    .error(item.span().or(root.key(key).and_then(|k| k.span())), format!("unknown section `{key}`")));
+            }
+        }
+        let mut servers = Vec::new();
+        if let Some(item) = root.get("servers") {
+            let Some(table) = item.as_table() else {
+                return Err(reader.error(item.span(), "`servers` must be a table of servers"));
+            };
+            for (alias, item) in table.iter() {
+                let key_span = table.key(alias).and_then(|k| k.span());
+                let server = reader.server(alias, item, key_span.clone())?;
+                if let Some(other) = servers.iter().find(|s: &&Server| alias::same_name(&s.name, &server.name)) {
+                    return Err(reader.error(
+                        key_span,
+                        format!("servers `{}` and `{alias}` have the same name `{}`", other.alias, server.name),
+                    ));
+                }
+                servers.push(server);
+            }
+        }
+        let mut plugins = Vec::new();
+        if let Some(item) = root.get("plugins") {
+            let Some(table) = item.as_table() else {
+                return Err(reader.error(item.span(), "`plugins` must be a table of plugins"));
+            };
+            for (name, item) in table.iter() {
+                plugins.push(reader.plugin(name, item)?);
+            }
+        }
+        Ok(Config { path: path.to_path_buf(), text, servers, plugins })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The servers, in file order.
+    pub fn servers(&self) -> &[Server] {
+        &self.servers
+    }
+
+    /// The installed plugins.
+    pub fn plugins(&self) -> &[InstalledPlugin] {
+        &self.plugins
+    }
+
+    /// The server with this alias or name.
+    pub fn server(&self, alias_or_name: &str) -> Option<&Server> {
+        self.servers
+            .iter()
+            .find(|s| s.alias == alias_or_name)
+            .or_else(|| self.servers.iter().find(|s| alias::same_name(&s.name, alias_or_name)))
+    }
+
+    fn document(&self) -> Result<DocumentMut, ConfigError> {
+        self.text.parse::<DocumentMut>().map_err(|e| ConfigError::Invalid {
+            path: self.path.display().to_string(),
+            line: 1,
+            message: e.to_string(),
+        })
+    }
+
+    fn save(&self, doc: DocumentMut) -> Result<Config, ConfigError> {
+        let text = doc.to_string();
+        // Never write what would not load back.
+        let config = Config::parse(&self.path, text.clone())?;
+        super::write_atomic(&self.path, text.as_bytes(), 0o644)
+            .map_err(|e| ConfigError::Write { path: self.path.display().to_string(), message: e.to_string() })?;
+        Ok(config)
+    }
+
+    /// Adds `server` (its alias must be free) and writes the file.
+    pub fn add_server(&self, server: &Server) -> Result<Config, ConfigError> {
+        let mut doc = self.document()?;
+        let servers = doc.entry("servers").or_insert_with(|| {
+            let mut t = Table::new();
+            t.set_implicit(true);
+            Item::Table(t)
+        });
+        let Some(servers) = servers.as_table_mut() else {
+            return Err(ConfigError::Invalid {
+                path: self.path.display().to_string(),
+                line: 1,
+                message: "`servers` must be a table".into(),
+            });
+        };
+        let mut table = Table::new();
+        table.insert("name", value(&server.name));
+        table.insert("method", value(&server.method));
+        table.insert("strategy", value(server.strategy.as_str()));
+        if let Some(branch) = &server.branch {
+            table.insert("branch", value(branch));
+        }
+        if let Some(url) = &server.url {
+            table.insert("url", value(url));
+        }
+        table.insert("commands", value(commands_array(&server.commands)));
+        let mut settings = Table::new();
+        for (k, v) in &server.settings {
+            settings.insert(k, value(v));
+        }
+        table.insert("settings", Item::Table(settings));
+        servers.insert(&server.alias, Item::Table(table));
+        self.save(doc)
+    }
+
+    /// Applies `edit` to the server `alias` and writes the file; untouched keys, other
+    /// servers and comments stay as they are.
+    pub fn edit_server(&self, alias: &str, edit: &ServerEdit) -> Result<Config, ConfigError> {
+        let mut doc = self.document()?;
+        let table =
+            doc.get_mut("servers").and_then(|s| s.get_mut(alias)).and_then(Item::as_table_mut).ok_or_else(|| {
+                ConfigError::Invalid {
+                    path: self.path.display().to_string(),
+                    line: 1,
+                    message: format!("no server `{alias}`"),
+                }
+            })?;
+        if let Some(strategy) = edit.strategy {
+            table.insert("strategy", value(strategy.as_str()));
+        }
+        if let Some(branch) = &edit.branch {
+            table.insert("branch", value(branch));
+        }
+        if let Some(url) = &edit.url {
+            if url.is_empty() {
+                table.remove("url");
+            } else {
+                table.insert("url", value(url));
+            }
+        }
+        if !edit.settings.is_empty() {
+            let settings = table.entry("settings").or_insert_with(|| Item::Table(Table::new()));
+            for (k, v) in &edit.settings {
+                settings[k.as_str()] = value(v);
+            }
+        }
+        if let Some(commands) = &edit.commands {
+            table.insert("commands", value(commands_array(commands)));
+        }
+        if !edit.add_commands.is_empty() {
+            let item = table.entry("commands").or_insert_with(|| value(Array::new()));
+            if let Some(array) = item.as_array_mut() {
+                for c in &edit.add_commands {
+                    array.push(c.as_str());
+                }
+            }
+        }
+        self.save(doc)
+    }
+
+    /// Removes the server `alias` and writes the file.
+    pub fn remove_server(&self, alias: &str) -> Result<Config, ConfigError> {
+        let mut doc = self.document()?;
+        if let Some(servers) = doc.get_mut("servers").and_then(Item::as_table_mut) {
+            servers.remove(alias);
+        }
+        self.save(doc)
+    }
+
+    /// Records an installed plugin and writes the file.
+    pub fn add_plugin(&self, plugin: &InstalledPlugin) -> Result<Config, ConfigError> {
+        let mut doc = self.document()?;
+        let plugins = doc.entry("plugins").or_insert_with(|| {
+            let mut t = Table::new();
+            t.set_implicit(true);
+            Item::Table(t)
+        });
+        let mut table = Table::new();
+        table.insert("path", value(&plugin.path));
+        table.insert("sha256", value(&plugin.sha256));
+        if let Some(plugins) = plugins.as_table_mut() {
+            plugins.insert(&plugin.name, Item::Table(table));
+        }
+        self.save(doc)
+    }
+}
+
+fn commands_array(commands: &[String]) -> Array {
+    let mut array: Array = commands.iter().map(String::as_str).collect();
+    if commands.len() > 1 {
+        for item in array.iter_mut() {
+            item.decor_mut().set_prefix("\n    ");
+        }
+        array.set_trailing_comma(true);
+        array.set_trailing("\n");
+    }
+    array
+}
+
+/// Changes to one server; `None` / empty leaves a field as it is.
+#[derive(Debug, Default, Clone)]
+pub struct ServerEdit {
+    pub strategy: Option<Strategy>,
+    pub branch: Option<String>,
+    /// `Some("")` removes the URL.
+    pub url: Option<String>,
+    pub settings: BTreeMap<String, String>,
+    /// Replaces the command list.
+    pub commands: Option<Vec<String>>,
+    /// Appended to the command list.
+    pub add_commands: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("pier.toml"), text.to_string())
+    }
+
+    const GOOD: &str = r#"# my servers
+[servers.prod]
+name = "Prod"          # the live one
+method = "heroku"
+strategy = "automatic"
+branch = "main"
+commands = ["echo hi"]
+
+[servers.prod.settings]
+app = "hello"
+"#;
+
+    #[test]
+    fn loads_a_valid_file() {
+        let config = parse(GOOD).unwrap();
+        let server = config.server("prod").unwrap();
+        assert_eq!(server.strategy, Strategy::Automatic);
+        assert_eq!(server.settings["app"], "hello");
+        assert_eq!(config.server("PROD").unwrap().alias, "prod");
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_field() {
+        let cases = [
+            (GOOD.replace("branch = \"main\"\n", ""), "pier.toml:5: server `prod`: strategy is automatic but no `branch` is set"),
+            (GOOD.replace("\"automatic\"", "\"sometimes\""), "pier.toml:5: server `prod`: strategy `sometimes` must be `automatic` or `manual`"),
+            (GOOD.replace("commands = [\"echo hi\"]", "commands = [1]"), "pier.toml:7: server `prod`: every command must be a string"),
+            (GOOD.replace("method = \"heroku\"\n", "metod = \"heroku\"\n"), "pier.toml:4: server `prod`: unknown field `metod`"),
+            (GOOD.replace("[servers.prod]", "[servers.Prod]").replace("[servers.prod.settings]", "[servers.Prod.settings]"), "pier.toml:2: `Prod` is not a valid alias: use lowercase letters, digits and `-`"),
+            ("[servers.a]\nname = 'x'\nmethod = 'm'\nstrategy = 'manual'\n[servers.b]\nname = 'X'\nmethod = 'm'\nstrategy = 'manual'\n".to_string(), "pier.toml:5: servers `a` and `b` have the same name `X`"),
+            ("[server]\n".to_string(), "pier.toml:1: unknown section `server`"),
+            ("[servers\n".to_string(), "pier.toml:1: "),
+        ];
+        for (text, expected) in cases {
+            let error = parse(&text).unwrap_err().to_string();
+            assert!(error.starts_with(expected), "got: {error}\nwanted: {expected}");
+        }
+    }
+
+    #[test]
+    fn edits_keep_comments_and_other_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pier.toml");
+        std::fs::write(&path, GOOD).unwrap();
+        let config = Config::load(&path).unwrap();
+        let edit = ServerEdit {
+            strategy: Some(Strategy::Manual),
+            add_commands: vec!["heroku run rake db:migrate".into()],
+            ..Default::default()
+        };
+        let edited = config.edit_server("prod", &edit).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# my servers\n"), "{text}");
+        assert!(text.contains("name = \"Prod\"          # the live one"), "{text}");
+        assert!(text.contains("strategy = \"manual\""), "{text}");
+        assert_eq!(edited.server("prod").unwrap().commands, ["echo hi", "heroku run rake db:migrate"]);
+        assert_eq!(edited.server("prod").unwrap().settings["app"], "hello");
+    }
+}

@@ -1,0 +1,327 @@
+//! The deployment timeline (S10): every deploy of every server, who and what and when, its
+//! result and its (redacted) log, in an embedded SQLite database under `.pier/`.
+//!
+//! A deploy is recorded as `running` before it starts and updated when it ends. Its log is
+//! also appended to `.pier/logs/ID.log` line by line as it runs, so a deploy that was killed
+//! keeps the log it had. A `running` deploy whose server lock nobody holds belongs to a
+//! process that died: [`Timeline::reconcile`] marks it `interrupted`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// How a deploy ended, or that it has not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Interrupted => "interrupted",
+        }
+    }
+
+    fn parse(text: &str) -> Status {
+        match text {
+            "running" => Status::Running,
+            "succeeded" => Status::Succeeded,
+            "failed" => Status::Failed,
+            _ => Status::Interrupted,
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deploy {
+    pub id: String,
+    pub server: String,
+    pub method: String,
+    pub commit: String,
+    pub branch: String,
+    pub build: Option<String>,
+    /// `manual` or `automatic`.
+    pub trigger: String,
+    /// Who or what asked for it.
+    pub actor: String,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    /// One line: what happened.
+    pub summary: Option<String>,
+}
+
+/// Why the timeline cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TimelineError {
+    #[error("timeline database {path}: {source}")]
+    Db { path: String, source: rusqlite::Error },
+    #[error("timeline {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// The timeline of one project.
+pub struct Timeline {
+    conn: Connection,
+    path: PathBuf,
+    logs: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS deploys (
+    id          TEXT PRIMARY KEY,
+    server      TEXT NOT NULL,
+    method      TEXT NOT NULL,
+    git_commit  TEXT NOT NULL,
+    branch      TEXT NOT NULL,
+    build       TEXT,
+    trigger     TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    ended_at    TEXT,
+    status      TEXT NOT NULL,
+    exit_code   INTEGER,
+    summary     TEXT,
+    log         TEXT
+);
+CREATE INDEX IF NOT EXISTS deploys_server ON deploys (server, started_at);
+";
+
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
+
+impl Timeline {
+    /// Opens (creating if needed) the timeline in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Timeline, TimelineError> {
+        let path = state_dir.join("timeline.sqlite");
+        let logs = state_dir.join("logs");
+        let io = |source| TimelineError::Io { path: logs.display().to_string(), source };
+        std::fs::create_dir_all(&logs).map_err(io)?;
+        let db = |source| TimelineError::Db { path: path.display().to_string(), source };
+        let conn = Connection::open(&path).map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+        conn.execute_batch(SCHEMA).map_err(db)?;
+        Ok(Timeline { conn, path, logs })
+    }
+
+    fn db(&self, source: rusqlite::Error) -> TimelineError {
+        TimelineError::Db { path: self.path.display().to_string(), source }
+    }
+
+    /// Where the live log of deploy `id` is written.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.logs.join(format!("{id}.log"))
+    }
+
+    /// Records a deploy as running; returns the log it writes to.
+    pub fn start(&self, d: &Deploy) -> Result<DeployLog, TimelineError> {
+        self.conn
+            .execute(
+                &format!(
+                    "INSERT INTO deploys (id, server, method, git_commit, branch, build, trigger, actor, started_at, status)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {NOW}, 'running')"
+                ),
+                params![d.id, d.server, d.method, d.commit, d.branch, d.build, d.trigger, d.actor],
+            )
+            .map_err(|e| self.db(e))?;
+        let path = self.log_path(&d.id);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| TimelineError::Io { path: path.display().to_string(), source })?;
+        Ok(DeployLog { file: Some(file), text: String::new() })
+    }
+
+    /// Records how deploy `id` ended, with its log.
+    pub fn finish(
+        &self,
+        id: &str,
+        status: Status,
+        exit_code: i32,
+        summary: &str,
+        log: &str,
+    ) -> Result<(), TimelineError> {
+        self.conn
+            .execute(
+                &format!("UPDATE deploys SET status = ?2, exit_code = ?3, summary = ?4, log = ?5, ended_at = {NOW} WHERE id = ?1"),
+                params![id, status.as_str(), exit_code, summary, log],
+            )
+            .map_err(|e| self.db(e))?;
+        let _ = std::fs::remove_file(self.log_path(id));
+        Ok(())
+    }
+
+    /// Marks deploy `id` interrupted, keeping the log it had written.
+    pub fn interrupt(&self, id: &str) -> Result<(), TimelineError> {
+        let log = std::fs::read_to_string(self.log_path(id)).unwrap_or_default();
+        self.finish(
+            id,
+            Status::Interrupted,
+            130,
+            "interrupted: the deploying process ended before the deploy did",
+            &log,
+        )
+    }
+
+    /// Marks `interrupted` every running deploy for which `is_stale` says its process is gone.
+    pub fn reconcile(&self, is_stale: impl Fn(&Deploy) -> bool) -> Result<Vec<String>, TimelineError> {
+        let mut marked = Vec::new();
+        for d in self.list(None, usize::MAX)?.into_iter().filter(|d| d.status == Status::Running) {
+            if is_stale(&d) {
+                self.interrupt(&d.id)?;
+                marked.push(d.id);
+            }
+        }
+        Ok(marked)
+    }
+
+    /// Deploys, newest first, of one server or all.
+    pub fn list(&self, server: Option<&str>, limit: usize) -> Result<Vec<Deploy>, TimelineError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, server, method, git_commit, branch, build, trigger, actor, started_at, ended_at, status, exit_code, summary
+                 FROM deploys WHERE (?1 IS NULL OR server = ?1) ORDER BY started_at DESC, rowid DESC LIMIT ?2",
+            )
+            .map_err(|e| self.db(e))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![server, limit], row).map_err(|e| self.db(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.db(e))
+    }
+
+    /// One deploy and its log (the live log while it runs).
+    pub fn get(&self, id: &str) -> Result<Option<(Deploy, String)>, TimelineError> {
+        let found = self
+            .conn
+            .query_row(
+                "SELECT id, server, method, git_commit, branch, build, trigger, actor, started_at, ended_at, status, exit_code, summary, log
+                 FROM deploys WHERE id = ?1",
+                params![id],
+                |r| Ok((row(r)?, r.get::<_, Option<String>>(13)?)),
+            )
+            .optional()
+            .map_err(|e| self.db(e))?;
+        Ok(found.map(|(d, log)| {
+            let log = log.unwrap_or_else(|| std::fs::read_to_string(self.log_path(id)).unwrap_or_default());
+            (d, log)
+        }))
+    }
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Deploy> {
+    Ok(Deploy {
+        id: r.get(0)?,
+        server: r.get(1)?,
+        method: r.get(2)?,
+        commit: r.get(3)?,
+        branch: r.get(4)?,
+        build: r.get(5)?,
+        trigger: r.get(6)?,
+        actor: r.get(7)?,
+        started_at: r.get(8)?,
+        ended_at: r.get(9)?,
+        status: Status::parse(&r.get::<_, String>(10)?),
+        exit_code: r.get(11)?,
+        summary: r.get(12)?,
+    })
+}
+
+/// The log of a running deploy: kept in memory and appended to its file line by line.
+pub struct DeployLog {
+    file: Option<std::fs::File>,
+    text: String,
+}
+
+impl DeployLog {
+    /// A log kept only in memory.
+    pub fn memory() -> DeployLog {
+        DeployLog { file: None, text: String::new() }
+    }
+
+    /// Appends one (already redacted) line.
+    pub fn line(&mut self, line: &str) {
+        self.text.push_str(line);
+        self.text.push('\n');
+        if let Some(file) = &mut self.file {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+
+    /// Everything logged.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// A new deploy id: UTC time to the second, then random hex, so ids sort by time.
+pub fn new_id() -> String {
+    use rand_core::RngCore as _;
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut suffix = [0u8; 3];
+    rand_core::OsRng.fill_bytes(&mut suffix);
+    format!("{secs:x}-{}", hex::encode(suffix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deploy(id: &str) -> Deploy {
+        Deploy {
+            id: id.into(),
+            server: "prod".into(),
+            method: "heroku".into(),
+            commit: "abc".into(),
+            branch: "main".into(),
+            build: None,
+            trigger: "manual".into(),
+            actor: "ada".into(),
+            started_at: String::new(),
+            ended_at: None,
+            status: Status::Running,
+            exit_code: None,
+            summary: None,
+        }
+    }
+
+    #[test]
+    fn records_deploys_and_reconciles_dead_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let timeline = Timeline::open(dir.path()).unwrap();
+        let mut log = timeline.start(&deploy("a")).unwrap();
+        log.line("building");
+        timeline.finish("a", Status::Succeeded, 0, "released v1", log.text()).unwrap();
+        let mut log = timeline.start(&deploy("b")).unwrap();
+        log.line("half way");
+        drop(log);
+        assert_eq!(timeline.reconcile(|d| d.id == "b").unwrap(), ["b"]);
+        let list = timeline.list(Some("prod"), 10).unwrap();
+        assert_eq!(list.len(), 2);
+        let (b, log) = timeline.get("b").unwrap().unwrap();
+        assert_eq!(b.status, Status::Interrupted);
+        assert_eq!(log, "half way\n");
+        let (a, log) = timeline.get("a").unwrap().unwrap();
+        assert_eq!((a.status, a.exit_code, log.as_str()), (Status::Succeeded, Some(0), "building\n"));
+        assert!(timeline.get("zzz").unwrap().is_none());
+    }
+}

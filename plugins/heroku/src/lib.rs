@@ -1,0 +1,155 @@
+//! Pier's Heroku deployment method.
+//!
+//! Setup validates the API key against `GET /account`, lists the account's apps (every
+//! page), and registers a freshly generated SSH key as the official CLI's `keys:add`
+//! does. Deploys go through the Build API: the checkout is packed and uploaded by the
+//! host, a build is created from it, its output streamed, and then the release is
+//! polled, so that a failed release phase fails the deploy.
+//!
+//! The API base URL is the `api_url` setting, else `$HEROKU_HOST` (a value starting with
+//! `http` is the URL, anything else a host name to prefix with `https://api.`), else
+//! `https://api.heroku.com`, exactly as the Heroku CLI reads it. The host resolves it and
+//! grants only that origin.
+
+mod api;
+mod commands;
+mod deploy;
+
+use pier_plugin_sdk::*;
+
+/// Field ids.
+pub const API_KEY: &str = "api_key";
+pub const APP: &str = "app";
+pub const REGISTER_KEY: &str = "register_ssh_key";
+pub const API_URL: &str = "api_url";
+/// The handle of the generated private key.
+pub const SSH_KEY: &str = "ssh_key";
+/// Settings the method stores besides the answers.
+pub const WEB_URL: &str = "web_url";
+/// Where Heroku's API is unless configured otherwise.
+pub const DEFAULT_API: &str = "https://api.heroku.com";
+
+struct Heroku;
+
+impl Method for Heroku {
+    fn describe() -> Description {
+        Description {
+            name: "heroku".into(),
+            title: "Heroku".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: "Deploys a checkout to a Heroku app through the Build API, waits for the release \
+                      phase, and gives deploy commands an authenticated Heroku CLI."
+                .into(),
+            fields: vec![
+                Field::new(
+                    API_KEY,
+                    "Heroku API key",
+                    "Run `heroku auth:token`, or copy it from https://dashboard.heroku.com/account. \
+                     In CI pass it as --secret api_key=env:HEROKU_API_KEY.",
+                    FieldKind::Secret,
+                    true,
+                ),
+                Field::new(APP, "App", "The Heroku app to deploy to.", FieldKind::Choice, true),
+                Field::new(
+                    REGISTER_KEY,
+                    "Register an SSH key",
+                    "Generate an SSH key pair, keep the private key encrypted, and add the public key \
+                     to the Heroku account (used by `heroku run` in private spaces).",
+                    FieldKind::Boolean,
+                    false,
+                )
+                .with_default("true"),
+                Field::new(
+                    API_URL,
+                    "Heroku API URL",
+                    "Only for a non-default API: overrides $HEROKU_HOST and https://api.heroku.com.",
+                    FieldKind::Text,
+                    false,
+                )
+                .advanced(),
+            ],
+            permissions: Permissions {
+                endpoints: vec![Endpoint {
+                    id: "api".into(),
+                    sources: vec![
+                        EndpointSource::Field(API_URL.into()),
+                        EndpointSource::Env(EnvEndpoint {
+                            name: "HEROKU_HOST".into(),
+                            bare_host: "https://api.{}".into(),
+                        }),
+                        EndpointSource::Fixed(DEFAULT_API.into()),
+                    ],
+                }],
+                // Where Heroku's Build API sends uploads and output streams.
+                origins: vec![
+                    "https://*.s3.amazonaws.com".into(),
+                    "https://s3-external-1.amazonaws.com".into(),
+                    "https://build-output.heroku.com".into(),
+                    "https://release-output.heroku.com".into(),
+                ],
+                programs: vec![],
+            },
+        }
+    }
+
+    fn choices(ctx: Context, field: String, _answers: Vec<Answer>) -> Result<Vec<Choice>, MethodError> {
+        if field != APP {
+            return Err(MethodError::Unsupported(format!("`{field}` is not a choice field")));
+        }
+        let client = api::Client::new(&ctx)?;
+        let apps = client.apps()?;
+        Ok(apps.into_iter().map(|name| Choice { label: name.clone(), value: name }).collect())
+    }
+
+    fn validate(ctx: Context, answers: Vec<Answer>) -> Result<String, MethodError> {
+        let client = api::Client::new(&ctx)?;
+        let account = client.account()?;
+        flag(&answers, REGISTER_KEY, true)?;
+        let mut line = format!("authenticated as {}", account.email);
+        if let Some(app) = answer(&answers, APP) {
+            let app = client.app(app)?;
+            line.push_str(&format!("; app {} found", app.name));
+        }
+        Ok(line)
+    }
+
+    fn setup(ctx: Context, answers: Vec<Answer>) -> Result<SetupResult, MethodError> {
+        let client = api::Client::new(&ctx)?;
+        let app_name = required(&answers, APP, "the app")?;
+        let account = client.account()?;
+        let app = client.app(app_name)?;
+        let mut settings = vec![Answer::new(APP, app.name.clone())];
+        if let Some(url) = answer(&answers, API_URL) {
+            settings.push(Answer::new(API_URL, url));
+        }
+        if let Some(web_url) = &app.web_url {
+            settings.push(Answer::new(WEB_URL, web_url.clone()));
+        }
+        let mut notes = Vec::new();
+        if flag(&answers, REGISTER_KEY, true)? {
+            let comment = format!("pier deploy key for {}", app.name);
+            let key = keys::generate(SSH_KEY, &comment)
+                .map_err(|e| MethodError::Provider(format!("could not generate an SSH key: {e:?}")))?;
+            client.add_key(&key.public_key)?;
+            notes.push(format!("registered SSH key {} with the Heroku account {}", key.fingerprint, account.email));
+            settings.push(Answer::new(REGISTER_KEY, "true"));
+        } else {
+            settings.push(Answer::new(REGISTER_KEY, "false"));
+        }
+        Ok(SetupResult { settings, notes })
+    }
+
+    fn deploy(ctx: Context, settings: Vec<Answer>, build: BuildInfo) -> Result<DeployReport, MethodError> {
+        deploy::deploy(&ctx, &settings, &build)
+    }
+
+    fn prepare_commands(
+        ctx: Context,
+        settings: Vec<Answer>,
+        commands: Vec<String>,
+    ) -> Result<CommandPlan, MethodError> {
+        commands::prepare(&ctx, &settings, commands)
+    }
+}
+
+export_method!(Heroku);
