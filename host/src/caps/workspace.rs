@@ -62,8 +62,10 @@ pub fn files(dir: &Path) -> Result<Vec<PathBuf>, PackError> {
         .build();
     for entry in walker {
         let entry = entry?;
+        // Only regular files and symlinks ship: never a directory entry, a pipe, a
+        // socket or a device (opening a pipe would block the deploy).
         let Some(kind) = entry.file_type() else { continue };
-        if kind.is_dir() {
+        if !kind.is_file() && !kind.is_symlink() {
             continue;
         }
         if let Ok(relative) = entry.path().strip_prefix(dir) {
@@ -183,6 +185,8 @@ mod tests {
         std::fs::write(root.join(IGNORE_FILE), "secret.txt\n!keep.log\n").unwrap();
         std::fs::write(root.join("secret.txt"), "x").unwrap();
         std::fs::write(root.join("keep.log"), "kept").unwrap();
+        #[cfg(unix)]
+        nix::unistd::mkfifo(&root.join("pipe"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let names: Vec<String> = files(root).unwrap().iter().map(|p| p.display().to_string()).collect();
         assert_eq!(names, [".gitignore", ".pierignore", "keep.log", "src/app.py"]);
         assert_eq!(pack(root, DEFAULT_MAX_BLOB).unwrap(), pack(root, DEFAULT_MAX_BLOB).unwrap());

@@ -234,8 +234,7 @@ async fn run_one(
         other => CliError::Usage(other.to_string()),
     })?;
     let timeline = Timeline::open(&state)?;
-    for stale in timeline.reconcile(|d| d.server == server.alias || lock::is_free(&state, &d.server))? {
-        RunDir::remove_stale(&state, &stale);
+    for stale in crate::deploy::reconcile(&state, &timeline, Some(&server.alias))? {
         tracing::warn!("deploy {stale} was interrupted (its process ended); marked as such in the timeline");
     }
     let record = timeline::Deploy {

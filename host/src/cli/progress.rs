@@ -39,9 +39,7 @@ impl EventSink for StderrSink {
     fn emit(&self, event: Event) {
         let show = match &event {
             Event::Step { .. } => true,
-            Event::Log { level, .. } => {
-                *level >= Level::Warn || self.verbose
-            }
+            Event::Log { level, .. } => *level >= Level::Warn || self.verbose,
             Event::Output { .. } => self.verbose,
         };
         if show {

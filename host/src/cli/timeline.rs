@@ -5,8 +5,8 @@ use clap::{Args, Subcommand};
 use super::project::Project;
 use super::{CliError, Output};
 use crate::exit::Exit;
+use crate::project::STATE_DIR;
 use crate::project::timeline::Timeline;
-use crate::project::{STATE_DIR, lock};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -39,7 +39,7 @@ pub fn run(args: TimelineArgs, out: &mut Output) -> Result<Exit, CliError> {
     let project = Project::open()?;
     let state = project.root.join(STATE_DIR);
     let timeline = Timeline::open(&state)?;
-    timeline.reconcile(|d| lock::is_free(&state, &d.server))?;
+    crate::deploy::reconcile(&state, &timeline, None)?;
     match args.command {
         Some(TimelineCommand::Show { deploy_id, json }) => {
             let (deploy, log) = timeline

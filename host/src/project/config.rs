@@ -53,7 +53,7 @@ impl Strategy {
 
 impl fmt::Display for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -331,6 +331,18 @@ impl Config {
         })
     }
 
+    /// A file of nothing but comments keeps them as the document's trailing text, which
+    /// would end up below the first table added: move them above it.
+    fn keep_header_on_top(doc: &mut DocumentMut, table: &mut Table) {
+        if doc.as_table().is_empty() {
+            let header = doc.trailing().as_str().unwrap_or_default().to_string();
+            if !header.trim().is_empty() {
+                table.decor_mut().set_prefix(format!("{}\n", header.trim_end()));
+                doc.set_trailing("");
+            }
+        }
+    }
+
     fn save(&self, doc: DocumentMut) -> Result<Config, ConfigError> {
         let text = doc.to_string();
         // Never write what would not load back.
@@ -343,18 +355,6 @@ impl Config {
     /// Adds `server` (its alias must be free) and writes the file.
     pub fn add_server(&self, server: &Server) -> Result<Config, ConfigError> {
         let mut doc = self.document()?;
-        let servers = doc.entry("servers").or_insert_with(|| {
-            let mut t = Table::new();
-            t.set_implicit(true);
-            Item::Table(t)
-        });
-        let Some(servers) = servers.as_table_mut() else {
-            return Err(ConfigError::Invalid {
-                path: self.path.display().to_string(),
-                line: 1,
-                message: "`servers` must be a table".into(),
-            });
-        };
         let mut table = Table::new();
         table.insert("name", value(&server.name));
         table.insert("method", value(&server.method));
@@ -371,8 +371,27 @@ impl Config {
             settings.insert(k, value(v));
         }
         table.insert("settings", Item::Table(settings));
-        servers.insert(&server.alias, Item::Table(table));
+        Self::keep_header_on_top(&mut doc, &mut table);
+        self.insert(&mut doc, "servers", &server.alias, table)?;
         self.save(doc)
+    }
+
+    /// Inserts `table` as `[section.name]`.
+    fn insert(&self, doc: &mut DocumentMut, section: &str, name: &str, table: Table) -> Result<(), ConfigError> {
+        let parent = doc.entry(section).or_insert_with(|| {
+            let mut t = Table::new();
+            t.set_implicit(true);
+            Item::Table(t)
+        });
+        let Some(parent) = parent.as_table_mut() else {
+            return Err(ConfigError::Invalid {
+                path: self.path.display().to_string(),
+                line: 1,
+                message: format!("`{section}` must be a table"),
+            });
+        };
+        parent.insert(name, Item::Table(table));
+        Ok(())
     }
 
     /// Applies `edit` to the server `alias` and writes the file; untouched keys, other
@@ -432,17 +451,11 @@ impl Config {
     /// Records an installed plugin and writes the file.
     pub fn add_plugin(&self, plugin: &InstalledPlugin) -> Result<Config, ConfigError> {
         let mut doc = self.document()?;
-        let plugins = doc.entry("plugins").or_insert_with(|| {
-            let mut t = Table::new();
-            t.set_implicit(true);
-            Item::Table(t)
-        });
         let mut table = Table::new();
         table.insert("path", value(&plugin.path));
         table.insert("sha256", value(&plugin.sha256));
-        if let Some(plugins) = plugins.as_table_mut() {
-            plugins.insert(&plugin.name, Item::Table(table));
-        }
+        Self::keep_header_on_top(&mut doc, &mut table);
+        self.insert(&mut doc, "plugins", &plugin.name, table)?;
         self.save(doc)
     }
 }

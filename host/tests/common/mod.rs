@@ -112,3 +112,69 @@ impl Project {
         std::fs::read_to_string(self.dir().join(file)).unwrap_or_default()
     }
 }
+
+/// Runs git in `dir`, panicking on failure.
+pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Project {
+    /// A project that is also a git checkout of a small app, with one Heroku server
+    /// `prod` (manual) set up for hello-app. Returns the commit.
+    pub fn with_app() -> (Project, String) {
+        let project = Project::new();
+        let dir = project.dir();
+        std::fs::write(dir.join("Procfile"), "web: python app.py\nrelease: python migrate.py\n").unwrap();
+        std::fs::write(dir.join("app.py"), "print('hello')\n").unwrap();
+        std::fs::write(dir.join(".gitignore"), ".config/\n").unwrap();
+        git(dir, &["init", "-q", "-b", "main"]);
+        git(dir, &["add", "-A"]);
+        git(dir, &["commit", "-q", "-m", "app"]);
+        let commit = git(dir, &["rev-parse", "HEAD"]);
+        run(&mut project.add("Prod", &["--strategy", "manual", "--set", "app=hello-app"]), 0);
+        (project, commit)
+    }
+
+    /// Sets the deploy commands of `prod`.
+    pub fn commands(&self, commands: &[&str]) {
+        let mut cmd = self.pier();
+        cmd.args(["server", "edit", "prod", "--clear-commands"]);
+        for c in commands {
+            cmd.args(["--add-command", c]);
+        }
+        run(&mut cmd, 0);
+    }
+
+    /// A `pier` process started in the background (for concurrency and signal tests).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pier"));
+        cmd.args(args)
+            .current_dir(self.dir())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir())
+            .env("XDG_CONFIG_HOME", self.dir().join(".config"))
+            .env("PIER_CACHE_DIR", cache_dir())
+            .env("HEROKU_HOST", self.fake.url())
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("spawn pier")
+    }
+}
+
+/// A named pipe in `dir`: deploy commands block on it until the test writes, so tests
+/// synchronise with a running deploy without sleeping.
+pub fn fifo(dir: &std::path::Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    path
+}
