@@ -228,25 +228,50 @@ impl HttpGrant {
     }
 }
 
+/// The HTTP client a runtime shares between calls, built on first use: loading the TLS
+/// roots takes milliseconds, which a call that makes no request should not pay.
+#[derive(Clone)]
+pub struct SharedClient {
+    client: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+    connect_timeout: Duration,
+}
+
+impl SharedClient {
+    /// A client that redirects nothing, ignores proxy variables and connects within
+    /// `limits.connect_timeout`.
+    pub fn new(limits: &HttpLimits) -> Self {
+        SharedClient { client: Arc::default(), connect_timeout: limits.connect_timeout }
+    }
+
+    fn get(&self) -> Result<reqwest::Client, http::HttpError> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .no_proxy()
+                    .connect_timeout(self.connect_timeout)
+                    .user_agent(concat!("pier/", env!("CARGO_PKG_VERSION")))
+                    .tls_backend_rustls()
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(|e| http::HttpError::Connection(format!("the HTTP client could not start: {e}")))
+    }
+}
+
 /// The client and rules shared by `http` and by `workspace` uploads.
 pub struct HttpPolicy {
     grant: HttpGrant,
     limits: HttpLimits,
-    client: reqwest::Client,
+    client: SharedClient,
     vault: Arc<Vault>,
 }
 
 impl HttpPolicy {
-    /// A policy for one call. Building the client fails only if TLS cannot initialise.
-    pub fn new(grant: HttpGrant, limits: HttpLimits, vault: Arc<Vault>) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(limits.connect_timeout)
-            .user_agent(concat!("pier/", env!("CARGO_PKG_VERSION")))
-            .tls_backend_rustls()
-            .build()?;
-        Ok(HttpPolicy { grant, limits, client, vault })
+    /// A policy for one call.
+    pub fn new(grant: HttpGrant, limits: HttpLimits, client: SharedClient, vault: Arc<Vault>) -> Self {
+        HttpPolicy { grant, limits, client, vault }
     }
 
     /// The origins granted.
@@ -304,7 +329,7 @@ impl HttpPolicy {
             };
             map.append(name, value);
         }
-        let mut request = self.client.request(method, url).headers(map);
+        let mut request = self.client.get()?.request(method, url).headers(map);
         if let Some(body) = body {
             request = request.body(body);
         }

@@ -31,7 +31,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::caps::Grant;
 use crate::caps::events::{EventSink, EventsCap, NullSink};
 use crate::caps::exec::{ExecCap, ExecLimits};
-use crate::caps::http::{HttpCap, HttpLimits, HttpPolicy};
+use crate::caps::http::{HttpCap, HttpLimits, HttpPolicy, SharedClient};
 use crate::caps::keys::{GeneratedKey, KeysCap};
 use crate::caps::secrets::{SecretsCap, Vault, redact};
 use crate::caps::workspace::{DEFAULT_MAX_BLOB, WorkspaceCap};
@@ -264,7 +264,8 @@ impl EpochTicker {
             .name("pier-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
+                    // Parked rather than asleep, so that dropping the ticker wakes it at once.
+                    std::thread::park_timeout(EPOCH_TICK);
                     engine.increment_epoch();
                 }
             })
@@ -277,6 +278,7 @@ impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
@@ -288,6 +290,7 @@ pub struct Runtime {
     linker: Linker<CallState>,
     cache: Option<cache::ArtifactCache>,
     limits: Limits,
+    http: SharedClient,
     _ticker: EpochTicker,
 }
 
@@ -299,7 +302,8 @@ impl Runtime {
         Self::link(&mut linker).map_err(|e| HostError::Setup(e.to_string()))?;
         let cache = cache_dir.map(|dir| cache::ArtifactCache::new(dir, &engine));
         let ticker = EpochTicker::start(engine.clone());
-        Ok(Runtime { engine, linker, cache, limits, _ticker: ticker })
+        let http = SharedClient::new(&limits.http);
+        Ok(Runtime { engine, linker, cache, limits, http, _ticker: ticker })
     }
 
     fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
@@ -340,10 +344,12 @@ impl Runtime {
     fn store(&self, plugin: &str, env: &CallEnv, export: Export) -> Result<Store<CallState>, HostError> {
         let stderr = MemoryOutputPipe::new(16 << 10);
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
-        let policy = Arc::new(
-            HttpPolicy::new(env.grant.http.clone(), self.limits.http.clone(), env.vault.clone())
-                .map_err(|e| HostError::Setup(format!("HTTP client: {e}")))?,
-        );
+        let policy = Arc::new(HttpPolicy::new(
+            env.grant.http.clone(),
+            self.limits.http.clone(),
+            self.http.clone(),
+            env.vault.clone(),
+        ));
         let state = CallState {
             wasi,
             table: ResourceTable::new(),
