@@ -9,7 +9,8 @@ use std::{env, fs};
 mod engine_config;
 
 /// Built-in plugins: (method name, workspace package, library name).
-const BUILTINS: &[(&str, &str, &str)] = &[("heroku", "pier-heroku", "pier_heroku")];
+const BUILTINS: &[(&str, &str, &str)] =
+    &[("heroku", "pier-heroku", "pier_heroku"), ("git-ssh", "pier-git-ssh", "pier_git_ssh")];
 
 fn main() {
     let root = pier_wasm_build::workspace_root();

@@ -56,8 +56,7 @@ fn main() {
     let calls_plugin = cached.load_file(Path::new(pier_test_plugin_artifacts::HOST_CALLS)).unwrap();
     let description = tokio.block_on(calls_plugin.describe(&cached)).unwrap();
     let (grant, endpoints) = Grant::for_call(&description.permissions, &Default::default(), &|_| None).unwrap();
-    let env =
-        CallEnv { grant, vault: Arc::new(Vault::new()), workspace: None, sink: Arc::new(pier::caps::events::NullSink) };
+    let env = CallEnv::new(grant, Arc::new(Vault::new()), Arc::new(pier::caps::events::NullSink));
     let ctx = Context { endpoints, server: "bench".into() };
     let build = BuildInfo {
         deploy_id: "bench".into(),

@@ -125,12 +125,9 @@ impl Deploy<'_> {
         let (grant, endpoints) =
             Grant::for_call(&self.description.permissions, &values, &|name| std::env::var(name).ok())
                 .map_err(|e| DeployError::Setup(format!("method {}: {e}", self.description.name)))?;
-        let env = CallEnv {
-            grant,
-            vault: self.vault.clone(),
-            workspace: Some(self.checkout.clone()),
-            sink: self.sink.clone(),
-        };
+        let env = CallEnv::new(grant, self.vault.clone(), self.sink.clone())
+            .with_workspace(self.checkout.clone())
+            .with_scratch(self.run_dir.clone());
         Ok((env, Context { endpoints, server: self.server.alias.clone() }))
     }
 

@@ -13,12 +13,16 @@ fn list_shows_the_builtin_heroku_plugin() {
     assert!(lines.next().unwrap().starts_with("NAME"));
     let heroku = lines.next().unwrap();
     assert!(heroku.starts_with("heroku ") && heroku.ends_with("built-in"), "{heroku}");
+    let git_ssh = lines.next().unwrap();
+    assert!(git_ssh.starts_with("git-ssh ") && git_ssh.ends_with("built-in"), "{git_ssh}");
 
     let (json, _) = run(pier(home.path()).args(["plugins", "list", "--json"]), 0);
     let list: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(list[0]["name"], "heroku");
     assert_eq!(list[0]["builtin"], true);
     assert_eq!(list[0]["contract"], "0.1.0");
+    assert_eq!(list[1]["name"], "git-ssh");
+    assert_eq!(list[1]["builtin"], true);
 }
 
 #[test]
@@ -99,7 +103,7 @@ fn oversized_plugin_is_refused_before_reading() {
 fn unknown_builtin_names_the_known_ones() {
     let home = tempdir();
     let (_, stderr) = run(pier(home.path()).args(["plugins", "inspect", "fly"]), 2);
-    assert_eq!(stderr.trim(), "error: there is no built-in plugin `fly` (built in: heroku)");
+    assert_eq!(stderr.trim(), "error: there is no built-in plugin `fly` (built in: heroku, git-ssh)");
 }
 
 #[test]
@@ -151,7 +155,11 @@ fn every_test_plugin_is_covered_by_a_test() {
         "leak-secret",
         "memory-bomb",
         "no-method",
+        "notify",
         "panics",
+        "sloppy-form",
+        "stateful",
+        "swallows-failure",
         "wrong-contract",
     ];
     let mut built: Vec<&str> = pier_test_plugin_artifacts::ALL.iter().map(|(n, _)| *n).collect();

@@ -43,7 +43,7 @@ async fn env_for(
     let values = values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let (grant, endpoints) = Grant::for_call(&description.permissions, &values, &|_| None).unwrap();
     let sink = Arc::new(MemorySink::default());
-    let env = CallEnv { grant, vault, workspace: None, sink: sink.clone() };
+    let env = CallEnv::new(grant, vault, sink.clone());
     (env, Context { endpoints, server: "test".into() }, sink)
 }
 

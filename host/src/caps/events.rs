@@ -96,6 +96,7 @@ pub fn clean_line(text: &str) -> String {
 /// The per-call state of the `events` capability.
 pub struct EventsCap {
     sink: Arc<dyn EventSink>,
+    audit: Option<Arc<crate::caps::Audit>>,
     lines: u64,
     dropped: u64,
     tokens: f64,
@@ -104,9 +105,15 @@ pub struct EventsCap {
 }
 
 impl EventsCap {
-    /// Events go to `sink`.
-    pub fn new(sink: Arc<dyn EventSink>) -> Self {
-        EventsCap { sink, lines: 0, dropped: 0, tokens: BURST, refilled: Instant::now(), partial: String::new() }
+    /// Events go to `sink`; what the plugin writes is also recorded in `audit`, if set.
+    pub fn new(sink: Arc<dyn EventSink>, audit: Option<Arc<crate::caps::Audit>>) -> Self {
+        EventsCap { sink, audit, lines: 0, dropped: 0, tokens: BURST, refilled: Instant::now(), partial: String::new() }
+    }
+
+    fn audit(&self, text: &str) {
+        if let Some(audit) = &self.audit {
+            audit.record(crate::caps::AuditRecord::Event { text: text.to_string() });
+        }
     }
 
     /// Whether one more line may pass now.
@@ -188,6 +195,7 @@ impl Drop for EventsCap {
 
 impl events::Host for EventsCap {
     async fn log(&mut self, level: events::Level, message: String) -> wasmtime::Result<()> {
+        self.audit(&message);
         let level = match level {
             events::Level::Debug => Level::Debug,
             events::Level::Info => Level::Info,
@@ -199,12 +207,14 @@ impl events::Host for EventsCap {
     }
 
     async fn step(&mut self, title: String) -> wasmtime::Result<()> {
+        self.audit(&title);
         self.flush();
         self.pass(|title| Event::Step { title }, &title);
         Ok(())
     }
 
     async fn output(&mut self, text: String) -> wasmtime::Result<()> {
+        self.audit(&text);
         self.output(&text);
         Ok(())
     }
@@ -231,7 +241,7 @@ mod tests {
     #[test]
     fn output_is_split_into_lines_and_partials_wait() {
         let sink = Arc::new(MemorySink::default());
-        let mut cap = EventsCap::new(sink.clone());
+        let mut cap = EventsCap::new(sink.clone(), None);
         cap.output("one\ntw");
         cap.output("o\r\nthree");
         assert_eq!(sink.events().len(), 2);
@@ -250,7 +260,7 @@ mod tests {
     #[test]
     fn a_flood_is_bounded() {
         let sink = Arc::new(MemorySink::default());
-        let mut cap = EventsCap::new(sink.clone());
+        let mut cap = EventsCap::new(sink.clone(), None);
         for i in 0..(BURST as usize * 2) {
             cap.log(Level::Info, &format!("line {i}"));
         }

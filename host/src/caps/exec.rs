@@ -216,6 +216,9 @@ pub struct ExecCap {
     workspace: Option<PathBuf>,
     sink: Arc<dyn EventSink>,
     limits: ExecLimits,
+    audit: Option<Arc<crate::caps::Audit>>,
+    path: Option<OsString>,
+    scratch: Option<PathBuf>,
 }
 
 impl ExecCap {
@@ -227,11 +230,46 @@ impl ExecCap {
         sink: Arc<dyn EventSink>,
         limits: ExecLimits,
     ) -> Self {
-        ExecCap { programs, vault, workspace, sink, limits }
+        ExecCap { programs, vault, workspace, sink, limits, audit: None, path: None, scratch: None }
+    }
+
+    /// The same, recording every run in `audit`, if set.
+    pub fn with_audit(mut self, audit: Option<Arc<crate::caps::Audit>>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// The same, making each run's scratch directory (and private key file) under `dir`
+    /// instead of the system's temporary directory.
+    pub fn with_scratch(mut self, dir: Option<PathBuf>) -> Self {
+        self.scratch = dir;
+        self
+    }
+
+    /// The same, looking programs up on `path` (and giving it to them as `PATH`) instead
+    /// of the host's `PATH`, if set.
+    pub fn with_path(mut self, path: Option<OsString>) -> Self {
+        self.path = path;
+        self
     }
 
     async fn run(&self, command: exec::Command) -> Result<exec::Exit, exec::ExecError> {
-        if command.program.contains(['/', '\\']) || !self.programs.contains(&command.program) {
+        let granted = !command.program.contains(['/', '\\']) && self.programs.contains(&command.program);
+        if let Some(audit) = &self.audit {
+            let mut plugin_text = command.args.join("\n");
+            for var in &command.env {
+                if let EnvValue::Text(t) = &var.value {
+                    plugin_text.push('\n');
+                    plugin_text.push_str(t);
+                }
+            }
+            audit.record(crate::caps::AuditRecord::Exec {
+                program: command.program.clone(),
+                allowed: granted,
+                plugin_text,
+            });
+        }
+        if !granted {
             let granted: Vec<_> = self.programs.iter().cloned().collect();
             return Err(exec::ExecError::Denied(format!(
                 "program `{}` is not granted to this plugin (granted: {})",
@@ -239,15 +277,22 @@ impl ExecCap {
                 if granted.is_empty() { "none".to_string() } else { granted.join(", ") }
             )));
         }
-        let host_path = std::env::var_os("PATH");
-        let path = find_program(&command.program, host_path.as_ref())
+        let search = self.path.clone().or_else(|| std::env::var_os("PATH"));
+        let path = find_program(&command.program, search.as_ref())
             .ok_or_else(|| exec::ExecError::NotFound(format!("`{}` is not on PATH", command.program)))?;
         let mut env = base_env();
+        if let Some(search) = &self.path {
+            env.retain(|(k, _)| k != "PATH");
+            env.push(("PATH".into(), search.clone()));
+        }
         env.extend(resolve_env(&command.env, &self.vault).map_err(exec::ExecError::Failed)?);
-        let scratch = tempfile::Builder::new()
-            .prefix("pier-exec-")
-            .tempdir()
-            .map_err(|e| exec::ExecError::Failed(format!("could not make a temporary directory: {e}")))?;
+        let mut scratch = tempfile::Builder::new();
+        scratch.prefix("pier-exec-");
+        let scratch = match &self.scratch {
+            Some(dir) => scratch.tempdir_in(dir),
+            None => scratch.tempdir(),
+        }
+        .map_err(|e| exec::ExecError::Failed(format!("could not make a temporary directory: {e}")))?;
         let _key_file = match &command.ssh_key {
             Some(handle) => {
                 let file = KeyFile::write(&self.vault, handle, scratch.path())

@@ -266,12 +266,50 @@ pub struct HttpPolicy {
     limits: HttpLimits,
     client: SharedClient,
     vault: Arc<Vault>,
+    audit: Option<Arc<crate::caps::Audit>>,
 }
 
 impl HttpPolicy {
-    /// A policy for one call.
-    pub fn new(grant: HttpGrant, limits: HttpLimits, client: SharedClient, vault: Arc<Vault>) -> Self {
-        HttpPolicy { grant, limits, client, vault }
+    /// A policy for one call; requests are recorded in `audit`, if set.
+    pub fn new(
+        grant: HttpGrant,
+        limits: HttpLimits,
+        client: SharedClient,
+        vault: Arc<Vault>,
+        audit: Option<Arc<crate::caps::Audit>>,
+    ) -> Self {
+        HttpPolicy { grant, limits, client, vault, audit }
+    }
+
+    fn audit(&self, method: &reqwest::Method, url: &str, allowed: bool, headers: &[http::Header], body: Option<&[u8]>) {
+        let Some(audit) = &self.audit else { return };
+        let mut plugin_text = url.to_string();
+        let mut secret_headers = Vec::new();
+        for header in headers {
+            match &header.value {
+                http::HeaderValue::Text(t) => {
+                    plugin_text.push('\n');
+                    plugin_text.push_str(t);
+                }
+                http::HeaderValue::Secret(s) => {
+                    secret_headers.push(header.name.clone());
+                    plugin_text.push('\n');
+                    plugin_text.push_str(&s.prefix);
+                    plugin_text.push_str(&s.suffix);
+                }
+            }
+        }
+        if let Some(body) = body {
+            plugin_text.push('\n');
+            plugin_text.push_str(&String::from_utf8_lossy(body));
+        }
+        audit.record(crate::caps::AuditRecord::Http {
+            method: method.to_string(),
+            url: url.to_string(),
+            allowed,
+            secret_headers,
+            plugin_text,
+        });
     }
 
     /// The origins granted.
@@ -300,7 +338,14 @@ impl HttpPolicy {
         headers: &[http::Header],
         body: Option<reqwest::Body>,
     ) -> Result<reqwest::RequestBuilder, http::HttpError> {
-        let url = self.grant.check(url)?;
+        let checked = self.grant.check(url);
+        if self.audit.is_some() {
+            // A malformed URL is a plugin bug, not an attempt to leave the grant.
+            let allowed = !matches!(checked, Err(http::HttpError::Denied(_)));
+            let bytes = body.as_ref().and_then(reqwest::Body::as_bytes);
+            self.audit(&method, url, allowed, headers, bytes);
+        }
+        let url = checked?;
         let mut map = reqwest::header::HeaderMap::new();
         for header in headers {
             let name = reqwest::header::HeaderName::from_bytes(header.name.as_bytes())

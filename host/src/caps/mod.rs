@@ -12,6 +12,7 @@ pub mod secrets;
 pub mod workspace;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
 use crate::runtime::bindings::pier::deploy::types::{Permissions, ResolvedEndpoint};
 
@@ -67,5 +68,43 @@ impl Grant {
             programs.insert(program.clone());
         }
         Ok((Grant { http, programs }, endpoints))
+    }
+}
+
+/// Something a plugin did or tried, as the capabilities saw it before any policy or
+/// redaction applied. The conformance runner records calls with it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum AuditRecord {
+    /// An HTTP request (or workspace upload): its method and URL, whether the grant let it
+    /// through, the names of headers carrying a secret handle, and the text the plugin
+    /// itself supplied (URL, plain header values, body).
+    Http { method: String, url: String, allowed: bool, secret_headers: Vec<String>, plugin_text: String },
+    /// A program run: its name, whether granted, and the text the plugin supplied.
+    Exec { program: String, allowed: bool, plugin_text: String },
+    /// An event line as the plugin wrote it, before cleaning and redaction.
+    Event { text: String },
+}
+
+/// A recorder of [`AuditRecord`]s, shared by the capabilities of a call.
+#[derive(Debug, Default)]
+pub struct Audit {
+    records: Mutex<Vec<AuditRecord>>,
+}
+
+impl Audit {
+    /// Adds a record.
+    pub fn record(&self, record: AuditRecord) {
+        self.records.lock().unwrap_or_else(|e| e.into_inner()).push(record);
+    }
+
+    /// Everything recorded so far.
+    pub fn records(&self) -> Vec<AuditRecord> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Forgets everything recorded.
+    pub fn clear(&self) {
+        self.records.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }

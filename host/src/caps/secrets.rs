@@ -102,7 +102,7 @@ static REDACTOR: RwLock<Redactor> = RwLock::new(Redactor { patterns: Vec::new(),
 /// The forms of `value` that must never appear: the value itself, its URL-encoded forms,
 /// and every run of base64 characters that encodes only bytes of the value, whatever
 /// its alignment inside a longer encoded text.
-fn forms(value: &str) -> Vec<String> {
+pub fn forms(value: &str) -> Vec<String> {
     let mut out = vec![value.to_string()];
     let form: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
     out.push(form.clone());
@@ -125,6 +125,11 @@ fn forms(value: &str) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// Whether `text` holds `value` in any of its [`forms`].
+pub fn exposes(text: &str, value: &str) -> bool {
+    forms(value).iter().any(|form| text.contains(form.as_str()))
 }
 
 /// Registers a secret value: from now on [`redact`] removes it and its encoded forms.

@@ -7,6 +7,7 @@
 
 mod ask;
 mod ci_env;
+mod conformance;
 mod deploy;
 mod init;
 mod output;
@@ -54,6 +55,8 @@ enum Command {
     Ci(deploy::CiArgs),
     /// Show the deployment timeline, or one deploy's log.
     Timeline(timeline::TimelineArgs),
+    /// Check a plugin against the pier:deploy contract (exit 0 only if every applicable check passes).
+    Conformance(conformance::ConformanceArgs),
     /// List, inspect and install deployment-method plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -132,6 +135,12 @@ impl Globals {
     /// `PIER_LIMIT_SECONDS` (every call's wall-clock limit).
     pub fn runtime(&self) -> Result<Runtime, CliError> {
         let mut limits = crate::runtime::Limits::default();
+        self.apply_env_limits(&mut limits)?;
+        self.runtime_with(limits)
+    }
+
+    /// Applies `PIER_LIMIT_MEMORY_MB` and `PIER_LIMIT_SECONDS` to `limits`.
+    pub fn apply_env_limits(&self, limits: &mut crate::runtime::Limits) -> Result<(), CliError> {
         if let Some(mb) = env_number("PIER_LIMIT_MEMORY_MB")? {
             limits.max_memory = (mb as usize) << 20;
         }
@@ -141,6 +150,11 @@ impl Globals {
             limits.setup_time = limit;
             limits.deploy_time = limit;
         }
+        Ok(())
+    }
+
+    /// A runtime with exactly `limits`.
+    pub fn runtime_with(&self, limits: crate::runtime::Limits) -> Result<Runtime, CliError> {
         Ok(Runtime::new(limits, self.cache_dir.clone())?)
     }
 }
@@ -222,6 +236,7 @@ pub fn main() -> Exit {
             Command::Deploy(args) => deploy::deploy(args, &globals, &mut out).await,
             Command::Ci(args) => deploy::ci(args, &globals, &mut out).await,
             Command::Timeline(args) => timeline::run(args, &mut out),
+            Command::Conformance(args) => conformance::run(args, &globals, &mut out).await,
         }
     });
     match result {

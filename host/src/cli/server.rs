@@ -306,7 +306,7 @@ fn setup_env(
     let values = crate::runtime::values_of(answers);
     let (grant, endpoints) = Grant::for_call(&d.permissions, &values, &|name| std::env::var(name).ok())
         .map_err(|e| CliError::Usage(format!("method {}: {e}", d.name)))?;
-    let env = CallEnv { grant, vault, workspace: None, sink: Arc::new(super::progress::StderrSink::new()) };
+    let env = CallEnv::new(grant, vault, Arc::new(super::progress::StderrSink::new()));
     Ok((env, Context { endpoints, server: server.to_string() }))
 }
 

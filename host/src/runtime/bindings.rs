@@ -11,5 +11,5 @@ wasmtime::component::bindgen!({
     },
 });
 
+pub use self::pier::deploy::types::*;
 pub use exports::pier::deploy::method::SetupResult;
-pub use pier::deploy::types::*;

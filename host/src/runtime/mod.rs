@@ -28,13 +28,13 @@ use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::caps::Grant;
 use crate::caps::events::{EventSink, EventsCap, NullSink};
 use crate::caps::exec::{ExecCap, ExecLimits};
 use crate::caps::http::{HttpCap, HttpLimits, HttpPolicy, SharedClient};
 use crate::caps::keys::{GeneratedKey, KeysCap};
 use crate::caps::secrets::{SecretsCap, Vault, redact};
 use crate::caps::workspace::{DEFAULT_MAX_BLOB, WorkspaceCap};
+use crate::caps::{Audit, Grant};
 pub use bindings::{
     Answer, BuildInfo, Choice, CommandPlan, Context, DeployReport, Description, MethodError, SetupResult,
 };
@@ -160,12 +160,48 @@ pub struct CallEnv {
     pub workspace: Option<PathBuf>,
     /// Where events go.
     pub sink: Arc<dyn EventSink>,
+    /// Records what the plugin does, when set (the conformance runner).
+    pub audit: Option<Arc<Audit>>,
+    /// Where granted programs are looked up, instead of the host's `PATH`.
+    pub path: Option<std::ffi::OsString>,
+    /// Where programs' scratch directories (and private key files) go, instead of the
+    /// system's temporary directory: a deploy's run directory, cleaned up even after a kill.
+    pub scratch: Option<PathBuf>,
 }
 
 impl CallEnv {
+    /// A call with `grant` and the secrets of `vault`, whose events go to `sink`.
+    pub fn new(grant: Grant, vault: Arc<Vault>, sink: Arc<dyn EventSink>) -> Self {
+        CallEnv { grant, vault, workspace: None, sink, audit: None, path: None, scratch: None }
+    }
+
     /// Nothing granted, no secrets, events dropped: the environment of `describe`.
     pub fn denied() -> Self {
-        CallEnv { grant: Grant::none(), vault: Arc::new(Vault::new()), workspace: None, sink: Arc::new(NullSink) }
+        CallEnv::new(Grant::none(), Arc::new(Vault::new()), Arc::new(NullSink))
+    }
+
+    /// The same, with the checkout `dir` as the workspace.
+    pub fn with_workspace(mut self, dir: PathBuf) -> Self {
+        self.workspace = Some(dir);
+        self
+    }
+
+    /// The same, recording into `audit`.
+    pub fn with_audit(mut self, audit: Arc<Audit>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// The same, with programs' scratch space under `dir`.
+    pub fn with_scratch(mut self, dir: PathBuf) -> Self {
+        self.scratch = Some(dir);
+        self
+    }
+
+    /// The same, looking programs up on `path`.
+    pub fn with_path(mut self, path: std::ffi::OsString) -> Self {
+        self.path = Some(path);
+        self
     }
 }
 
@@ -349,13 +385,14 @@ impl Runtime {
             self.limits.http.clone(),
             self.http.clone(),
             env.vault.clone(),
+            env.audit.clone(),
         ));
         let state = CallState {
             wasi,
             table: ResourceTable::new(),
             stderr,
             limiter: Limiter { max: self.limits.max_memory, total: 0, hit: false },
-            events: EventsCap::new(env.sink.clone()),
+            events: EventsCap::new(env.sink.clone(), env.audit.clone()),
             secrets: SecretsCap::new(env.vault.clone()),
             http: HttpCap::new(policy.clone()),
             keys: KeysCap::new(env.vault.clone()),
@@ -365,7 +402,10 @@ impl Runtime {
                 env.workspace.clone(),
                 env.sink.clone(),
                 self.limits.exec.clone(),
-            ),
+            )
+            .with_audit(env.audit.clone())
+            .with_path(env.path.clone())
+            .with_scratch(env.scratch.clone()),
             workspace: WorkspaceCap::new(env.workspace.clone(), self.limits.max_blob, policy),
         };
         let mut store = Store::new(&self.engine, state);

@@ -22,7 +22,9 @@ pub const PROFILE: &str = "plugin";
 pub enum Targets {
     /// The package's library (a `cdylib`): one component named after the package.
     Lib,
-    /// Every example of the package, each a `cdylib`: one component per example.
+    /// Every example of the package, each a `cdylib`: one component per example. The
+    /// package's `guest` feature is turned on (its examples require it, so that native
+    /// builds of the workspace leave them out).
     Examples,
 }
 
@@ -88,7 +90,7 @@ pub fn build(package: &str, targets: Targets, names: &[&str]) -> Vec<Artifact> {
         .arg(&target_dir);
     match targets {
         Targets::Lib => cmd.arg("--lib"),
-        Targets::Examples => cmd.arg("--examples"),
+        Targets::Examples => cmd.arg("--examples").arg("--features").arg("guest"),
     };
     for var in [
         "RUSTC_WRAPPER",

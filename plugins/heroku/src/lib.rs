@@ -102,20 +102,19 @@ impl Method for Heroku {
     }
 
     fn validate(ctx: Context, answers: Vec<Answer>) -> Result<String, MethodError> {
+        // Answers first, then the provider: a missing or malformed answer never costs a request.
         let client = api::Client::new(&ctx)?;
-        let account = client.account()?;
+        let app = required(&answers, APP, "the app")?;
         flag(&answers, REGISTER_KEY, true)?;
-        let mut line = format!("authenticated as {}", account.email);
-        if let Some(app) = answer(&answers, APP) {
-            let app = client.app(app)?;
-            line.push_str(&format!("; app {} found", app.name));
-        }
-        Ok(line)
+        let account = client.account()?;
+        let app = client.app(app)?;
+        Ok(format!("authenticated as {}; app {} found", account.email, app.name))
     }
 
     fn setup(ctx: Context, answers: Vec<Answer>) -> Result<SetupResult, MethodError> {
         let client = api::Client::new(&ctx)?;
         let app_name = required(&answers, APP, "the app")?;
+        let register = flag(&answers, REGISTER_KEY, true)?;
         let account = client.account()?;
         let app = client.app(app_name)?;
         let mut settings = vec![Answer::new(APP, app.name.clone())];
@@ -126,7 +125,7 @@ impl Method for Heroku {
             settings.push(Answer::new(WEB_URL, web_url.clone()));
         }
         let mut notes = Vec::new();
-        if flag(&answers, REGISTER_KEY, true)? {
+        if register {
             let comment = format!("pier deploy key for {}", app.name);
             let key = keys::generate(SSH_KEY, &comment)
                 .map_err(|e| MethodError::Provider(format!("could not generate an SSH key: {e:?}")))?;

@@ -1,6 +1,6 @@
 //! JSON over the `http` capability.
 //!
-//! ```ignore
+//! ```text
 //! let account: Account = api::Request::get(&format!("{base}/account"))
 //!     .header("Accept", "application/json")
 //!     .bearer("api_key")

@@ -4,7 +4,7 @@
 //! with `wit-bindgen`) and small helpers over them: JSON over the `http` capability with
 //! secret handles in headers, typed errors, answers and endpoints, and progress events.
 //!
-//! ```ignore
+//! ```text
 //! use pier_plugin_sdk::{Method, export_method};
 //! struct MyMethod;
 //! impl Method for MyMethod { /* describe, choices, validate, setup, deploy, prepare_commands */ }

@@ -1,0 +1,717 @@
+//! The conformance runner: spec-written checks that tell a plugin author whether their
+//! plugin follows the `pier:deploy` contract.
+//!
+//! The plugin runs in the real runtime, with every capability recording what it does
+//! ([`crate::caps::Audit`]), a fake provider on loopback that its endpoints resolve to,
+//! stand-ins for the programs it declares (it never runs real ones here), and canary
+//! values for its secrets. Each check has an id, a one-line description, and a result:
+//! pass, fail with a reason the author can act on, or skip with why it does not apply.
+
+mod provider;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::sync::Arc;
+
+use rand_core::RngCore as _;
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::caps::events::NullSink;
+use crate::caps::http::HttpGrant;
+use crate::caps::keys::GeneratedKey;
+use crate::caps::secrets::{Vault, exposes};
+use crate::caps::{Audit, AuditRecord, Grant};
+use crate::runtime::bindings::{FieldKind, ResolvedEndpoint, Trigger};
+use crate::runtime::{Answer, BuildInfo, CallEnv, CallError, Context, Description, MethodError, Plugin, Runtime};
+use provider::{FakeProvider, stand_ins};
+
+/// How one check ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "reason", rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail(String),
+    Skip(String),
+}
+
+/// One check and its outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub id: &'static str,
+    pub description: &'static str,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// Every check, in the order they run: (id, description).
+pub const CHECKS: &[(&str, &str)] = &[
+    (
+        "describe.well-formed",
+        "describe returns a well-formed form and permissions: unique field ids, labels, valid origins and programs",
+    ),
+    (
+        "describe.choices",
+        "every choice field's options can be fetched: choices answers a list or a typed error, for every choice field",
+    ),
+    ("validate.rejects-missing", "validate rejects each missing required answer with invalid-answer naming that field"),
+    ("setup.rejects-missing", "setup rejects each missing required answer with invalid-answer naming that field"),
+    (
+        "answers.rejects-invalid",
+        "validate rejects a boolean answer that is not true or false with invalid-answer naming the field",
+    ),
+    ("permissions.http", "the plugin makes no HTTP request outside the origins it declares"),
+    ("permissions.exec", "the plugin runs no program it does not declare"),
+    ("deploy.provider-failure", "deploy reports failure when the provider fails every request"),
+    ("deploy.program-failure", "deploy reports failure when a program it runs exits non-zero"),
+    ("commands.plan", "prepare-commands returns a plan for the same commands, or a typed error"),
+    (
+        "secrets.not-exposed",
+        "no secret value appears in anything the plugin logs, returns, sends or passes to a program",
+    ),
+    ("calls.repeatable", "repeated setup and deploy calls with the same input behave the same (no hidden state)"),
+    ("limits.default", "every call stays within the default memory and time limits, without a trap"),
+];
+
+/// The result of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub plugin: String,
+    pub name: String,
+    pub version: String,
+    pub contract: String,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// Whether every applicable check passed.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| !matches!(c.outcome, Outcome::Fail(_)))
+    }
+
+    /// Counts of passed, failed and skipped checks.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let count = |f: fn(&Outcome) -> bool| self.checks.iter().filter(|c| f(&c.outcome)).count();
+        (
+            count(|o| *o == Outcome::Pass),
+            count(|o| matches!(o, Outcome::Fail(_))),
+            count(|o| matches!(o, Outcome::Skip(_))),
+        )
+    }
+
+    /// The report as JUnit XML.
+    pub fn junit(&self) -> Result<String, quick_junit::SerializeError> {
+        use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+        let mut report = quick_junit::Report::new("pier conformance");
+        let mut suite = TestSuite::new(format!("{} {}", self.name, self.version));
+        for check in &self.checks {
+            let status = match &check.outcome {
+                Outcome::Pass => TestCaseStatus::success(),
+                Outcome::Fail(reason) => {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    s.set_message(reason.as_str());
+                    s
+                }
+                Outcome::Skip(reason) => {
+                    let mut s = TestCaseStatus::skipped();
+                    s.set_message(reason.as_str());
+                    s
+                }
+            };
+            let mut case = TestCase::new(check.id, status);
+            case.set_classname(format!("conformance.{}", self.name));
+            case.set_system_out(check.description);
+            suite.add_test_case(case);
+        }
+        report.add_test_suite(suite);
+        report.to_string()
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Pass => f.write_str("pass"),
+            Outcome::Fail(_) => f.write_str("FAIL"),
+            Outcome::Skip(_) => f.write_str("skip"),
+        }
+    }
+}
+
+/// One call the runner made, with what it recorded.
+struct Call {
+    export: &'static str,
+    fault: Option<String>,
+    audit: Vec<AuditRecord>,
+    /// Everything the call returned, as text, for the secrets check.
+    returned: String,
+}
+
+/// Why the runner could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ConformanceError {
+    #[error("the conformance provider could not start: {0}")]
+    Provider(std::io::Error),
+    #[error("conformance scratch space: {0}")]
+    Scratch(std::io::Error),
+}
+
+struct Runner<'a> {
+    runtime: &'a Runtime,
+    plugin: &'a Plugin,
+    d: Description,
+    provider: FakeProvider,
+    ok_path: OsString,
+    fail_path: OsString,
+    workspace: tempfile::TempDir,
+    canaries: BTreeMap<String, String>,
+    calls: Vec<Call>,
+}
+
+fn fault_text(e: &CallError) -> String {
+    e.to_string()
+}
+
+fn variant(e: &MethodError) -> &'static str {
+    match e {
+        MethodError::InvalidAnswer(_) => "invalid-answer",
+        MethodError::Provider(_) => "provider",
+        MethodError::RateLimited(_) => "rate-limited",
+        MethodError::DeployFailed(_) => "deploy-failed",
+        MethodError::Denied(_) => "denied",
+        MethodError::Unsupported(_) => "unsupported",
+    }
+}
+
+impl<'a> Runner<'a> {
+    fn grant(&self) -> (Grant, Vec<ResolvedEndpoint>) {
+        let endpoints: Vec<ResolvedEndpoint> = self
+            .d
+            .permissions
+            .endpoints
+            .iter()
+            .map(|e| ResolvedEndpoint { id: e.id.clone(), url: self.provider.url().to_string() })
+            .collect();
+        // describe.well-formed has checked the origins and programs parse.
+        let http = HttpGrant::new(&self.d.permissions, &endpoints).unwrap_or_default();
+        (Grant { http, programs: self.d.permissions.programs.iter().cloned().collect() }, endpoints)
+    }
+
+    /// Answers that should be acceptable: defaults, the provider's URL for URL fields,
+    /// canaries for secrets (in the returned vault).
+    fn answers(&self, choices: &BTreeMap<String, String>) -> (Vec<Answer>, Arc<Vault>) {
+        let vault = Arc::new(Vault::new());
+        let url_fields: Vec<&str> = self
+            .d
+            .permissions
+            .endpoints
+            .iter()
+            .flat_map(|e| e.sources.iter())
+            .filter_map(|s| match s {
+                crate::runtime::bindings::EndpointSource::Field(f) => Some(f.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for field in &self.d.fields {
+            let value = match field.kind {
+                FieldKind::Secret => {
+                    vault.insert(&field.id, SecretString::from(self.canaries[&field.id].clone()));
+                    continue;
+                }
+                _ if url_fields.contains(&field.id.as_str()) => self.provider.url().to_string(),
+                FieldKind::Choice => choices.get(&field.id).cloned().unwrap_or_else(|| "conformance".into()),
+                FieldKind::Boolean => field.default.clone().unwrap_or_else(|| "false".into()),
+                FieldKind::Text => field.default.clone().unwrap_or_else(|| "conformance".into()),
+            };
+            answers.push(Answer { field: field.id.clone(), value });
+        }
+        (answers, vault)
+    }
+
+    fn env(&self, vault: Arc<Vault>, audit: Arc<Audit>, failing_programs: bool) -> (CallEnv, Context) {
+        let (grant, endpoints) = self.grant();
+        let path = if failing_programs { self.fail_path.clone() } else { self.ok_path.clone() };
+        let env = CallEnv::new(grant, vault, Arc::new(NullSink))
+            .with_workspace(self.workspace.path().to_path_buf())
+            .with_audit(audit)
+            .with_path(path);
+        (env, Context { endpoints, server: "conformance".into() })
+    }
+
+    fn record(&mut self, export: &'static str, audit: &Audit, fault: Option<String>, returned: String) {
+        self.calls.push(Call { export, fault, audit: audit.records(), returned });
+    }
+
+    async fn choices(
+        &mut self,
+        field: &str,
+        answers: &[Answer],
+        vault: Arc<Vault>,
+    ) -> Result<Result<Vec<crate::runtime::Choice>, MethodError>, String> {
+        let audit = Arc::new(Audit::default());
+        let (env, ctx) = self.env(vault, audit.clone(), false);
+        let result = self.plugin.choices(self.runtime, &env, &ctx, field, answers).await;
+        let fault = result.as_ref().err().map(fault_text);
+        self.record("choices", &audit, fault.clone(), format!("{result:?}"));
+        result.map_err(|e| fault_text(&e))
+    }
+
+    async fn validate(&mut self, answers: &[Answer], vault: Arc<Vault>) -> Result<Result<String, MethodError>, String> {
+        let audit = Arc::new(Audit::default());
+        let (env, ctx) = self.env(vault, audit.clone(), false);
+        let result = self.plugin.validate(self.runtime, &env, &ctx, answers).await;
+        self.record("validate", &audit, result.as_ref().err().map(fault_text), format!("{result:?}"));
+        result.map_err(|e| fault_text(&e))
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn setup(
+        &mut self,
+        answers: &[Answer],
+        vault: Arc<Vault>,
+    ) -> Result<(Result<crate::runtime::SetupResult, MethodError>, Vec<GeneratedKey>, Vec<AuditRecord>), String> {
+        let audit = Arc::new(Audit::default());
+        let (env, ctx) = self.env(vault, audit.clone(), false);
+        let result = self.plugin.setup(self.runtime, &env, &ctx, answers).await;
+        let returned = match &result {
+            Ok(out) => format!("{:?}", out.value),
+            Err(e) => fault_text(e),
+        };
+        self.record("setup", &audit, result.as_ref().err().map(fault_text), returned);
+        result.map(|out| (out.value, out.generated_keys, audit.records())).map_err(|e| fault_text(&e))
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn deploy(
+        &mut self,
+        settings: &[Answer],
+        vault: Arc<Vault>,
+        failing_programs: bool,
+    ) -> Result<(Result<crate::runtime::DeployReport, MethodError>, Vec<AuditRecord>), String> {
+        let audit = Arc::new(Audit::default());
+        let (env, ctx) = self.env(vault, audit.clone(), failing_programs);
+        let build = BuildInfo {
+            deploy_id: "conformance-deploy".into(),
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            branch: "main".into(),
+            build_id: Some("1".into()),
+            trigger: Trigger::Manual,
+        };
+        let result = self.plugin.deploy(self.runtime, &env, &ctx, settings, &build).await;
+        self.record("deploy", &audit, result.as_ref().err().map(fault_text), format!("{result:?}"));
+        result.map(|r| (r, audit.records())).map_err(|e| fault_text(&e))
+    }
+
+    async fn prepare(
+        &mut self,
+        settings: &[Answer],
+        vault: Arc<Vault>,
+    ) -> Result<Result<crate::runtime::CommandPlan, MethodError>, String> {
+        let audit = Arc::new(Audit::default());
+        let (env, ctx) = self.env(vault, audit.clone(), false);
+        let commands = ["echo one".to_string(), "echo two".to_string()];
+        let result = self.plugin.prepare_commands(self.runtime, &env, &ctx, settings, &commands).await;
+        self.record("prepare-commands", &audit, result.as_ref().err().map(fault_text), format!("{result:?}"));
+        result.map_err(|e| fault_text(&e))
+    }
+
+    /// Answers without `field` (a secret is left out of the vault).
+    fn without(&self, answers: &[Answer], vault: &Vault, field: &str) -> (Vec<Answer>, Arc<Vault>) {
+        let kept: Vec<Answer> = answers.iter().filter(|a| a.field != field).cloned().collect();
+        let new = Vault::new();
+        for handle in vault.handles().into_iter().filter(|h| h != field) {
+            if let Some(v) = vault.get(&handle) {
+                new.insert(&handle, v);
+            }
+        }
+        (kept, Arc::new(new))
+    }
+}
+
+/// Whether `result` is `invalid-answer` about `field`.
+fn rejects<T: fmt::Debug>(result: &Result<Result<T, MethodError>, String>, field: &str) -> Result<(), String> {
+    match result {
+        Ok(Err(MethodError::InvalidAnswer(f))) if f.field == field => Ok(()),
+        Ok(Err(MethodError::InvalidAnswer(f))) => Err(format!("it named field `{}` instead", f.field)),
+        Ok(Err(other)) => Err(format!("it returned {} ({other:?}) instead of invalid-answer", variant(other))),
+        Ok(Ok(value)) => Err(format!("it succeeded ({value:?})")),
+        Err(fault) => Err(format!("it faulted: {fault}")),
+    }
+}
+
+/// An outcome as a comparable signature: the variant, and for setup the settings with
+/// generated key material masked, and the requests made (method and path).
+fn signature(outcome: &str, keys: &[GeneratedKey], audit: &[AuditRecord]) -> String {
+    let mut text = outcome.to_string();
+    for key in keys {
+        text = text.replace(&key.public_key, "<public key>").replace(&key.fingerprint, "<fingerprint>");
+    }
+    // Keys generated during deploy differ every time, as they should.
+    text = mask_after(&text, "ssh-ed25519 ", "<public key>");
+    text = mask_after(&text, "SHA256:", "<fingerprint>");
+    for record in audit {
+        if let AuditRecord::Http { method, url, .. } = record {
+            let path = url.split('?').next().unwrap_or(url);
+            text.push_str(&format!("\n{method} {path}"));
+        }
+    }
+    text
+}
+
+/// Runs every check against `plugin`.
+pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, ConformanceError> {
+    let file = plugin.file().clone();
+    let mut checks: Vec<Check> = Vec::new();
+    let check = |id: &'static str, outcome: Outcome| -> Check {
+        let description = CHECKS.iter().find(|(i, _)| *i == id).map(|(_, d)| *d).unwrap_or("");
+        Check { id, description, outcome }
+    };
+    let d = match plugin.describe(runtime).await {
+        Ok(d) => d,
+        Err(e) => {
+            checks.push(check("describe.well-formed", Outcome::Fail(e.to_string())));
+            for (id, _) in CHECKS.iter().skip(1) {
+                checks.push(check(id, Outcome::Skip("describe failed, so nothing else can be checked".into())));
+            }
+            return Ok(Report {
+                plugin: file.source,
+                name: "?".into(),
+                version: "?".into(),
+                contract: file.contract,
+                checks,
+            });
+        }
+    };
+    checks.push(check("describe.well-formed", Outcome::Pass));
+
+    let scratch = tempfile::tempdir().map_err(ConformanceError::Scratch)?;
+    let ok_path =
+        stand_ins(&scratch.path().join("ok"), &d.permissions.programs, 0).map_err(ConformanceError::Scratch)?;
+    let fail_path =
+        stand_ins(&scratch.path().join("fail"), &d.permissions.programs, 1).map_err(ConformanceError::Scratch)?;
+    let workspace = tempfile::tempdir().map_err(ConformanceError::Scratch)?;
+    std::fs::write(workspace.path().join("README.md"), "A checkout for the conformance runner.\n")
+        .map_err(ConformanceError::Scratch)?;
+    let mut canaries = BTreeMap::new();
+    for field in d.fields.iter().filter(|f| f.kind == FieldKind::Secret) {
+        let mut bytes = [0u8; 8];
+        rand_core::OsRng.fill_bytes(&mut bytes);
+        canaries.insert(field.id.clone(), format!("pier-canary-{}-{}", field.id, hex::encode(bytes)));
+    }
+    let provider = FakeProvider::start().await.map_err(ConformanceError::Provider)?;
+    let mut r = Runner {
+        runtime,
+        plugin,
+        d: d.clone(),
+        provider,
+        ok_path: ok_path.into_os_string(),
+        fail_path: fail_path.into_os_string(),
+        workspace,
+        canaries,
+        calls: Vec::new(),
+    };
+
+    // describe.choices: fetch every choice field's options, answering the fields before it.
+    let choice_fields: Vec<String> =
+        d.fields.iter().filter(|f| f.kind == FieldKind::Choice).map(|f| f.id.clone()).collect();
+    let mut chosen = BTreeMap::new();
+    if choice_fields.is_empty() {
+        checks.push(check("describe.choices", Outcome::Skip("the form has no choice fields".into())));
+    } else {
+        let mut problems = Vec::new();
+        for field in &choice_fields {
+            let (answers, vault) = r.answers(&chosen);
+            let position = d.fields.iter().position(|f| &f.id == field).unwrap_or(0);
+            let before: Vec<Answer> =
+                answers.into_iter().filter(|a| d.fields[..position].iter().any(|f| f.id == a.field)).collect();
+            match r.choices(field, &before, vault).await {
+                Ok(Ok(list)) => {
+                    if let Some(first) = list.first() {
+                        chosen.insert(field.clone(), first.value.clone());
+                    }
+                }
+                Ok(Err(MethodError::Unsupported(m))) => problems
+                    .push(format!("`{field}`: choices answered unsupported ({m}); a choice field needs choices")),
+                Ok(Err(_)) => {}
+                Err(fault) => problems.push(format!("`{field}`: {fault}")),
+            }
+        }
+        checks.push(check(
+            "describe.choices",
+            if problems.is_empty() { Outcome::Pass } else { Outcome::Fail(problems.join("; ")) },
+        ));
+    }
+
+    let (answers, vault) = r.answers(&chosen);
+    let required: Vec<String> = d.fields.iter().filter(|f| f.required).map(|f| f.id.clone()).collect();
+    for (id, export) in [("validate.rejects-missing", "validate"), ("setup.rejects-missing", "setup")] {
+        if required.is_empty() {
+            checks.push(check(id, Outcome::Skip("the form has no required fields".into())));
+            continue;
+        }
+        let mut problems = Vec::new();
+        for field in &required {
+            let (partial, partial_vault) = r.without(&answers, &vault, field);
+            let verdict = if export == "validate" {
+                rejects(&r.validate(&partial, partial_vault).await, field)
+            } else {
+                rejects(&r.setup(&partial, partial_vault).await.map(|(v, _, _)| v), field)
+            };
+            if let Err(why) = verdict {
+                problems.push(format!("without `{field}`, {export}: {why}"));
+            }
+        }
+        checks.push(check(id, if problems.is_empty() { Outcome::Pass } else { Outcome::Fail(problems.join("; ")) }));
+    }
+
+    let booleans: Vec<String> =
+        d.fields.iter().filter(|f| f.kind == FieldKind::Boolean).map(|f| f.id.clone()).collect();
+    if booleans.is_empty() {
+        checks.push(check("answers.rejects-invalid", Outcome::Skip("the form has no boolean fields".into())));
+    } else {
+        let mut problems = Vec::new();
+        for field in &booleans {
+            let bad: Vec<Answer> = answers
+                .iter()
+                .map(|a| {
+                    if &a.field == field { Answer { field: a.field.clone(), value: "maybe".into() } } else { a.clone() }
+                })
+                .collect();
+            if let Err(why) = rejects(&r.validate(&bad, vault.clone()).await, field) {
+                problems.push(format!("with `{field}` = `maybe`, validate: {why}"));
+            }
+        }
+        checks.push(check(
+            "answers.rejects-invalid",
+            if problems.is_empty() { Outcome::Pass } else { Outcome::Fail(problems.join("; ")) },
+        ));
+    }
+
+    // Ordinary calls with acceptable answers: validate, setup (twice), deploy (twice),
+    // prepare-commands. Their records feed the permission, secret and limit checks.
+    let _ = r.validate(&answers, vault.clone()).await;
+    let first = r.setup(&answers, vault.clone()).await;
+    let second = r.setup(&answers, vault.clone()).await;
+    let settings: Vec<Answer> = match &first {
+        Ok((Ok(setup), _, _)) => {
+            let mut s = answers.clone();
+            for a in &setup.settings {
+                s.retain(|x| x.field != a.field);
+                s.push(a.clone());
+            }
+            s
+        }
+        _ => answers.clone(),
+    };
+    let deploy_a = r.deploy(&settings, vault.clone(), false).await;
+    let deploy_b = r.deploy(&settings, vault.clone(), false).await;
+    let plan = r.prepare(&settings, vault.clone()).await;
+
+    let has_provider = !d.permissions.endpoints.is_empty() || !d.permissions.origins.is_empty();
+    if has_provider {
+        r.provider.fail(true);
+        let failed = r.deploy(&settings, vault.clone(), false).await;
+        r.provider.fail(false);
+        checks.push(check(
+            "deploy.provider-failure",
+            match failed {
+                Ok((Err(_), _)) => Outcome::Pass,
+                Ok((Ok(report), _)) => Outcome::Fail(format!(
+                    "every provider request answered HTTP 500, yet deploy succeeded (`{}`): return deploy-failed or provider",
+                    report.summary
+                )),
+                Err(fault) => Outcome::Fail(format!("deploy faulted instead of returning an error: {fault}")),
+            },
+        ));
+    } else {
+        checks.push(check(
+            "deploy.provider-failure",
+            Outcome::Skip("the plugin declares no endpoints or origins".into()),
+        ));
+    }
+    if d.permissions.programs.is_empty() {
+        checks.push(check("deploy.program-failure", Outcome::Skip("the plugin declares no programs".into())));
+    } else {
+        let failed = r.deploy(&settings, vault.clone(), true).await;
+        checks.push(check(
+            "deploy.program-failure",
+            match failed {
+                Ok((Err(_), _)) => Outcome::Pass,
+                Ok((Ok(report), _)) => Outcome::Fail(format!(
+                    "every declared program ({}) exited 1, yet deploy succeeded (`{}`): exit codes must propagate",
+                    d.permissions.programs.join(", "),
+                    report.summary
+                )),
+                Err(fault) => Outcome::Fail(format!("deploy faulted instead of returning an error: {fault}")),
+            },
+        ));
+    }
+    checks.push(check(
+        "commands.plan",
+        match &plan {
+            Ok(Ok(p)) if p.env.iter().any(|v| v.name.is_empty() || v.name.contains(['=', '\0'])) => {
+                Outcome::Fail("prepare-commands returned an invalid environment variable name".into())
+            }
+            Ok(Ok(p)) if p.tools.iter().any(|t| t.program.is_empty() || t.program.contains('/')) => {
+                Outcome::Fail("prepare-commands named a tool that is not a bare program name".into())
+            }
+            Ok(_) => Outcome::Pass,
+            Err(fault) => Outcome::Fail(fault.clone()),
+        },
+    ));
+
+    // Permissions: every attempt, in every call, stayed within the declaration.
+    let denied_http: Vec<String> = r
+        .calls
+        .iter()
+        .flat_map(|c| c.audit.iter().map(move |a| (c.export, a)))
+        .filter_map(|(export, a)| match a {
+            AuditRecord::Http { method, url, allowed: false, .. } => Some(format!("{export}: {method} {url}")),
+            _ => None,
+        })
+        .collect();
+    checks.push(check(
+        "permissions.http",
+        if denied_http.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail(format!(
+                "requests outside the declared origins (add them to permissions, or stop making them): {}",
+                denied_http.join(", ")
+            ))
+        },
+    ));
+    let denied_exec: Vec<String> = r
+        .calls
+        .iter()
+        .flat_map(|c| c.audit.iter().map(move |a| (c.export, a)))
+        .filter_map(|(export, a)| match a {
+            AuditRecord::Exec { program, allowed: false, .. } => Some(format!("{export}: `{program}`")),
+            _ => None,
+        })
+        .collect();
+    checks.push(check(
+        "permissions.exec",
+        if denied_exec.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail(format!(
+                "programs run without being declared (declare them by bare name): {}",
+                denied_exec.join(", ")
+            ))
+        },
+    ));
+
+    // Secrets: no canary in any form, anywhere the plugin wrote.
+    if r.canaries.is_empty() {
+        checks.push(check("secrets.not-exposed", Outcome::Skip("the form has no secret fields".into())));
+    } else {
+        let mut leaks = Vec::new();
+        for call in &r.calls {
+            let mut places: Vec<(&str, &str)> = vec![("its return value", call.returned.as_str())];
+            for a in &call.audit {
+                match a {
+                    AuditRecord::Http { plugin_text, .. } => places.push(("an HTTP request", plugin_text)),
+                    AuditRecord::Exec { plugin_text, .. } => {
+                        places.push(("a program's arguments or environment", plugin_text))
+                    }
+                    AuditRecord::Event { text } => places.push(("its log", text)),
+                }
+            }
+            for (field, canary) in &r.canaries {
+                for (place, text) in &places {
+                    if exposes(text, canary) {
+                        leaks.push(format!("{}: the value of `{field}` appeared in {place}", call.export));
+                    }
+                }
+            }
+        }
+        leaks.dedup();
+        checks.push(check(
+            "secrets.not-exposed",
+            if leaks.is_empty() { Outcome::Pass } else { Outcome::Fail(leaks.join("; ")) },
+        ));
+    }
+
+    // Repeatability: the same input, the same behaviour.
+    let mut differences = Vec::new();
+    match (&first, &second) {
+        (Ok((a, ka, aa)), Ok((b, kb, ab))) => {
+            let sa = signature(&format!("{a:?}"), ka, aa);
+            let sb = signature(&format!("{b:?}"), kb, ab);
+            if sa != sb {
+                differences.push(format!("setup returned `{}` then `{}`", first_line(&sa), first_line(&sb)));
+            }
+        }
+        (Err(_), Err(_)) => {}
+        _ => differences.push("setup faulted once and not the other time".into()),
+    }
+    match (&deploy_a, &deploy_b) {
+        (Ok((a, aa)), Ok((b, ab))) => {
+            let sa = signature(&format!("{a:?}"), &[], aa);
+            let sb = signature(&format!("{b:?}"), &[], ab);
+            if sa != sb {
+                differences.push(format!("deploy returned `{}` then `{}`", first_line(&sa), first_line(&sb)));
+            }
+        }
+        (Err(_), Err(_)) => {}
+        _ => differences.push("deploy faulted once and not the other time".into()),
+    }
+    checks.push(check(
+        "calls.repeatable",
+        if differences.is_empty() { Outcome::Pass } else { Outcome::Fail(differences.join("; ")) },
+    ));
+
+    let faults: Vec<String> = r.calls.iter().filter_map(|c| c.fault.clone()).collect();
+    checks.push(check(
+        "limits.default",
+        if faults.is_empty() { Outcome::Pass } else { Outcome::Fail(faults[0].clone()) },
+    ));
+
+    // Report in the order of CHECKS.
+    checks.sort_by_key(|c| CHECKS.iter().position(|(id, _)| *id == c.id));
+    Ok(Report { plugin: file.source, name: d.name, version: d.version, contract: file.contract, checks })
+}
+
+/// Replaces the base64 run after every `marker` with `mask`.
+fn mask_after(text: &str, marker: &str, mask: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(marker) {
+        out.push_str(&rest[..at]);
+        out.push_str(mask);
+        let after = &rest[at + marker.len()..];
+        let end =
+            after.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))).unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn first_line(text: &str) -> &str {
+    let line = text.lines().next().unwrap_or("");
+    line.get(..200).unwrap_or(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_material_is_masked_in_signatures() {
+        let a = signature("Ok(\"ssh-ed25519 AAAAC3Nza/abc+1= pier\", SHA256:xyz+/=)", &[], &[]);
+        let b = signature("Ok(\"ssh-ed25519 AAAAother pier\", SHA256:other)", &[], &[]);
+        assert_eq!(a, b);
+        assert_eq!(a, "Ok(\"<public key> pier\", <fingerprint>)");
+    }
+
+    #[test]
+    fn every_check_is_listed_once() {
+        let mut ids: Vec<&str> = CHECKS.iter().map(|(id, _)| *id).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), CHECKS.len());
+    }
+}

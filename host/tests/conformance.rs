@@ -1,0 +1,86 @@
+//! `pier conformance` through the real binary: plugins that follow the contract pass,
+//! and each deliberately broken plugin fails exactly the checks it should.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{pier, plugin, run, tempdir};
+
+/// Runs the conformance runner on `target` and returns (exit code, failed check ids, JSON).
+fn conformance(target: &str, extra_env: &[(&str, &str)]) -> (i32, BTreeSet<String>, serde_json::Value) {
+    let home = tempdir();
+    let output =
+        pier(home.path()).args(["conformance", target, "--json"]).envs(extra_env.iter().copied()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
+    let failed = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    (output.status.code().unwrap(), failed, report)
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn the_builtin_heroku_method_conforms() {
+    let (code, failed, report) = conformance("heroku", &[]);
+    assert_eq!((code, failed), (0, set(&[])), "{report:#}");
+    assert_eq!(report["passed"], true);
+}
+
+#[test]
+fn a_conformant_plugin_passes_and_writes_junit() {
+    let home = tempdir();
+    let junit = home.path().join("conformance.xml");
+    let (out, _) = run(pier(home.path()).args(["conformance", plugin("notify"), "--junit"]).arg(&junit), 0);
+    assert!(out.contains("13 checks: 11 passed, 0 failed, 2 skipped"), "{out}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"<testsuite name="notify 0.1.0" tests="13" skipped="2" errors="0" failures="0">"#), "{xml}");
+    assert!(xml.contains(r#"<testcase name="deploy.provider-failure""#), "{xml}");
+}
+
+#[test]
+fn each_broken_plugin_fails_exactly_its_checks() {
+    let cases: &[(&str, &[&str])] = &[
+        ("swallows-failure", &["deploy.provider-failure"]),
+        ("sloppy-form", &["validate.rejects-missing", "setup.rejects-missing", "answers.rejects-invalid"]),
+        ("stateful", &["calls.repeatable"]),
+        ("forbidden-exec", &["permissions.exec"]),
+        ("forbidden-http", &["validate.rejects-missing", "setup.rejects-missing", "permissions.http"]),
+    ];
+    for (name, expected) in cases {
+        let (code, failed, report) = conformance(plugin(name), &[]);
+        assert_eq!(failed, set(expected), "{name}: {report:#}");
+        assert_eq!(code, 3, "{name}");
+        for check in report["checks"].as_array().unwrap() {
+            if check["status"] != "pass" {
+                assert!(!check["reason"].as_str().unwrap_or_default().is_empty(), "{name}: {check}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_plugin_that_never_returns_fails_the_limits_check() {
+    let (code, failed, report) = conformance(plugin("iloop"), &[("PIER_LIMIT_SECONDS", "1")]);
+    assert_eq!((code, failed), (3, set(&["limits.default"])), "{report:#}");
+    let reason =
+        report["checks"].as_array().unwrap().iter().find(|c| c["id"] == "limits.default").unwrap()["reason"].clone();
+    assert!(reason.as_str().unwrap().contains("ran past its time limit"), "{reason}");
+}
+
+#[test]
+fn a_file_that_is_not_a_plugin_is_bad_input_not_a_failed_check() {
+    let home = tempdir();
+    std::fs::write(home.path().join("x.wasm"), "nope").unwrap();
+    let (_, err) = run(pier(home.path()).args(["conformance", "x.wasm"]), 2);
+    assert!(err.contains("is not a WebAssembly file"), "{err}");
+}

@@ -1,0 +1,95 @@
+//! Deploying: `git push` of the build's commit to the remote branch, honest about failure.
+//! A push that exits non-zero fails the deploy with its last lines, and with a hint when
+//! they show a cause the user can fix.
+
+use pier_plugin_sdk::*;
+
+use crate::{SSH_KEY, Settings};
+
+/// The longest a push may run, in milliseconds (the host caps it). A Dokku push builds
+/// the app before it returns, so this is long.
+const PUSH_TIMEOUT_MS: u32 = 60 * 60 * 1000;
+
+/// Pushes `build.commit` to `refs/heads/BRANCH` of the remote, from the checkout.
+pub fn push(s: &Settings, build: &BuildInfo) -> Result<DeployReport, MethodError> {
+    if !has_secret(SSH_KEY) {
+        return Err(invalid(
+            SSH_KEY,
+            "this server has no stored SSH key: remove it and run `pier server add` again to generate one",
+        ));
+    }
+    let commit = build.commit.as_str();
+    if commit.is_empty() || commit.starts_with('-') || commit.contains(|c: char| c.is_whitespace() || c == ':') {
+        return Err(MethodError::DeployFailed(DeployFailure {
+            reason: format!("`{commit}` is not a commit git can push"),
+            tail: vec![],
+        }));
+    }
+    let short = commit.get(..7).unwrap_or(commit);
+    log::step(&format!("Pushing {short} to {} {}", s.remote, s.branch));
+    let mut args = vec!["push".to_string()];
+    if s.force {
+        args.push("--force".into());
+    }
+    args.push(s.remote.into());
+    args.push(format!("{commit}:refs/heads/{}", s.branch));
+    let command = exec::Command {
+        program: "git".into(),
+        args,
+        env: vec![],
+        in_workspace: true,
+        ssh_key: Some(SSH_KEY.into()),
+        capture_stdout: false,
+        timeout_ms: Some(PUSH_TIMEOUT_MS),
+    };
+    let failed = |reason: String, tail: Vec<String>| MethodError::DeployFailed(DeployFailure { reason, tail });
+    match exec::run(&command) {
+        Ok(exit) if exit.code == 0 => {
+            Ok(DeployReport { summary: format!("pushed {short} to {} {}", s.remote, s.branch), url: None })
+        }
+        Ok(exit) => {
+            let ended = match exit.code {
+                -1 => "was killed by a signal".to_string(),
+                code => format!("exited with {code}"),
+            };
+            let hint = hint(&exit.tail).map(|h| format!(": {h}")).unwrap_or_default();
+            Err(failed(format!("git push to {} {ended}{hint}", s.remote), exit.tail))
+        }
+        Err(exec::ExecError::NotFound(m)) => Err(MethodError::Provider(format!(
+            "git is not installed on this machine ({m}): install git to deploy with git-ssh"
+        ))),
+        Err(exec::ExecError::Denied(m)) => Err(MethodError::Denied(m)),
+        Err(exec::ExecError::Timeout) => {
+            Err(failed(format!("git push to {} ran past its time limit and was killed", s.remote), vec![]))
+        }
+        Err(exec::ExecError::Failed(m)) => Err(MethodError::Provider(format!("could not run git push: {m}"))),
+    }
+}
+
+/// What the user can do about a failed push, when its output says.
+fn hint(tail: &[String]) -> Option<String> {
+    let says = |needle: &str| tail.iter().any(|line| line.contains(needle));
+    if says("Permission denied (publickey") {
+        let install = match keys::public_key(SSH_KEY) {
+            Ok(public_key) => format!(
+                "add this public key to the authorized keys of the git server's user \
+                 (Dokku: `dokku ssh-keys:add pier FILE`): {public_key}"
+            ),
+            Err(_) => "add the public key `pier server add` showed to the authorized keys of the git server's \
+                       user, or remove the server and run `pier server add` again for a new key"
+                .to_string(),
+        };
+        return Some(format!("the server refused this server's SSH key (Permission denied (publickey)); {install}"));
+    }
+    if says("shallow update not allowed") {
+        return Some("the checkout is shallow: fetch its full history (actions/checkout: fetch-depth: 0)".into());
+    }
+    if says("non-fast-forward") || says("fetch first") {
+        return Some(
+            "the remote branch has commits this one does not: set force=true (`pier server edit ALIAS --set \
+             force=true`) to overwrite it"
+                .into(),
+        );
+    }
+    None
+}

@@ -1,0 +1,3 @@
+//! A webhook method that follows the contract.
+const FLAW: Flaw = Flaw::None;
+include!("notify_method.rs");

@@ -1,0 +1,3 @@
+//! Accepts missing required answers.
+const FLAW: Flaw = Flaw::SloppyForm;
+include!("notify_method.rs");
