@@ -15,6 +15,7 @@ mod plugins;
 pub mod progress;
 mod project;
 mod server;
+mod template;
 mod timeline;
 
 use std::io::IsTerminal as _;

@@ -1,12 +1,14 @@
 //! `pier plugins`: list and inspect deployment-method plugins.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::{CliError, Globals, Output};
+use super::project::{Project, load_installed};
+use super::{CliError, Globals, Output, ask};
 use crate::exit::Exit;
+use crate::project::config::InstalledPlugin;
 use crate::runtime::bindings::{EndpointSource, FieldKind};
 use crate::runtime::{Description, Plugin, PluginFile, Runtime, builtin};
 
@@ -20,11 +22,30 @@ pub enum PluginsCommand {
     },
     /// Show a plugin's setup form, permissions, size and digest.
     Inspect {
-        /// A plugin file (.wasm) or the name of a built-in plugin.
+        /// A plugin file (.wasm), or the name of a built-in or installed plugin.
         plugin: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Install a plugin file in this project, after showing what it asks to be allowed.
+    Add {
+        /// The plugin file (.wasm).
+        file: PathBuf,
+        /// Install without asking (required when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a new plugin project (Rust) that builds and passes `pier conformance` as is.
+    New {
+        /// The method's name: lowercase letters, digits and `-`.
+        name: String,
+        /// Where to create it (default: a new directory named NAME).
+        #[arg(long, value_name = "PATH")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -151,11 +172,17 @@ impl PluginView {
     }
 }
 
-/// Loads `spec`: a path to a file if one exists there, else a built-in name.
+/// Loads `spec`: a path to a file if one exists there, else an installed plugin of the
+/// project (if there is one), else a built-in name.
 pub fn load(runtime: &Runtime, spec: &str) -> Result<Plugin, CliError> {
     let path = Path::new(spec);
     if path.exists() || spec.ends_with(".wasm") || spec.contains('/') {
         return Ok(runtime.load_file(path)?);
+    }
+    if let Ok(project) = Project::open()
+        && let Some(installed) = project.config.plugins().iter().find(|p| p.name == spec)
+    {
+        return load_installed(runtime, &project.root, installed);
     }
     Ok(runtime.load_builtin(spec)?)
 }
@@ -170,6 +197,21 @@ pub async fn run(command: PluginsCommand, globals: &Globals, out: &mut Output) -
                 let description = plugin.describe(&runtime).await?;
                 views.push(PluginView::new(&description, plugin.file()));
             }
+            let mut broken = false;
+            if let Ok(project) = Project::open() {
+                for installed in project.config.plugins() {
+                    match load_installed(&runtime, &project.root, installed) {
+                        Ok(plugin) => {
+                            let description = plugin.describe(&runtime).await?;
+                            views.push(PluginView::new(&description, plugin.file()));
+                        }
+                        Err(e) => {
+                            broken = true;
+                            eprintln!("error: installed plugin `{}`: {e}", installed.name);
+                        }
+                    }
+                }
+            }
             if json {
                 out.json(&views)?;
             } else {
@@ -179,7 +221,12 @@ pub async fn run(command: PluginsCommand, globals: &Globals, out: &mut Output) -
                     out.line(format!("{:<12} {:<24} {:<9} {:<9} {source}", v.name, v.title, v.version, v.contract))?;
                 }
             }
+            if broken {
+                return Ok(Exit::BadInput);
+            }
         }
+        PluginsCommand::Add { file, yes, json } => return add(&runtime, &file, yes, json, out).await,
+        PluginsCommand::New { name, dir } => return new(&name, dir, out),
         PluginsCommand::Inspect { plugin, json } => {
             let plugin = load(&runtime, &plugin)?;
             let description = plugin.describe(&runtime).await?;
@@ -194,7 +241,7 @@ pub async fn run(command: PluginsCommand, globals: &Globals, out: &mut Output) -
     Ok(Exit::Success)
 }
 
-fn print_view(v: &PluginView, out: &mut Output) -> std::io::Result<()> {
+pub fn print_view(v: &PluginView, out: &mut Output) -> std::io::Result<()> {
     out.line(format!("{} ({}) {}", v.title, v.name, v.version))?;
     if !v.summary.is_empty() {
         out.line(format!("  {}", v.summary))?;
@@ -237,4 +284,76 @@ fn print_view(v: &PluginView, out: &mut Output) -> std::io::Result<()> {
         out.line("    (none)")?;
     }
     Ok(())
+}
+
+async fn add(runtime: &Runtime, file: &Path, yes: bool, json: bool, out: &mut Output) -> Result<Exit, CliError> {
+    let project = Project::open()?;
+    let plugin = runtime.load_file(file)?;
+    let description = plugin.describe(runtime).await?;
+    let view = PluginView::new(&description, plugin.file());
+    if builtin::find(&description.name).is_some() {
+        return Err(CliError::Usage(format!(
+            "plugin {} calls itself `{}`, the name of a built-in method: give it another name",
+            file.display(),
+            description.name
+        )));
+    }
+    // Show exactly what is being granted before anything is recorded.
+    if !json {
+        print_view(&view, out)?;
+    }
+    if !yes {
+        if !ask::interactive() {
+            return Err(CliError::Usage(
+                "not a terminal, so nothing can be asked: review the permissions above, then pass --yes".into(),
+            ));
+        }
+        if !ask::confirm(&format!("Install `{}` with these permissions?", description.name), false)? {
+            return Err(CliError::Usage("not installed".into()));
+        }
+    }
+    let absolute = file.canonicalize().map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+    let path = absolute
+        .strip_prefix(&project.root)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| absolute.clone())
+        .display()
+        .to_string();
+    let replaced = project.config.plugins().iter().any(|p| p.name == description.name);
+    let installed = InstalledPlugin { name: description.name.clone(), path, sha256: plugin.file().sha256.clone() };
+    project.config.add_plugin(&installed)?;
+    if json {
+        out.json(&serde_json::json!({ "installed": installed, "replaced": replaced, "plugin": view }))?;
+    } else {
+        out.line(format!(
+            "{} plugin `{}` ({}, sha256 {}): servers can now use --method {}",
+            if replaced { "updated" } else { "installed" },
+            installed.name,
+            installed.path,
+            installed.sha256,
+            installed.name
+        ))?;
+    }
+    Ok(Exit::Success)
+}
+
+fn new(name: &str, dir: Option<PathBuf>, out: &mut Output) -> Result<Exit, CliError> {
+    if !super::template::valid_name(name) {
+        return Err(CliError::Usage(format!(
+            "`{name}` is not a method name: use lowercase letters, digits and `-`, starting with a letter"
+        )));
+    }
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        return Err(CliError::Usage(format!("{} already exists and is not empty", dir.display())));
+    }
+    let files = super::template::write(&dir, name)
+        .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", dir.display())))?;
+    out.line(format!("created plugin `{name}` in {} ({} files)", dir.display(), files.len()))?;
+    out.line(format!(
+        "next: cd {} && cargo build --release --target wasm32-wasip2 && pier conformance target/wasm32-wasip2/release/{}.wasm",
+        dir.display(),
+        name.replace('-', "_")
+    ))?;
+    Ok(Exit::Success)
 }

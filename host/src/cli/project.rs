@@ -75,22 +75,25 @@ impl Project {
     }
 }
 
-/// Loads an installed plugin, refusing a file whose digest changed since it was added.
+/// Loads an installed plugin, refusing a file whose digest changed since it was added
+/// (checked before the file is even parsed).
 pub fn load_installed(runtime: &Runtime, root: &Path, installed: &InstalledPlugin) -> Result<Plugin, CliError> {
     let path = root.join(&installed.path);
-    let plugin = runtime.load_file(&path)?;
-    if plugin.file().sha256 != installed.sha256 {
+    let bytes = std::fs::read(&path).map_err(|e| {
+        CliError::Usage(format!("installed plugin `{}`: cannot read {}: {e}", installed.name, path.display()))
+    })?;
+    let sha256 = crate::runtime::cache::digest(&bytes);
+    if sha256 != installed.sha256 {
         return Err(CliError::Usage(format!(
-            "plugin `{}` ({}) no longer matches the sha256 recorded in {CONFIG_FILE} ({} != {}): \
+            "plugin `{}` ({}) no longer matches the sha256 recorded in {CONFIG_FILE} ({sha256} != {}): \
              if the change is intended, run `pier plugins add {}` again",
             installed.name,
             path.display(),
-            plugin.file().sha256,
             installed.sha256,
             installed.path
         )));
     }
-    Ok(plugin)
+    Ok(runtime.load_file(&path)?)
 }
 
 /// The master key, as a CLI error when missing.
