@@ -30,14 +30,6 @@ fn failed_build(status: FinalStatus, release: Option<ReleaseScript>, output: &[&
     }
 }
 
-fn tar_names(bytes: &[u8]) -> Vec<String> {
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
-    let mut names: Vec<String> =
-        archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn a_deploy_uploads_the_checkout_builds_releases_and_is_recorded() {
     let (project, commit) = Project::with_app();
@@ -60,7 +52,7 @@ fn a_deploy_uploads_the_checkout_builds_releases_and_is_recorded() {
     // The tarball holds the checkout, never .git.
     let url = build["source_blob"]["url"].as_str().unwrap();
     let blob_id = url.rsplit('/').next().unwrap().split('?').next().unwrap();
-    let names = tar_names(&project.fake.blob(blob_id).unwrap());
+    let names = common::tar_names(&project.fake.blob(blob_id).unwrap());
     assert!(names.contains(&"Procfile".to_string()) && names.contains(&"app.py".to_string()), "{names:?}");
     assert!(
         names.iter().all(|n| !n.starts_with(".git/") && !n.starts_with(".config") && !n.starts_with(".pier")),

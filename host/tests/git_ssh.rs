@@ -132,12 +132,7 @@ fn git_ssh_pushes_with_the_stored_key_and_a_refused_key_fails_the_deploy() {
         cmd
     };
     run(pier(dir).arg("init"), 0);
-    std::fs::write(dir.join("app.py"), "print('hello')\n").unwrap();
-    std::fs::write(dir.join(".gitignore"), ".config/\n").unwrap();
-    git(dir, &["init", "-q", "-b", "main"]);
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "app"]);
-    let commit = git(dir, &["rev-parse", "HEAD"]);
+    let commit = common::commit_app(dir);
 
     // Setup generates a key and shows its public half, and only that.
     let set_remote = format!("remote={remote}");

@@ -135,15 +135,6 @@ fn account(email: &str, api_key: &str) -> fake_heroku::SeedAccount {
     fake_heroku::SeedAccount { email: email.into(), api_key: api_key.into(), ..Default::default() }
 }
 
-/// Names of the files in a gzipped tarball.
-fn tar_names(bytes: &[u8]) -> Vec<String> {
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
-    let mut names: Vec<String> =
-        archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
-    names.sort();
-    names
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn a_well_behaved_plugin_uses_every_capability() {
     let api_key = "fake-api-key-for-everything-0001";
@@ -199,7 +190,7 @@ async fn a_well_behaved_plugin_uses_every_capability() {
     let blob_id = get_url.rsplit('/').next().unwrap().split('?').next().unwrap();
     let uploaded = fake.blob(blob_id).expect("blob uploaded");
     assert_eq!(uploaded.len() as u64, seen["blob"]["size"].as_u64().unwrap());
-    assert_eq!(tar_names(&uploaded), ["Procfile", "app.py"]);
+    assert_eq!(common::tar_names(&uploaded), ["Procfile", "app.py"]);
     // events: steps, logs and output lines joined across writes.
     let events = sink.events();
     assert!(events.contains(&Event::Step { title: "Everything".into() }));

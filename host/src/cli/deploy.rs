@@ -32,26 +32,26 @@ pub struct DeployArgs {
     /// The CI build id, for the timeline.
     #[arg(long, value_name = "ID")]
     build: Option<String>,
-    /// The checkout to deploy.
-    #[arg(long, value_name = "PATH", default_value = ".")]
-    dir: PathBuf,
-    /// Wait up to this many seconds for a running deploy of the server to finish.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
-    wait: u64,
-    /// Print JSON Lines: one event per line, then the result.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct CiArgs {
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// What `deploy` and `ci` share.
+#[derive(Debug, Args)]
+pub struct RunArgs {
     /// The checkout to deploy.
     #[arg(long, value_name = "PATH", default_value = ".")]
     dir: PathBuf,
     /// Wait up to this many seconds for a running deploy of a server to finish.
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     wait: u64,
-    /// Print JSON Lines.
+    /// Print JSON Lines: one event per line, then a result per server.
     #[arg(long)]
     json: bool,
 }
@@ -125,7 +125,7 @@ fn checkout(dir: &Path) -> Result<PathBuf, CliError> {
 pub async fn deploy(args: DeployArgs, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
     let project = Project::open()?;
     let server = project.server(&args.server)?.clone();
-    let dir = checkout(&args.dir)?;
+    let dir = checkout(&args.run.dir)?;
     let commit = match args.commit.or_else(|| std::env::var("PIER_COMMIT").ok().filter(|v| !v.is_empty())) {
         Some(c) => c,
         None => git(&dir, &["rev-parse", "HEAD"]).ok_or_else(|| {
@@ -145,8 +145,9 @@ pub async fn deploy(args: DeployArgs, globals: &Globals, out: &mut Output) -> Re
         trigger: Trigger::Manual,
         actor: actor(),
     };
-    let result = run_one(&project, &server, build, &dir, Duration::from_secs(args.wait), args.json, globals).await?;
-    report(&[result], args.json, out)
+    let result =
+        run_one(&project, &server, build, &dir, Duration::from_secs(args.run.wait), args.run.json, globals).await?;
+    report(&[result], args.run.json, out)
 }
 
 /// What `pier deploy` and `pier ci` print per server.
@@ -326,7 +327,7 @@ async fn run_one(
 
 pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
     let project = Project::open()?;
-    let dir = checkout(&args.dir)?;
+    let dir = checkout(&args.run.dir)?;
     let detected = ci_env::detect(&|name| std::env::var(name).ok());
     let (Some(branch), Some(commit)) = (detected.branch.clone(), detected.commit.clone()) else {
         return Err(CliError::Usage(format!(
@@ -334,7 +335,7 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
             detected.describe()
         )));
     };
-    if !args.json {
+    if !args.run.json {
         eprintln!("{}: branch {branch}, commit {}", detected.describe(), commit.get(..12).unwrap_or(&commit));
     }
     let mut results = Vec::new();
@@ -359,7 +360,7 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
         };
         if let Some(reason) = reason {
             let result = skip(reason);
-            if !args.json {
+            if !args.run.json {
                 eprintln!("skipping {}: {}", result.server, result.summary);
             }
             results.push(result);
@@ -373,7 +374,9 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
             actor: actor(),
         };
         let result =
-            match run_one(&project, server, build, &dir, Duration::from_secs(args.wait), args.json, globals).await {
+            match run_one(&project, server, build, &dir, Duration::from_secs(args.run.wait), args.run.json, globals)
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("error: {}: {}", server.alias, redact(&e.to_string()));
@@ -391,8 +394,8 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
         failed |= result.status != "succeeded";
         results.push(result);
     }
-    if results.iter().all(|r| r.status == "skipped") && !args.json {
+    if results.iter().all(|r| r.status == "skipped") && !args.run.json {
         eprintln!("no automatic server follows branch {branch}: nothing to deploy");
     }
-    report(&results, args.json, out)
+    report(&results, args.run.json, out)
 }

@@ -133,12 +133,7 @@ impl Project {
         let project = Project::new();
         let dir = project.dir();
         std::fs::write(dir.join("Procfile"), "web: python app.py\nrelease: python migrate.py\n").unwrap();
-        std::fs::write(dir.join("app.py"), "print('hello')\n").unwrap();
-        std::fs::write(dir.join(".gitignore"), ".config/\n").unwrap();
-        git(dir, &["init", "-q", "-b", "main"]);
-        git(dir, &["add", "-A"]);
-        git(dir, &["commit", "-q", "-m", "app"]);
-        let commit = git(dir, &["rev-parse", "HEAD"]);
+        let commit = commit_app(dir);
         run(&mut project.add("Prod", &["--strategy", "manual", "--set", "app=hello-app"]), 0);
         (project, commit)
     }
@@ -169,6 +164,26 @@ impl Project {
             .stderr(std::process::Stdio::piped());
         cmd.spawn().expect("spawn pier")
     }
+}
+
+/// Makes `dir` a git checkout of a one-file app (the project's own files ignored but for
+/// `pier.toml`) and returns its commit.
+pub fn commit_app(dir: &std::path::Path) -> String {
+    std::fs::write(dir.join("app.py"), "print('hello')\n").unwrap();
+    std::fs::write(dir.join(".gitignore"), ".config/\n").unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "app"]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// Names of the files in a gzipped tarball, sorted.
+pub fn tar_names(bytes: &[u8]) -> Vec<String> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut names: Vec<String> =
+        archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+    names.sort();
+    names
 }
 
 /// A named pipe in `dir`: deploy commands block on it until the test writes, so tests
