@@ -87,6 +87,10 @@ fn non_interactive_setup_validates_registers_a_key_and_saves() {
     let (show, _) = run(project.pier().args(["server", "show", "Production EU!"]), 0);
     assert!(show.contains("strategy:  automatic, on branch main"), "{show}");
     assert!(show.contains("secrets:   api_key, ssh_key"), "{show}");
+    // The public half of the generated key, to install elsewhere; never the private half.
+    let public = format!("  ssh_key (public): {}", keys[0].public_key);
+    assert!(show.lines().any(|l| l == public), "{public}\n{show}");
+    assert_no_secrets(&project, &[&show]);
 }
 
 #[test]

@@ -129,6 +129,26 @@ pub struct ServerView {
     #[serde(flatten)]
     pub server: Server,
     pub secrets: Vec<String>,
+    /// Public halves of the server's SSH keys (for installing them on a git server), when
+    /// the master key is at hand.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub public_keys: BTreeMap<String, String>,
+}
+
+/// The public keys of the server's private-key secrets, if the master key opens them.
+fn public_keys(project: &Project, alias: &str) -> BTreeMap<String, String> {
+    let Ok((key, source)) = master_key() else { return BTreeMap::new() };
+    let Ok(vault) = project.secrets().and_then(|f| Ok(f.open_server(&key, &source.to_string(), alias)?)) else {
+        return BTreeMap::new();
+    };
+    vault
+        .handles()
+        .into_iter()
+        .filter_map(|h| {
+            let private = vault.get(&h)?;
+            crate::caps::keys::public_key(&h, &private).ok().map(|public| (h, public))
+        })
+        .collect()
 }
 
 pub async fn run(command: ServerCommand, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
@@ -141,7 +161,7 @@ pub async fn run(command: ServerCommand, globals: &Globals, out: &mut Output) ->
                 .config
                 .servers()
                 .iter()
-                .map(|s| ServerView { server: s.clone(), secrets: secrets.names(&s.alias) })
+                .map(|s| ServerView { server: s.clone(), secrets: secrets.names(&s.alias), public_keys: BTreeMap::new() })
                 .collect();
             if json {
                 out.json(&views)?;
@@ -170,7 +190,11 @@ pub async fn run(command: ServerCommand, globals: &Globals, out: &mut Output) ->
         ServerCommand::Show { server, json } => {
             let project = Project::open()?;
             let server = project.server(&server)?.clone();
-            let view = ServerView { secrets: project.secrets()?.names(&server.alias), server };
+            let view = ServerView {
+                secrets: project.secrets()?.names(&server.alias),
+                public_keys: public_keys(&project, &server.alias),
+                server,
+            };
             if json {
                 out.json(&view)?
             } else {
@@ -212,6 +236,9 @@ fn print_server(v: &ServerView, out: &mut Output) -> std::io::Result<()> {
         out.line(format!("    {k} = {v}"))?;
     }
     out.line(format!("  secrets:   {}", if v.secrets.is_empty() { "none".to_string() } else { v.secrets.join(", ") }))?;
+    for (handle, public) in &v.public_keys {
+        out.line(format!("  {handle} (public): {public}"))?;
+    }
     out.line("  commands:")?;
     if s.commands.is_empty() {
         out.line("    (none)")?;
@@ -523,7 +550,7 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
     for note in &result.notes {
         eprintln!("• {note}");
     }
-    let view = ServerView { secrets: to_store.iter().map(|(n, _)| n.clone()).collect(), server };
+    let view = ServerView { secrets: to_store.iter().map(|(n, _)| n.clone()).collect(), public_keys: BTreeMap::new(), server };
     if args.json {
         out.json(&serde_json::json!({ "server": view, "validation": validated, "notes": result.notes }))?;
     } else {
@@ -601,7 +628,7 @@ async fn edit(args: EditArgs, globals: &Globals, out: &mut Output) -> Result<Exi
     };
     let config = project.config.edit_server(&server.alias, &edit)?;
     let server = config.server(&server.alias).expect("edited server exists").clone();
-    let view = ServerView { secrets: project.secrets()?.names(&server.alias), server };
+    let view = ServerView { secrets: project.secrets()?.names(&server.alias), public_keys: BTreeMap::new(), server };
     if args.json {
         out.json(&view)?
     } else {

@@ -75,8 +75,8 @@ fn hint(tail: &[String]) -> Option<String> {
                 "add this public key to the authorized keys of the git server's user \
                  (Dokku: `dokku ssh-keys:add pier FILE`): {public_key}"
             ),
-            Err(_) => "add the public key `pier server add` showed to the authorized keys of the git server's \
-                       user, or remove the server and run `pier server add` again for a new key"
+            Err(_) => "add the public key that `pier server show SERVER` prints to the authorized keys of the \
+                       git server's user"
                 .to_string(),
         };
         return Some(format!("the server refused this server's SSH key (Permission denied (publickey)); {install}"));
