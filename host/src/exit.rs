@@ -14,12 +14,26 @@ pub enum Exit {
     PluginFault = 3,
     /// The provider or the network failed.
     Provider = 4,
+    /// A deploy was interrupted by SIGINT or SIGTERM (the shells' 128 + 2).
+    Interrupted = 130,
 }
 
 impl Exit {
     /// The process exit code.
     pub fn code(self) -> u8 {
         self as u8
+    }
+
+    /// The exit for a process exit code; unknown codes are provider errors.
+    pub fn from_code(code: u8) -> Exit {
+        match code {
+            0 => Exit::Success,
+            1 => Exit::DeployFailed,
+            2 => Exit::BadInput,
+            3 => Exit::PluginFault,
+            130 => Exit::Interrupted,
+            _ => Exit::Provider,
+        }
     }
 }
 

@@ -212,3 +212,35 @@ async fn host_calls_return_to_the_guest() {
     let report = plugin.deploy(&runtime, &env, &ctx, &settings, &build()).await.unwrap().unwrap();
     assert_eq!(report.summary, "1000 calls, 2000 handles");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_artifact_cache_is_keyed_by_content_and_survives_corruption() {
+    use pier::runtime::CacheOutcome;
+    let cache = common::tempdir();
+    let runtime = Runtime::new(Limits::default(), Some(cache.path().to_path_buf())).unwrap();
+    let dir = common::tempdir();
+    let path = dir.path().join("plugin.wasm");
+
+    std::fs::copy(common::plugin("iloop"), &path).unwrap();
+    let first = runtime.load_file(&path).unwrap();
+    assert_eq!(first.file().cache, CacheOutcome::Compiled);
+    assert_eq!(first.describe(&runtime).await.unwrap().name, "iloop");
+    assert_eq!(runtime.load_file(&path).unwrap().file().cache, CacheOutcome::Hit);
+
+    // The same path with other contents is never served the old artifact.
+    std::fs::copy(common::plugin("panics"), &path).unwrap();
+    let changed = runtime.load_file(&path).unwrap();
+    assert_eq!(changed.file().cache, CacheOutcome::Compiled);
+    assert_eq!(changed.describe(&runtime).await.unwrap().name, "panics");
+
+    // A corrupt artifact is compiled again and replaced.
+    let artifacts: Vec<_> = std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(artifacts.len(), 2, "{artifacts:?}");
+    for artifact in &artifacts {
+        std::fs::write(artifact, b"not an artifact").unwrap();
+    }
+    let again = runtime.load_file(&path).unwrap();
+    assert_eq!(again.file().cache, CacheOutcome::Compiled);
+    assert_eq!(again.describe(&runtime).await.unwrap().name, "panics");
+    assert_eq!(runtime.load_file(&path).unwrap().file().cache, CacheOutcome::Hit);
+}

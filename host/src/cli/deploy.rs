@@ -164,12 +164,8 @@ pub struct ServerResult {
 }
 
 fn report(results: &[ServerResult], json: bool, out: &mut Output) -> Result<Exit, CliError> {
-    let worst = results
-        .iter()
-        .filter(|r| r.status != "succeeded" && r.status != "skipped")
-        .map(|r| r.exit_code)
-        .next()
-        .unwrap_or(0);
+    // The first failure decides the exit code.
+    let first_failure = results.iter().find(|r| r.status != "succeeded" && r.status != "skipped").map(|r| r.exit_code);
     for r in results {
         if json {
             json_line("result", r);
@@ -180,13 +176,7 @@ fn report(results: &[ServerResult], json: bool, out: &mut Output) -> Result<Exit
             out.line(format!("{}: {}{took}: {}{url}{id}", r.server, r.status, r.summary))?;
         }
     }
-    Ok(match worst {
-        0 => Exit::Success,
-        1 => Exit::DeployFailed,
-        2 => Exit::BadInput,
-        3 => Exit::PluginFault,
-        _ => Exit::Provider,
-    })
+    Ok(first_failure.map(Exit::from_code).unwrap_or(Exit::Success))
 }
 
 /// Waits for SIGINT or SIGTERM.
@@ -306,14 +296,9 @@ async fn run_one(
             (Status::Failed, Some(exit), message, None)
         }
     };
-    let code = exit.map(|e| e.code()).unwrap_or(130);
+    let code = exit.unwrap_or(Exit::Interrupted).code();
     let log = sink.log.lock().unwrap_or_else(|e| e.into_inner()).text().to_string();
     timeline.finish(&deploy_id, status, i32::from(code), &redact(&summary), &log)?;
-    if status == Status::Interrupted {
-        // The conventional code of a process stopped by SIGINT.
-        eprintln!("interrupted: deploy {deploy_id} recorded as interrupted");
-        std::process::exit(130);
-    }
     Ok(ServerResult {
         server: server.alias.clone(),
         status: status.to_string(),
@@ -392,7 +377,11 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
                 }
             };
         failed |= result.status != "succeeded";
+        let interrupted = result.status == "interrupted";
         results.push(result);
+        if interrupted {
+            break;
+        }
     }
     if results.iter().all(|r| r.status == "skipped") && !args.run.json {
         eprintln!("no automatic server follows branch {branch}: nothing to deploy");

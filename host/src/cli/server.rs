@@ -161,7 +161,11 @@ pub async fn run(command: ServerCommand, globals: &Globals, out: &mut Output) ->
                 .config
                 .servers()
                 .iter()
-                .map(|s| ServerView { server: s.clone(), secrets: secrets.names(&s.alias), public_keys: BTreeMap::new() })
+                .map(|s| ServerView {
+                    server: s.clone(),
+                    secrets: secrets.names(&s.alias),
+                    public_keys: BTreeMap::new(),
+                })
                 .collect();
             if json {
                 out.json(&views)?;
@@ -550,7 +554,8 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
     for note in &result.notes {
         eprintln!("• {note}");
     }
-    let view = ServerView { secrets: to_store.iter().map(|(n, _)| n.clone()).collect(), public_keys: BTreeMap::new(), server };
+    let view =
+        ServerView { secrets: to_store.iter().map(|(n, _)| n.clone()).collect(), public_keys: BTreeMap::new(), server };
     if args.json {
         out.json(&serde_json::json!({ "server": view, "validation": validated, "notes": result.notes }))?;
     } else {
