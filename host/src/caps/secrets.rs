@@ -127,9 +127,11 @@ pub fn forms(value: &str) -> Vec<String> {
     out
 }
 
-/// Whether `text` holds `value` in any of its [`forms`].
+/// Whether `text` holds `value` in any of its [`forms`], or any long line of a multi-line
+/// value (a private key).
 pub fn exposes(text: &str, value: &str) -> bool {
     forms(value).iter().any(|form| text.contains(form.as_str()))
+        || value.lines().map(str::trim).filter(|l| l.len() >= 16 && *l != value).any(|line| text.contains(line))
 }
 
 /// Registers a secret value: from now on [`redact`] removes it and its encoded forms.

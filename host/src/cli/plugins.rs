@@ -75,6 +75,7 @@ pub struct FieldView {
     pub required: bool,
     pub default: Option<String>,
     pub advanced: bool,
+    pub example: Option<String>,
 }
 
 /// What a plugin asks to be allowed.
@@ -143,6 +144,7 @@ impl PluginView {
                     required: f.required,
                     default: f.default.clone(),
                     advanced: f.advanced,
+                    example: f.example.clone(),
                 })
                 .collect(),
             permissions: PermissionsView {
@@ -262,6 +264,9 @@ pub fn print_view(v: &PluginView, out: &mut Output) -> std::io::Result<()> {
         }
         if f.advanced {
             traits.push("advanced".into());
+        }
+        if let Some(e) = &f.example {
+            traits.push(format!("e.g. {e}"));
         }
         out.line(format!("    {:<14} {} ({})", f.id, f.label, traits.join(", ")))?;
     }

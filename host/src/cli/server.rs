@@ -381,7 +381,11 @@ async fn answer_form(
                 Some(ask::confirm(&field.label, default)?.to_string())
             }
             FieldKind::Text => {
-                let text = ask::text(&field.label, field.default.as_deref(), !field.required)?;
+                let label = match &field.example {
+                    Some(e) => format!("{} (e.g. {e})", field.label),
+                    None => field.label.clone(),
+                };
+                let text = ask::text(&label, field.default.as_deref(), !field.required)?;
                 (!text.trim().is_empty()).then_some(text)
             }
             FieldKind::Choice => {

@@ -166,6 +166,8 @@ struct Runner<'a> {
     fail_path: OsString,
     workspace: tempfile::TempDir,
     canaries: BTreeMap<String, String>,
+    /// Every vault a call used: canaries, and keys the plugin generated.
+    vaults: Vec<Arc<Vault>>,
     calls: Vec<Call>,
 }
 
@@ -223,14 +225,19 @@ impl<'a> Runner<'a> {
                 _ if url_fields.contains(&field.id.as_str()) => self.provider.url().to_string(),
                 FieldKind::Choice => choices.get(&field.id).cloned().unwrap_or_else(|| "conformance".into()),
                 FieldKind::Boolean => field.default.clone().unwrap_or_else(|| "false".into()),
-                FieldKind::Text => field.default.clone().unwrap_or_else(|| "conformance".into()),
+                FieldKind::Text => {
+                    field.default.clone().or(field.example.clone()).unwrap_or_else(|| "conformance".into())
+                }
             };
             answers.push(Answer { field: field.id.clone(), value });
         }
         (answers, vault)
     }
 
-    fn env(&self, vault: Arc<Vault>, audit: Arc<Audit>, failing_programs: bool) -> (CallEnv, Context) {
+    fn env(&mut self, vault: Arc<Vault>, audit: Arc<Audit>, failing_programs: bool) -> (CallEnv, Context) {
+        if !self.vaults.iter().any(|v| Arc::ptr_eq(v, &vault)) {
+            self.vaults.push(vault.clone());
+        }
         let (grant, endpoints) = self.grant();
         let path = if failing_programs { self.fail_path.clone() } else { self.ok_path.clone() };
         let env = CallEnv::new(grant, vault, Arc::new(NullSink))
@@ -330,6 +337,17 @@ impl<'a> Runner<'a> {
     }
 }
 
+/// A new vault holding the same secrets.
+fn copy(vault: &Vault) -> Arc<Vault> {
+    let new = Vault::new();
+    for handle in vault.handles() {
+        if let Some(value) = vault.get(&handle) {
+            new.insert(&handle, value);
+        }
+    }
+    Arc::new(new)
+}
+
 /// Whether `result` is `invalid-answer` about `field`.
 fn rejects<T: fmt::Debug>(result: &Result<Result<T, MethodError>, String>, field: &str) -> Result<(), String> {
     match result {
@@ -410,6 +428,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
         fail_path: fail_path.into_os_string(),
         workspace,
         canaries,
+        vaults: Vec::new(),
         calls: Vec::new(),
     };
 
@@ -472,7 +491,14 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
         checks.push(check("answers.rejects-invalid", Outcome::Skip("the form has no boolean fields".into())));
     } else {
         let mut problems = Vec::new();
-        for field in &booleans {
+        // If the runner's own answers are refused for another field, a bad boolean cannot
+        // be told apart: say so rather than blame the plugin.
+        let baseline = r.validate(&answers, vault.clone()).await;
+        let refused = match &baseline {
+            Ok(Err(MethodError::InvalidAnswer(f))) if !booleans.contains(&f.field) => Some(f.clone()),
+            _ => None,
+        };
+        for field in booleans.iter().filter(|_| refused.is_none()) {
             let bad: Vec<Answer> = answers
                 .iter()
                 .map(|a| {
@@ -485,15 +511,25 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
         }
         checks.push(check(
             "answers.rejects-invalid",
-            if problems.is_empty() { Outcome::Pass } else { Outcome::Fail(problems.join("; ")) },
+            match refused {
+                Some(f) => Outcome::Skip(format!(
+                    "validate refused the runner's placeholder for `{}` ({}), so a bad boolean cannot be isolated",
+                    f.field, f.message
+                )),
+                None if problems.is_empty() => Outcome::Pass,
+                None => Outcome::Fail(problems.join("; ")),
+            },
         ));
     }
 
     // Ordinary calls with acceptable answers: validate, setup (twice), deploy (twice),
     // prepare-commands. Their records feed the permission, secret and limit checks.
     let _ = r.validate(&answers, vault.clone()).await;
-    let first = r.setup(&answers, vault.clone()).await;
-    let second = r.setup(&answers, vault.clone()).await;
+    // Each call gets its own copy of the secrets, as separate runs of pier would; deploys
+    // also get the keys the first setup generated.
+    let setup_vault = copy(&vault);
+    let first = r.setup(&answers, setup_vault.clone()).await;
+    let second = r.setup(&answers, copy(&vault)).await;
     let settings: Vec<Answer> = match &first {
         Ok((Ok(setup), _, _)) => {
             let mut s = answers.clone();
@@ -505,14 +541,15 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
         }
         _ => answers.clone(),
     };
-    let deploy_a = r.deploy(&settings, vault.clone(), false).await;
-    let deploy_b = r.deploy(&settings, vault.clone(), false).await;
-    let plan = r.prepare(&settings, vault.clone()).await;
+    let vault = setup_vault;
+    let deploy_a = r.deploy(&settings, copy(&vault), false).await;
+    let deploy_b = r.deploy(&settings, copy(&vault), false).await;
+    let plan = r.prepare(&settings, copy(&vault)).await;
 
     let has_provider = !d.permissions.endpoints.is_empty() || !d.permissions.origins.is_empty();
     if has_provider {
         r.provider.fail(true);
-        let failed = r.deploy(&settings, vault.clone(), false).await;
+        let failed = r.deploy(&settings, copy(&vault), false).await;
         r.provider.fail(false);
         checks.push(check(
             "deploy.provider-failure",
@@ -534,7 +571,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
     if d.permissions.programs.is_empty() {
         checks.push(check("deploy.program-failure", Outcome::Skip("the plugin declares no programs".into())));
     } else {
-        let failed = r.deploy(&settings, vault.clone(), true).await;
+        let failed = r.deploy(&settings, copy(&vault), true).await;
         checks.push(check(
             "deploy.program-failure",
             match failed {
@@ -604,9 +641,21 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
         },
     ));
 
-    // Secrets: no canary in any form, anywhere the plugin wrote.
-    if r.canaries.is_empty() {
-        checks.push(check("secrets.not-exposed", Outcome::Skip("the form has no secret fields".into())));
+    // Secrets: no secret (a canary answer, or a key the plugin generated) in any form,
+    // anywhere the plugin wrote.
+    let mut secrets: BTreeMap<String, String> = BTreeMap::new();
+    for vault in &r.vaults {
+        for handle in vault.handles() {
+            if let Some(value) = vault.get(&handle) {
+                secrets.insert(secrecy::ExposeSecret::expose_secret(&value).to_string(), handle);
+            }
+        }
+    }
+    if secrets.is_empty() {
+        checks.push(check(
+            "secrets.not-exposed",
+            Outcome::Skip("the form has no secret fields and no key was generated".into()),
+        ));
     } else {
         let mut leaks = Vec::new();
         for call in &r.calls {
@@ -620,10 +669,10 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
                     AuditRecord::Event { text } => places.push(("its log", text)),
                 }
             }
-            for (field, canary) in &r.canaries {
+            for (value, handle) in &secrets {
                 for (place, text) in &places {
-                    if exposes(text, canary) {
-                        leaks.push(format!("{}: the value of `{field}` appeared in {place}", call.export));
+                    if exposes(text, value) {
+                        leaks.push(format!("{}: the value of secret `{handle}` appeared in {place}", call.export));
                     }
                 }
             }

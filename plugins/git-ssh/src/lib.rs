@@ -61,7 +61,8 @@ impl Method for GitSsh {
                      git@example.com:my-app.git.",
                     FieldKind::Text,
                     true,
-                ),
+                )
+                .with_example("git@example.com:my-app.git"),
                 Field::new(BRANCH, "Remote branch", "The branch of the remote to push to.", FieldKind::Text, false)
                     .with_default(DEFAULT_BRANCH),
                 Field::new(

@@ -66,6 +66,7 @@ impl Method for Heroku {
                     FieldKind::Text,
                     false,
                 )
+                .with_example("https://api.heroku.com")
                 .advanced(),
             ],
             permissions: Permissions {

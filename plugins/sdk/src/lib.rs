@@ -69,12 +69,27 @@ pub fn endpoint<'a>(ctx: &'a Context, id: &str) -> Result<&'a str, MethodError> 
 impl Field {
     /// A field with no default, not advanced.
     pub fn new(id: &str, label: &str, help: &str, kind: FieldKind, required: bool) -> Field {
-        Field { id: id.into(), label: label.into(), help: help.into(), kind, required, default: None, advanced: false }
+        Field {
+            id: id.into(),
+            label: label.into(),
+            help: help.into(),
+            kind,
+            required,
+            default: None,
+            advanced: false,
+            example: None,
+        }
     }
 
     /// The same field with a default answer.
     pub fn with_default(mut self, default: &str) -> Field {
         self.default = Some(default.into());
+        self
+    }
+
+    /// The same field with an example of a valid answer.
+    pub fn with_example(mut self, example: &str) -> Field {
+        self.example = Some(example.into());
         self
     }
 

@@ -124,6 +124,7 @@ export const method = {
           required: true,
           default: undefined,
           advanced: false,
+          example: 'https://hooks.example.com/deploys',
         },
         {
           id: TOKEN_FIELD,
@@ -133,6 +134,7 @@ export const method = {
           required: false,
           default: undefined,
           advanced: false,
+          example: undefined,
         },
       ],
       permissions: {
