@@ -87,29 +87,17 @@ impl DeployError {
     }
 }
 
-fn method_failure(method: &str, e: MethodError, sink: &dyn EventSink) -> DeployError {
-    match e {
-        MethodError::DeployFailed(f) => {
-            if !f.tail.is_empty() {
-                sink.emit(Event::Log { level: Level::Error, message: "last lines of the output:".into() });
-                for line in &f.tail {
-                    sink.emit(Event::Log { level: Level::Error, message: format!("  {line}") });
-                }
-            }
-            DeployError::Method(format!("{method}: {}", f.reason), Exit::DeployFailed)
+fn method_failure(d: &Description, e: MethodError, sink: &dyn EventSink) -> DeployError {
+    if let MethodError::DeployFailed(f) = &e
+        && !f.tail.is_empty()
+    {
+        sink.emit(Event::Log { level: Level::Error, message: "last lines of the output:".into() });
+        for line in &f.tail {
+            sink.emit(Event::Log { level: Level::Error, message: format!("  {line}") });
         }
-        MethodError::InvalidAnswer(f) => {
-            DeployError::Method(format!("{method}: setting {}: {}", f.field, f.message), Exit::BadInput)
-        }
-        MethodError::Provider(m) => DeployError::Method(format!("{method}: {m}"), Exit::Provider),
-        MethodError::RateLimited(_) => {
-            DeployError::Method(format!("{method}: the provider is rate limiting requests"), Exit::Provider)
-        }
-        MethodError::Denied(m) => {
-            DeployError::Method(format!("{method}: the plugin was denied: {m}"), Exit::PluginFault)
-        }
-        MethodError::Unsupported(m) => DeployError::Method(format!("{method}: not supported: {m}"), Exit::PluginFault),
     }
+    let (message, exit) = crate::exit::for_method_error(d, &e);
+    DeployError::Method(message, exit)
 }
 
 /// The private key among the server's secrets, if it has one.
@@ -151,7 +139,7 @@ impl Deploy<'_> {
             .plugin
             .prepare_commands(self.runtime, &env, &ctx, &self.settings(), &self.server.commands)
             .await?
-            .map_err(|e| method_failure(&self.description.name, e, self.sink.as_ref()))?;
+            .map_err(|e| method_failure(self.description, e, self.sink.as_ref()))?;
         let path = std::env::var_os("PATH");
         let mut missing = Vec::new();
         for tool in &plan.tools {
@@ -183,7 +171,7 @@ impl Deploy<'_> {
             .plugin
             .deploy(self.runtime, &env, &ctx, &self.settings(), &build)
             .await?
-            .map_err(|e| method_failure(&self.description.name, e, self.sink.as_ref()))?;
+            .map_err(|e| method_failure(self.description, e, self.sink.as_ref()))?;
         self.say(Level::Info, format!("{}: {}", self.description.name, report.summary));
         let url = self.server.url.clone().or(report.url.clone());
         if plan.commands.is_empty() {

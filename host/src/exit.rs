@@ -42,3 +42,26 @@ impl From<Exit> for std::process::ExitCode {
         std::process::ExitCode::from(exit.code())
     }
 }
+
+/// The one-line message and exit code for a `method-error` that method `d` returned. An
+/// invalid answer is named by its field's label as well as its id.
+pub fn for_method_error(d: &crate::runtime::Description, error: &crate::runtime::MethodError) -> (String, Exit) {
+    use crate::runtime::MethodError as E;
+    let method = &d.name;
+    match error {
+        E::InvalidAnswer(f) => {
+            let label = d.fields.iter().find(|x| x.id == f.field).map(|x| x.label.as_str()).unwrap_or(&f.field);
+            (format!("{method}: {label} ({}): {}", f.field, f.message), Exit::BadInput)
+        }
+        E::Provider(m) => (format!("{method}: {m}"), Exit::Provider),
+        E::RateLimited(Some(s)) => {
+            (format!("{method}: the provider is rate limiting requests; try again in {s}s"), Exit::Provider)
+        }
+        E::RateLimited(None) => {
+            (format!("{method}: the provider is rate limiting requests; try again later"), Exit::Provider)
+        }
+        E::DeployFailed(f) => (format!("{method}: {}", f.reason), Exit::DeployFailed),
+        E::Denied(m) => (format!("{method}: the plugin was denied: {m}"), Exit::PluginFault),
+        E::Unsupported(m) => (format!("{method}: not supported by the plugin: {m}"), Exit::PluginFault),
+    }
+}

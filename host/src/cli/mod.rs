@@ -172,24 +172,7 @@ fn env_number(name: &str) -> Result<Option<f64>, CliError> {
 
 /// The CLI error for a `method-error` a plugin returned.
 pub fn method_error(d: &crate::runtime::Description, error: crate::runtime::MethodError) -> CliError {
-    use crate::runtime::MethodError as E;
-    let method = &d.name;
-    let (message, exit) = match error {
-        E::InvalidAnswer(f) => {
-            let label = d.fields.iter().find(|x| x.id == f.field).map(|x| x.label.as_str()).unwrap_or(&f.field);
-            (format!("{method}: {label} ({}): {}", f.field, f.message), Exit::BadInput)
-        }
-        E::Provider(m) => (format!("{method}: {m}"), Exit::Provider),
-        E::RateLimited(Some(s)) => {
-            (format!("{method}: the provider is rate limiting requests; try again in {s}s"), Exit::Provider)
-        }
-        E::RateLimited(None) => {
-            (format!("{method}: the provider is rate limiting requests; try again later"), Exit::Provider)
-        }
-        E::DeployFailed(f) => (format!("{method}: {}", f.reason), Exit::DeployFailed),
-        E::Denied(m) => (format!("{method}: the plugin was denied: {m}"), Exit::PluginFault),
-        E::Unsupported(m) => (format!("{method}: not supported by the plugin: {m}"), Exit::PluginFault),
-    };
+    let (message, exit) = crate::exit::for_method_error(d, &error);
     CliError::Method { message, exit }
 }
 

@@ -337,6 +337,24 @@ impl<'a> Runner<'a> {
     }
 }
 
+/// `export: what` for every record of every call that `denied` picks out.
+fn denials(calls: &[Call], denied: impl Fn(&AuditRecord) -> Option<String>) -> Vec<String> {
+    calls.iter().flat_map(|c| c.audit.iter().filter_map(&denied).map(move |d| format!("{}: {d}", c.export))).collect()
+}
+
+/// A deploy that should have failed because of `cause`: passes if it returned an error.
+fn must_fail(
+    result: Result<(Result<crate::runtime::DeployReport, MethodError>, Vec<AuditRecord>), String>,
+    cause: &str,
+    advice: &str,
+) -> Outcome {
+    match result {
+        Ok((Err(_), _)) => Outcome::Pass,
+        Ok((Ok(report), _)) => Outcome::Fail(format!("{cause}, yet deploy succeeded (`{}`): {advice}", report.summary)),
+        Err(fault) => Outcome::Fail(format!("deploy faulted instead of returning an error: {fault}")),
+    }
+}
+
 /// A new vault holding the same secrets.
 fn copy(vault: &Vault) -> Arc<Vault> {
     let new = Vault::new();
@@ -553,14 +571,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
         r.provider.fail(false);
         checks.push(check(
             "deploy.provider-failure",
-            match failed {
-                Ok((Err(_), _)) => Outcome::Pass,
-                Ok((Ok(report), _)) => Outcome::Fail(format!(
-                    "every provider request answered HTTP 500, yet deploy succeeded (`{}`): return deploy-failed or provider",
-                    report.summary
-                )),
-                Err(fault) => Outcome::Fail(format!("deploy faulted instead of returning an error: {fault}")),
-            },
+            must_fail(failed, "every provider request answered HTTP 500", "return deploy-failed or provider"),
         ));
     } else {
         checks.push(check(
@@ -572,18 +583,8 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
         checks.push(check("deploy.program-failure", Outcome::Skip("the plugin declares no programs".into())));
     } else {
         let failed = r.deploy(&settings, copy(&vault), true).await;
-        checks.push(check(
-            "deploy.program-failure",
-            match failed {
-                Ok((Err(_), _)) => Outcome::Pass,
-                Ok((Ok(report), _)) => Outcome::Fail(format!(
-                    "every declared program ({}) exited 1, yet deploy succeeded (`{}`): exit codes must propagate",
-                    d.permissions.programs.join(", "),
-                    report.summary
-                )),
-                Err(fault) => Outcome::Fail(format!("deploy faulted instead of returning an error: {fault}")),
-            },
-        ));
+        let cause = format!("every declared program ({}) exited 1", d.permissions.programs.join(", "));
+        checks.push(check("deploy.program-failure", must_fail(failed, &cause, "exit codes must propagate")));
     }
     checks.push(check(
         "commands.plan",
@@ -600,15 +601,10 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
     ));
 
     // Permissions: every attempt, in every call, stayed within the declaration.
-    let denied_http: Vec<String> = r
-        .calls
-        .iter()
-        .flat_map(|c| c.audit.iter().map(move |a| (c.export, a)))
-        .filter_map(|(export, a)| match a {
-            AuditRecord::Http { method, url, allowed: false, .. } => Some(format!("{export}: {method} {url}")),
-            _ => None,
-        })
-        .collect();
+    let denied_http = denials(&r.calls, |a| match a {
+        AuditRecord::Http { method, url, allowed: false, .. } => Some(format!("{method} {url}")),
+        _ => None,
+    });
     checks.push(check(
         "permissions.http",
         if denied_http.is_empty() {
@@ -620,15 +616,10 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
             ))
         },
     ));
-    let denied_exec: Vec<String> = r
-        .calls
-        .iter()
-        .flat_map(|c| c.audit.iter().map(move |a| (c.export, a)))
-        .filter_map(|(export, a)| match a {
-            AuditRecord::Exec { program, allowed: false, .. } => Some(format!("{export}: `{program}`")),
-            _ => None,
-        })
-        .collect();
+    let denied_exec = denials(&r.calls, |a| match a {
+        AuditRecord::Exec { program, allowed: false, .. } => Some(format!("`{program}`")),
+        _ => None,
+    });
     checks.push(check(
         "permissions.exec",
         if denied_exec.is_empty() {
