@@ -13,14 +13,15 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use crate::caps::Grant;
-use crate::caps::events::{Event, EventSink, Level};
-use crate::caps::exec::{Env, Program, base_env, find_program, resolve_env, run_program};
+use crate::caps::events::{Event, EventSink, Level, inert};
+use crate::caps::exec::{Env, Program, base_env, find_program, plain_program_name, refused_env, run_program};
+use crate::caps::http::{SourceKind, resolve_endpoints};
 use crate::caps::keys::{KeyFile, known_hosts_in};
 use crate::caps::secrets::{Vault, redact};
 use crate::exit::Exit;
 use crate::project::config::Server;
-use crate::runtime::bindings::Trigger;
-use crate::runtime::{BuildInfo, CallEnv, CallError, CommandPlan, Context, Description, MethodError, Plugin, Runtime};
+use crate::runtime::bindings::{CommandEnvValue, CommandRule, EnvValue, Tool, Trigger};
+use crate::runtime::{BuildInfo, CallEnv, CallError, Context, Contract, Description, MethodError, Plugin, Runtime};
 
 /// What to deploy and why.
 #[derive(Debug, Clone)]
@@ -51,6 +52,31 @@ pub struct Deploy<'a> {
     pub sink: Arc<dyn EventSink>,
     /// The longest a deploy command may run.
     pub command_timeout: Duration,
+}
+
+/// How the server's deploy commands will run, settled before anything deploys: the
+/// user's commands with only the method's declared flags inserted, and an environment
+/// whose values the host composed from the server's secrets, settings and endpoints.
+#[derive(Debug, Default)]
+pub struct CommandPlan {
+    /// The commands to run, in order.
+    pub commands: Vec<String>,
+    /// Variables the method adds to every command's environment.
+    pub env: Env,
+    /// One line per rewrite, for the user.
+    pub notes: Vec<String>,
+    /// Programs the commands need on `PATH`.
+    pub tools: Vec<Tool>,
+}
+
+/// The host's form of a declared command rule.
+pub fn rule_of(rule: &CommandRule) -> crate::commands::Rule {
+    crate::commands::Rule {
+        prefix: rule.prefix.clone(),
+        flag: rule.flag.clone(),
+        unless: rule.unless.clone(),
+        reason: rule.reason.clone(),
+    }
 }
 
 /// How a deploy ended, when it ran to an end.
@@ -111,8 +137,10 @@ impl Deploy<'_> {
     fn env_and_context(&self) -> Result<(CallEnv, Context), DeployError> {
         let values = self.server.settings.clone().into_iter().collect();
         let (grant, endpoints) =
-            Grant::for_call(&self.description.permissions, &values, &|name| std::env::var(name).ok())
-                .map_err(|e| DeployError::Setup(format!("method {}: {e}", self.description.name)))?;
+            Grant::for_contract(self.plugin.contract(), &self.description.permissions, &values, &|name| {
+                std::env::var(name).ok()
+            })
+            .map_err(|e| DeployError::Setup(format!("method {}: {e}", self.description.name)))?;
         let env = CallEnv::new(grant, self.vault.clone(), self.sink.clone())
             .with_workspace(self.checkout.clone())
             .with_scratch(self.run_dir.clone());
@@ -131,15 +159,16 @@ impl Deploy<'_> {
         self.sink.emit(Event::Log { level, message: redact(&message.into()).into_owned() });
     }
 
-    /// Asks the method how to run the commands, and checks that the programs they need
-    /// are installed, before anything is deployed.
+    /// Settles how the commands will run, and checks that the programs they need are
+    /// installed, before anything is deployed. A 0.1.0 method is asked (`prepare-commands`)
+    /// and its answer accepted only where it keeps to what a current method may declare.
     pub async fn plan(&self) -> Result<CommandPlan, DeployError> {
-        let (env, ctx) = self.env_and_context()?;
-        let plan = self
-            .plugin
-            .prepare_commands(self.runtime, &env, &ctx, &self.settings(), &self.server.commands)
-            .await?
-            .map_err(|e| method_failure(self.description, e, self.sink.as_ref()))?;
+        let commands = &self.server.commands;
+        let plan = match self.plugin.contract() {
+            Contract::V0_1 => self.legacy_plan().await?,
+            Contract::V0_2 => self.declared_plan()?,
+        };
+        debug_assert_eq!(plan.commands.len(), commands.len());
         let path = std::env::var_os("PATH");
         let mut missing = Vec::new();
         for tool in &plan.tools {
@@ -153,6 +182,116 @@ impl Deploy<'_> {
                 self.server.alias,
                 missing.join(" and ")
             )));
+        }
+        Ok(plan)
+    }
+
+    /// The endpoints in force for this server, with where each came from.
+    fn endpoints(&self) -> Result<Vec<crate::caps::http::Resolved>, DeployError> {
+        let values = self.server.settings.clone().into_iter().collect();
+        resolve_endpoints(&self.description.permissions, &values, &|name| std::env::var(name).ok())
+            .map_err(|e| DeployError::Setup(format!("method {}: {e}", self.description.name)))
+    }
+
+    /// The plan of a current method: its declared rules, environment and tools.
+    fn declared_plan(&self) -> Result<CommandPlan, DeployError> {
+        let support = &self.description.permissions.commands;
+        let rules: Vec<_> = support.rules.iter().map(rule_of).collect();
+        let mut plan = CommandPlan::default();
+        let mut first_words = BTreeSet::new();
+        for (i, command) in self.server.commands.iter().enumerate() {
+            let applied = crate::commands::apply(command, &rules);
+            for note in applied.notes {
+                plan.notes.push(format!("command {}: {note}", i + 1));
+            }
+            first_words.extend(crate::commands::first_words(&applied.command));
+            plan.commands.push(applied.command);
+        }
+        plan.tools = support.tools.iter().filter(|t| first_words.contains(&t.program)).cloned().collect();
+        let endpoints = self.endpoints()?;
+        for var in &support.env {
+            let value = match &var.value {
+                CommandEnvValue::Secret(handle) => self.vault.get(handle).map(|v| v.expose_secret().to_string()),
+                CommandEnvValue::Setting(field) => self.server.settings.get(field).cloned(),
+                CommandEnvValue::Endpoint(id) => {
+                    endpoints.iter().find(|r| r.endpoint.id == *id).map(|r| r.endpoint.url.clone())
+                }
+                CommandEnvValue::EndpointOverride(id) => endpoints
+                    .iter()
+                    .find(|r| r.endpoint.id == *id && r.source != SourceKind::Fixed)
+                    .map(|r| r.endpoint.url.clone()),
+            };
+            if let Some(value) = value {
+                plan.env.push((var.name.clone(), OsString::from(value)));
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The plan of a 0.1.0 method, which returns command text and environment values
+    /// itself: each command must be the user's with flag words inserted (the host runs
+    /// its own reconstruction, never the plugin's text), each variable a name a current
+    /// method could declare, with a secret or a value the server already has.
+    async fn legacy_plan(&self) -> Result<CommandPlan, DeployError> {
+        let (env, ctx) = self.env_and_context()?;
+        let plugin = self.plugin.name();
+        let legacy = self
+            .plugin
+            .legacy_prepare_commands(self.runtime, &env, &ctx, &self.settings(), &self.server.commands)
+            .await?
+            .unwrap_or_else(|| {
+                Ok(crate::runtime::LegacyPlan {
+                    env: vec![],
+                    commands: self.server.commands.clone(),
+                    notes: vec![],
+                    tools: vec![],
+                })
+            })
+            .map_err(|e| method_failure(self.description, e, self.sink.as_ref()))?;
+        let refuse = |message: String| {
+            DeployError::Method(format!("plugin `{plugin}`: {message}; nothing was deployed"), Exit::PluginFault)
+        };
+        let mut plan = CommandPlan { notes: legacy.notes, ..CommandPlan::default() };
+        for (i, (original, returned)) in self.server.commands.iter().zip(&legacy.commands).enumerate() {
+            let accepted = crate::commands::accept_rewrite(original, returned).map_err(|e| {
+                refuse(format!(
+                    "prepare-commands turned deploy command {} (`{}`) into `{}`, which is not the same command with \
+                     flags inserted ({e})",
+                    i + 1,
+                    inert(original),
+                    inert(returned)
+                ))
+            })?;
+            plan.commands.push(accepted);
+        }
+        let known: BTreeSet<String> =
+            self.server.settings.values().cloned().chain(ctx.endpoints.iter().map(|e| e.url.clone())).collect();
+        for var in legacy.env {
+            if let Some(why) = refused_env(&var.name) {
+                return Err(refuse(format!("deploy-command variable `{}` {why}", inert(&var.name))));
+            }
+            let value = match var.value {
+                EnvValue::Secret(handle) => self
+                    .vault
+                    .get(&handle)
+                    .map(|v| v.expose_secret().to_string())
+                    .ok_or_else(|| refuse(format!("unknown secret handle `{}`", inert(&handle))))?,
+                EnvValue::Text(text) if known.contains(&text) => text,
+                EnvValue::Text(_) => {
+                    return Err(refuse(format!(
+                        "deploy-command variable `{}` must hold a secret, one of the server's settings or an endpoint \
+                         URL; the plugin gave other text",
+                        var.name
+                    )));
+                }
+            };
+            plan.env.push((var.name, OsString::from(value)));
+        }
+        for tool in legacy.tools {
+            if !plain_program_name(&tool.program) {
+                return Err(refuse(format!("tool `{}` is not a plain program name", inert(&tool.program))));
+            }
+            plan.tools.push(tool);
         }
         Ok(plan)
     }
@@ -198,6 +337,7 @@ impl Deploy<'_> {
                 cwd: &self.checkout,
                 capture_stdout: false,
                 timeout: self.command_timeout,
+                confinement: None,
             };
             let finished = run_program(program, self.sink.as_ref()).await.map_err(|e| {
                 DeployError::Method(format!("command {} (`{command}`): {e}", i + 1), Exit::DeployFailed)
@@ -226,11 +366,8 @@ impl Deploy<'_> {
         add("PIER_COMMIT", &self.build.commit);
         add("PIER_BRANCH", &self.build.branch);
         add("PIER_BUILD", self.build.build.as_deref().unwrap_or(""));
-        let method_env = resolve_env(&plan.env, &self.vault)
-            .map_err(|e| DeployError::Method(format!("{}: {e}", self.description.name), Exit::PluginFault))?;
-        let reserved: BTreeSet<&str> = env.iter().map(|(k, _)| k.as_str()).collect::<BTreeSet<_>>();
-        let method_env: Vec<_> = method_env.into_iter().filter(|(k, _)| !reserved.contains(k.as_str())).collect();
-        env.extend(method_env);
+        let reserved: BTreeSet<String> = env.iter().map(|(k, _)| k.clone()).collect();
+        env.extend(plan.env.iter().filter(|(k, _)| !reserved.contains(k)).cloned());
         let key = match private_key_handle(&self.vault) {
             Some(handle) => {
                 let file = KeyFile::write(&self.vault, &handle, &self.run_dir)

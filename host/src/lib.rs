@@ -10,6 +10,7 @@
 
 pub mod caps;
 pub mod cli;
+pub mod commands;
 pub mod conformance;
 pub mod deploy;
 pub mod exit;

@@ -81,7 +81,7 @@ impl EventSink for MemorySink {
 /// four spaces.
 pub fn clean_line(text: &str) -> String {
     let stripped = strip_ansi_escapes::strip_str(text.replace('\t', "    "));
-    let mut out: String = stripped.chars().filter(|c| !c.is_control()).collect();
+    let mut out: String = stripped.chars().filter(|c| !c.is_control() && !invisible(*c)).collect();
     if out.len() > MAX_LINE {
         let mut cut = MAX_LINE;
         while !out.is_char_boundary(cut) {
@@ -91,6 +91,19 @@ pub fn clean_line(text: &str) -> String {
         out.push_str(" [cut]");
     }
     out
+}
+
+/// Plugin text made inert for a terminal, a prompt or a file: escape sequences, control
+/// characters (a tab becomes a space) and the invisible characters that reorder or hide
+/// text (bidirectional overrides and isolates, zero-width characters) are removed. Every
+/// string a plugin hands the host passes through this before it is printed or stored.
+pub fn inert(text: &str) -> String {
+    let stripped = strip_ansi_escapes::strip_str(text.replace('\t', " "));
+    stripped.chars().filter(|c| !c.is_control() && !invisible(*c)).collect()
+}
+
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 /// The per-call state of the `events` capability.

@@ -1,14 +1,22 @@
 //! Capability `exec`: running the programs a plugin is granted.
 //!
-//! Policy: a program is named, never given as a path, and must be in the grant; it is
-//! looked up on the host's `PATH`. Its environment starts empty: the host adds `PATH`,
-//! `HOME` and `LANG`, then the plugin's variables, whose values may be secrets the host
-//! substitutes. Standard input is closed. Output is streamed line by line to the event
-//! sink, cleaned and redacted; the last lines are kept for error messages. A program
-//! that outlives its time limit is killed. The same runner serves the host's own deploy
-//! commands ([`run_program`]).
+//! Policy ([`ProgramPolicy`]): a program has a plain name, never a path, and must be in the
+//! grant; it is looked up on the host's `PATH`. Its arguments must match one of the
+//! program's declared patterns (literal words, `*` for one argument not starting with
+//! `-`, `**` for the rest). Its environment starts empty: the host adds `PATH`, a fresh
+//! private `HOME` inside the run's scratch directory and `LANG`, then the plugin's
+//! variables: only names the grant lists, never one of the names that make programs run
+//! code ([`refused_env`]), with secret values only where a binding allows. On Linux
+//! with Landlock the program may read the system and the checkout and write only its
+//! scratch directory ([`super::confine`]). A plugin built against 0.1.0 declared no
+//! argument patterns, so its programs never run.
+//!
+//! Standard input is closed. Output is streamed line by line to the event sink, cleaned
+//! and redacted; the last lines are kept for error messages. A program that outlives its
+//! time limit is killed. The same runner serves the host's own deploy commands
+//! ([`run_program`]), which are the user's and run unconfined.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -18,11 +26,14 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
+use crate::caps::Refusal;
+use crate::caps::confine;
 use crate::caps::events::{Event, EventSink, clean_line};
 use crate::caps::keys::{KeyFile, known_hosts_in};
 use crate::caps::secrets::{Vault, redact};
+use crate::runtime::Contract;
 use crate::runtime::bindings::pier::deploy::exec;
-use crate::runtime::bindings::pier::deploy::types::{EnvValue, EnvVar};
+use crate::runtime::bindings::pier::deploy::types::{EnvValue, EnvVar, Program as ProgramDecl};
 
 /// Lines of output kept for error messages.
 pub const TAIL_LINES: usize = 20;
@@ -42,6 +53,188 @@ impl Default for ExecLimits {
     fn default() -> Self {
         ExecLimits { default_timeout: Duration::from_secs(600), max_timeout: Duration::from_secs(3600) }
     }
+}
+
+/// Whether `name` is a plain program (or tool) name: letters, digits, `.`, `_`, `+`, `-`,
+/// not starting with `-` or `.`.
+pub fn plain_program_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['-', '.'])
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'))
+}
+
+/// Why a plugin may never set the environment variable `name` for a program (or a deploy
+/// command), if it may not: the variable changes which code runs, where configuration
+/// or credentials are read from, or is one the host sets itself.
+pub fn refused_env(name: &str) -> Option<&'static str> {
+    let valid = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Some("is not a plain variable name (letters, digits and `_`)");
+    }
+    let upper = name.to_ascii_uppercase();
+    let n = upper.as_str();
+    const EXACT: &[&str] = &[
+        "HOME",
+        "BASH_ENV",
+        "ENV",
+        "SHELL",
+        "IFS",
+        "PS4",
+        "EDITOR",
+        "VISUAL",
+        "PAGER",
+        "PYTHONSTARTUP",
+        "PYTHONHOME",
+        "GLIBC_TUNABLES",
+        "LANG",
+        "SEMAPHORE_SERVER_NAME",
+        "TMPDIR",
+    ];
+    const PREFIXES: &[&str] = &["LD_", "DYLD_", "GIT_", "SSH_", "XDG_", "PIER_", "LESS", "BASH_FUNC", "NPM_CONFIG_"];
+    const SUFFIXES: &[&str] =
+        &["PATH", "_COMMAND", "_PAGER", "_EDITOR", "_OPTIONS", "OPT", "_WRAPPER", "_CONF", "_CONFIG", "PERL5LIB"];
+    if EXACT.contains(&n) {
+        return Some("is set by the host or makes programs run code");
+    }
+    if PREFIXES.iter().any(|p| n.starts_with(p)) || SUFFIXES.iter().any(|s| n.ends_with(s)) {
+        return Some("can make programs run code or read another configuration");
+    }
+    None
+}
+
+/// Checks one declared argument pattern: `**` may only come last.
+pub fn check_pattern(pattern: &[String]) -> Result<(), String> {
+    if let Some(i) = pattern.iter().position(|w| w == "**")
+        && i + 1 != pattern.len()
+    {
+        return Err(format!("argument pattern [{}]: `**` may only be the last word", pattern.join(" ")));
+    }
+    if pattern.iter().any(|w| w.contains('\0')) {
+        return Err("argument pattern contains a NUL character".into());
+    }
+    Ok(())
+}
+
+/// Whether `args` match `pattern`: literal words match themselves, `*` one argument that
+/// does not start with `-`, `**` (last) everything that remains.
+pub fn matches(pattern: &[String], args: &[String]) -> bool {
+    let mut args = args.iter();
+    for word in pattern {
+        match word.as_str() {
+            "**" => return true,
+            "*" => match args.next() {
+                Some(arg) if !arg.starts_with('-') => {}
+                _ => return false,
+            },
+            literal => match args.next() {
+                Some(arg) if arg == literal => {}
+                _ => return false,
+            },
+        }
+    }
+    args.next().is_none()
+}
+
+/// What a plugin may do with one program it declared.
+#[derive(Debug, Clone)]
+pub struct ProgramPolicy {
+    /// The program's name.
+    pub name: String,
+    /// Argument patterns; a run must match one.
+    pub patterns: Vec<Vec<String>>,
+    /// Environment variables the plugin may set (minus the refused ones).
+    pub env: BTreeSet<String>,
+    /// (secret handle, variable) pairs a binding allows.
+    pub secret_env: BTreeSet<(String, String)>,
+    /// Secret handles a binding allows as this program's SSH key.
+    pub ssh_keys: BTreeSet<String>,
+    /// The contract the plugin was built against.
+    pub contract: Contract,
+}
+
+impl ProgramPolicy {
+    /// The policy of a declared program; bindings are added by the caller.
+    pub fn new(contract: Contract, program: &ProgramDecl) -> Self {
+        ProgramPolicy {
+            name: program.name.clone(),
+            patterns: program.args.clone(),
+            env: program.env.iter().cloned().collect(),
+            secret_env: BTreeSet::new(),
+            ssh_keys: BTreeSet::new(),
+            contract,
+        }
+    }
+
+    /// Checks a run's arguments, environment and SSH key against this policy.
+    pub fn check(&self, command: &exec::Command) -> Result<(), (Refusal, String)> {
+        let name = &self.name;
+        if self.contract == Contract::V0_1 {
+            return Err((
+                Refusal::Args,
+                format!(
+                    "program `{name}` cannot run: the plugin is built against pier:deploy@0.1.0, which cannot \
+                     declare argument patterns; rebuild it against pier:deploy@{}",
+                    Contract::CURRENT
+                ),
+            ));
+        }
+        if !self.patterns.iter().any(|p| matches(p, &command.args)) {
+            let args: Vec<String> = command.args.iter().map(|a| shell_words_for_message(a)).collect();
+            return Err((
+                Refusal::Args,
+                format!(
+                    "`{name} {}` matches none of the argument patterns granted for `{name}` ({})",
+                    args.join(" "),
+                    self.patterns_text()
+                ),
+            ));
+        }
+        for var in &command.env {
+            if let Some(why) = refused_env(&var.name) {
+                return Err((Refusal::Env, format!("environment variable `{}` {why}: never allowed", var.name)));
+            }
+            let allowed = match &var.value {
+                EnvValue::Text(_) => self.env.contains(&var.name),
+                EnvValue::Secret(handle) => self.secret_env.contains(&(handle.clone(), var.name.clone())),
+            };
+            if !allowed {
+                let what = match &var.value {
+                    EnvValue::Text(_) => format!("environment variable `{}` is not granted for `{name}`", var.name),
+                    EnvValue::Secret(h) => {
+                        format!("secret `{h}` is not bound to environment variable `{}` of `{name}`", var.name)
+                    }
+                };
+                return Err((Refusal::Env, what));
+            }
+        }
+        if let Some(handle) = &command.ssh_key
+            && !self.ssh_keys.contains(handle)
+        {
+            return Err((Refusal::Secret, format!("secret `{handle}` is not bound as the SSH key of `{name}`")));
+        }
+        Ok(())
+    }
+
+    /// The patterns as a user reads them: `push * *; --version`.
+    pub fn patterns_text(&self) -> String {
+        if self.patterns.is_empty() {
+            return "none".into();
+        }
+        self.patterns
+            .iter()
+            .map(|p| if p.is_empty() { "(no arguments)".to_string() } else { p.join(" ") })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// An argument as shown in a message: quoted when it has spaces, cleaned of controls.
+fn shell_words_for_message(arg: &str) -> String {
+    let clean = clean_line(&redact(arg));
+    if clean.is_empty() || clean.contains(char::is_whitespace) { format!("'{clean}'") } else { clean }
 }
 
 /// Finds an executable named `program` on `path` (a `PATH` value).
@@ -108,6 +301,8 @@ pub struct Program<'a> {
     pub cwd: &'a Path,
     pub capture_stdout: bool,
     pub timeout: Duration,
+    /// Landlock rules applied to the child, for programs a plugin runs.
+    pub confinement: Option<confine::Confinement>,
 }
 
 /// Runs a program to its end, streaming its output to `sink` as [`Event::Output`] lines.
@@ -124,6 +319,9 @@ pub async fn run_program(program: Program<'_>, sink: &dyn EventSink) -> Result<F
         .kill_on_drop(true);
     #[cfg(unix)]
     command.process_group(0);
+    if let Some(confinement) = program.confinement {
+        confinement.apply_to(&mut command);
+    }
     let mut child = command.spawn().map_err(|source| RunError::Spawn { program: program.name.to_string(), source })?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
@@ -211,7 +409,7 @@ pub fn resolve_env(vars: &[EnvVar], vault: &Vault) -> Result<Env, String> {
 
 /// The per-call state of the `exec` capability.
 pub struct ExecCap {
-    programs: BTreeSet<String>,
+    programs: BTreeMap<String, ProgramPolicy>,
     vault: Arc<Vault>,
     workspace: Option<PathBuf>,
     sink: Arc<dyn EventSink>,
@@ -222,9 +420,10 @@ pub struct ExecCap {
 }
 
 impl ExecCap {
-    /// Programs named in `programs` may run; `workspace` is the checkout, if the call has one.
+    /// Programs named in `programs` may run under their policies; `workspace` is the
+    /// checkout, if the call has one.
     pub fn new(
-        programs: BTreeSet<String>,
+        programs: BTreeMap<String, ProgramPolicy>,
         vault: Arc<Vault>,
         workspace: Option<PathBuf>,
         sink: Arc<dyn EventSink>,
@@ -253,39 +452,47 @@ impl ExecCap {
         self
     }
 
+    /// Which rule, if any, refuses `command`.
+    fn policy_check(&self, command: &exec::Command) -> Result<(), (Refusal, String)> {
+        let Some(policy) = self.programs.get(&command.program) else {
+            let granted: Vec<_> = self.programs.keys().cloned().collect();
+            return Err((
+                Refusal::Program,
+                format!(
+                    "program `{}` is not granted to this plugin (granted: {})",
+                    clean_line(&command.program),
+                    if granted.is_empty() { "none".to_string() } else { granted.join(", ") }
+                ),
+            ));
+        };
+        policy.check(command)
+    }
+
     async fn run(&self, command: exec::Command) -> Result<exec::Exit, exec::ExecError> {
-        let granted = !command.program.contains(['/', '\\']) && self.programs.contains(&command.program);
+        let checked = self.policy_check(&command);
         if let Some(audit) = &self.audit {
             let mut plugin_text = command.args.join("\n");
             for var in &command.env {
+                plugin_text.push('\n');
+                plugin_text.push_str(&var.name);
                 if let EnvValue::Text(t) = &var.value {
-                    plugin_text.push('\n');
+                    plugin_text.push('=');
                     plugin_text.push_str(t);
                 }
             }
             audit.record(crate::caps::AuditRecord::Exec {
                 program: command.program.clone(),
-                allowed: granted,
+                allowed: checked.is_ok(),
+                refused: checked.as_ref().err().map(|(r, _)| *r),
                 plugin_text,
             });
         }
-        if !granted {
-            let granted: Vec<_> = self.programs.iter().cloned().collect();
-            return Err(exec::ExecError::Denied(format!(
-                "program `{}` is not granted to this plugin (granted: {})",
-                command.program,
-                if granted.is_empty() { "none".to_string() } else { granted.join(", ") }
-            )));
+        if let Err((_, message)) = checked {
+            return Err(exec::ExecError::Denied(message));
         }
         let search = self.path.clone().or_else(|| std::env::var_os("PATH"));
         let path = find_program(&command.program, search.as_ref())
             .ok_or_else(|| exec::ExecError::NotFound(format!("`{}` is not on PATH", command.program)))?;
-        let mut env = base_env();
-        if let Some(search) = &self.path {
-            env.retain(|(k, _)| k != "PATH");
-            env.push(("PATH".into(), search.clone()));
-        }
-        env.extend(resolve_env(&command.env, &self.vault).map_err(exec::ExecError::Failed)?);
         let mut scratch = tempfile::Builder::new();
         scratch.prefix("pier-exec-");
         let scratch = match &self.scratch {
@@ -293,6 +500,22 @@ impl ExecCap {
             None => scratch.tempdir(),
         }
         .map_err(|e| exec::ExecError::Failed(format!("could not make a temporary directory: {e}")))?;
+        let home = scratch.path().join("home");
+        std::fs::create_dir(&home)
+            .map_err(|e| exec::ExecError::Failed(format!("could not make a private HOME: {e}")))?;
+        let work = scratch.path().join("work");
+        std::fs::create_dir(&work)
+            .map_err(|e| exec::ExecError::Failed(format!("could not make a working directory: {e}")))?;
+        let tmp = scratch.path().join("tmp");
+        std::fs::create_dir(&tmp)
+            .map_err(|e| exec::ExecError::Failed(format!("could not make a temporary directory: {e}")))?;
+        let mut env: Env = vec![
+            ("PATH".into(), search.clone().unwrap_or_default()),
+            ("HOME".into(), home.clone().into()),
+            ("TMPDIR".into(), tmp.into()),
+            ("LANG".into(), std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into())),
+        ];
+        env.extend(resolve_env(&command.env, &self.vault).map_err(exec::ExecError::Failed)?);
         let _key_file = match &command.ssh_key {
             Some(handle) => {
                 let file = KeyFile::write(&self.vault, handle, scratch.path())
@@ -308,8 +531,11 @@ impl ExecCap {
                 .clone()
                 .ok_or_else(|| exec::ExecError::Failed("this call has no workspace (only deploy has one)".into()))?
         } else {
-            scratch.path().to_path_buf()
+            work
         };
+        let confinement = self
+            .confinement(&path, search.as_ref(), scratch.path())
+            .map_err(|e| exec::ExecError::Failed(format!("could not confine `{}`: {e}", command.program)))?;
         let timeout = command
             .timeout_ms
             .map(|ms| Duration::from_millis(ms.into()))
@@ -323,6 +549,7 @@ impl ExecCap {
             cwd: &cwd,
             capture_stdout: command.capture_stdout,
             timeout,
+            confinement,
         };
         match run_program(program, self.sink.as_ref()).await {
             Ok(done) => Ok(exec::Exit { code: done.code, stdout: done.stdout, tail: done.tail }),
@@ -330,10 +557,156 @@ impl ExecCap {
             Err(e) => Err(exec::ExecError::Failed(e.to_string())),
         }
     }
+
+    /// The Landlock rules of one run: read the system, the checkout, the program's own
+    /// directory and `PATH`; write the scratch directory; never the user's home or Pier's
+    /// configuration.
+    fn confinement(
+        &self,
+        program: &Path,
+        search: Option<&OsString>,
+        scratch: &Path,
+    ) -> Result<Option<confine::Confinement>, confine::ConfineError> {
+        let mut read: Vec<PathBuf> = Vec::new();
+        read.extend(self.workspace.iter().cloned());
+        read.extend(program.parent().map(Path::to_path_buf));
+        if let Some(search) = search {
+            read.extend(std::env::split_paths(search).filter(|p| p.is_absolute()));
+        }
+        let mut deny_under = Vec::new();
+        deny_under.extend(dirs::home_dir());
+        deny_under.extend(std::env::var_os("HOME").map(PathBuf::from));
+        deny_under.extend(dirs::config_dir().map(|d| d.join("pier")));
+        confine::prepare(&confine::Spec { read, write: vec![scratch.to_path_buf()], deny_under })
+    }
 }
 
 impl exec::Host for ExecCap {
     async fn run(&mut self, command: exec::Command) -> wasmtime::Result<Result<exec::Exit, exec::ExecError>> {
         Ok(ExecCap::run(self, command).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(String::from).collect()
+    }
+
+    fn policy(contract: Contract, patterns: &[&str], env: &[&str]) -> ProgramPolicy {
+        let decl = ProgramDecl {
+            name: "git".into(),
+            args: patterns.iter().map(|p| words(p)).collect(),
+            env: env.iter().map(|e| e.to_string()).collect(),
+        };
+        ProgramPolicy::new(contract, &decl)
+    }
+
+    fn command(args: &str, env: &[(&str, &str)]) -> exec::Command {
+        exec::Command {
+            program: "git".into(),
+            args: words(args),
+            env: env
+                .iter()
+                .map(|(k, v)| EnvVar { name: k.to_string(), value: EnvValue::Text(v.to_string()) })
+                .collect(),
+            in_workspace: false,
+            ssh_key: None,
+            capture_stdout: false,
+            timeout_ms: None,
+        }
+    }
+
+    #[test]
+    fn patterns_match_literals_single_words_and_the_rest() {
+        let p = |t: &str| words(t);
+        assert!(matches(&p("push * *"), &words("push origin HEAD:refs/heads/main")));
+        assert!(!matches(&p("push * *"), &words("push --receive-pack=x origin")));
+        assert!(!matches(&p("push * *"), &words("push origin")));
+        assert!(!matches(&p("push * *"), &words("push a b c")));
+        assert!(!matches(&p("push * *"), &words("-c alias.x=!sh push a")));
+        assert!(matches(&p("--version"), &words("--version")));
+        assert!(matches(&p("run **"), &words("run -x --anything")));
+        assert!(matches(&p("run **"), &words("run")));
+        assert!(matches(&[], &[]));
+        assert!(!matches(&[], &words("x")));
+        assert!(check_pattern(&p("** push")).is_err());
+        assert!(check_pattern(&p("push **")).is_ok());
+    }
+
+    #[test]
+    fn code_running_variables_are_always_refused() {
+        for name in [
+            "PATH",
+            "HOME",
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "GIT_SSH_COMMAND",
+            "GIT_CONFIG_COUNT",
+            "GIT_DIR",
+            "SSH_AUTH_SOCK",
+            "PROMPT_COMMAND",
+            "BASH_ENV",
+            "ENV",
+            "PAGER",
+            "GIT_PAGER",
+            "EDITOR",
+            "VISUAL",
+            "NODE_OPTIONS",
+            "RUBYOPT",
+            "PERL5OPT",
+            "PYTHONPATH",
+            "GCONV_PATH",
+            "OPENSSL_CONF",
+            "XDG_CONFIG_HOME",
+            "PIER_MASTER_KEY",
+            "LESSOPEN",
+            "BASH_FUNC_x%%",
+            "A=B",
+            "",
+            "path",
+            "TMPDIR",
+        ] {
+            assert!(refused_env(name).is_some(), "{name}");
+        }
+        for name in ["FOO", "HEROKU_APP", "HEROKU_API_KEY", "RAILS_ENV", "DOKKU_APP"] {
+            assert!(refused_env(name).is_none(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_run_must_match_a_pattern_and_declared_variables() {
+        let p = policy(Contract::V0_2, &["push * *", "--version"], &["FOO"]);
+        assert!(p.check(&command("push origin main", &[])).is_ok());
+        assert!(p.check(&command("--version", &[("FOO", "1")])).is_ok());
+        assert_eq!(p.check(&command("-c alias.x=!touch x", &[])).unwrap_err().0, Refusal::Args);
+        assert_eq!(p.check(&command("--version", &[("BAR", "1")])).unwrap_err().0, Refusal::Env);
+        assert_eq!(p.check(&command("--version", &[("GIT_SSH_COMMAND", "sh")])).unwrap_err().0, Refusal::Env);
+        let mut keyed = command("push a b", &[]);
+        keyed.ssh_key = Some("ssh_key".into());
+        assert_eq!(p.check(&keyed).unwrap_err().0, Refusal::Secret);
+        let mut bound = p.clone();
+        bound.ssh_keys.insert("ssh_key".into());
+        assert!(bound.check(&keyed).is_ok());
+    }
+
+    #[test]
+    fn programs_of_a_0_1_plugin_never_run() {
+        let p = policy(Contract::V0_1, &["**"], &[]);
+        let (refusal, message) = p.check(&command("--version", &[])).unwrap_err();
+        assert_eq!(refusal, Refusal::Args);
+        assert!(message.contains("0.1.0"), "{message}");
+    }
+
+    #[test]
+    fn program_names_are_plain() {
+        for ok in ["git", "heroku", "g++", "python3.11", "dokku_cli", "x-y"] {
+            assert!(plain_program_name(ok), "{ok}");
+        }
+        for bad in ["", "/bin/sh", "../x", "x$(id)", "a b", "-x", ".hidden", "x;y", "é"] {
+            assert!(!plain_program_name(bad), "{bad}");
+        }
     }
 }

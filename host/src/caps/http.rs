@@ -4,6 +4,13 @@
 //! - a request's origin (scheme, host, port) must match the grant: the origins of the
 //!   plugin's resolved endpoints plus its declared extra origins (which may use a
 //!   `*.` host wildcard);
+//! - a URL on a wildcard origin is reachable only if a response from one of the
+//!   plugin's endpoints in the same call contained it ([`HttpPolicy`] remembers them);
+//! - a secret goes only where a binding sends it: that endpoint's origin, that header,
+//!   that exact prefix, no suffix. A plugin built against 0.1.0 (no bindings) may send a
+//!   secret only to its endpoints' origins. Wildcard and extra origins never receive one;
+//! - an endpoint's environment variable may only pick a host: its value must be a bare
+//!   host (and port) or an origin URL, and is never printed;
 //! - redirects are never followed (a 3xx reaches the plugin as it is), proxy variables
 //!   from the environment are ignored;
 //! - request and response bodies are bounded ([`HttpLimits`]), every request has a time
@@ -12,17 +19,24 @@
 //!   are redacted from every response before the plugin sees it, so a server that
 //!   echoes a header cannot hand a secret back to the plugin.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use wasmtime::component::{Resource, ResourceTable};
 
+use crate::caps::Refusal;
 use crate::caps::secrets::{Vault, redact, redact_bytes};
+use crate::runtime::Contract;
 use crate::runtime::bindings::pier::deploy::http;
-use crate::runtime::bindings::pier::deploy::types::{EndpointSource, Permissions, ResolvedEndpoint};
+use crate::runtime::bindings::pier::deploy::types::{
+    EndpointSource, EnvEndpoint, Permissions, ResolvedEndpoint, SecretUse,
+};
+
+/// The most headers one request may carry.
+pub const MAX_HEADERS: usize = 100;
 
 /// Size and time bounds of the `http` capability.
 #[derive(Debug, Clone)]
@@ -80,6 +94,11 @@ pub enum OriginError {
     NoHost(String),
     #[error("`{0}` is an origin pattern and must not have a path, query or credentials")]
     NotAnOrigin(String),
+    #[error(
+        "environment variable `{0}` must hold a host name (`api.example.com`, `127.0.0.1:5000`) or an http(s) \
+         origin URL with no path, query or credentials; its value is not one (the value is not shown)"
+    )]
+    EnvValue(String),
 }
 
 impl OriginPattern {
@@ -150,82 +169,316 @@ impl fmt::Display for OriginPattern {
     }
 }
 
+/// Checks an endpoint's environment source when a plugin loads: the variable must not be
+/// Pier's own or look like a credential, and the template may only place the value in the
+/// host part of an http(s) origin.
+pub fn check_env_endpoint(env: &EnvEndpoint) -> Result<(), String> {
+    let name = env.name.as_str();
+    let upper = name.to_ascii_uppercase();
+    let plain = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !plain {
+        return Err(format!("environment variable `{name}` is not a plain variable name"));
+    }
+    const CREDENTIAL: &[&str] = &["TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH"];
+    if upper.starts_with("PIER_") {
+        return Err(format!("environment variable `{name}` is Pier's own and cannot name an endpoint"));
+    }
+    if CREDENTIAL.iter().any(|c| upper.contains(c)) || upper.ends_with("_KEY") || upper == "KEY" {
+        return Err(format!("environment variable `{name}` looks like a credential and cannot name an endpoint"));
+    }
+    let template = env.bare_host.as_str();
+    let rest = template.strip_prefix("https://").or_else(|| template.strip_prefix("http://"));
+    let shape_ok = rest.and_then(|r| r.split_once("{}")).is_some_and(|(before, after)| {
+        let label = |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let before_ok =
+            before.is_empty() || (before.ends_with('.') && before[..before.len() - 1].split('.').all(label));
+        let after_ok = after.is_empty() || (after.starts_with('.') && after[1..].split('.').all(label));
+        before_ok && after_ok
+    });
+    if !shape_ok {
+        return Err(format!(
+            "environment variable `{name}`: template `{template}` must be an http(s) origin with `{{}}` in its host \
+             only, like `https://api.{{}}` or `https://{{}}` (no path, query, port, credentials or fragment)"
+        ));
+    }
+    Ok(())
+}
+
+/// The origin URL an endpoint's environment variable stands for, from its `value`: an
+/// http(s) origin URL as it is, or a bare `host[:port]` put into the template.
+pub fn env_endpoint_url(env: &EnvEndpoint, value: &str) -> Result<String, OriginError> {
+    let bad = || OriginError::EnvValue(env.name.clone());
+    let value = value.trim();
+    let url = if value.starts_with("http://") || value.starts_with("https://") {
+        let url = url::Url::parse(value).map_err(|_| bad())?;
+        if !url.username().is_empty()
+            || url.password().is_some()
+            || url.query().is_some()
+            || url.fragment().is_some()
+            || !matches!(url.path(), "" | "/")
+        {
+            return Err(bad());
+        }
+        OriginPattern::of(&url).map_err(|_| bad())?.to_string()
+    } else {
+        let (host, port) = match value.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (value, None),
+        };
+        let host_ok = !host.is_empty()
+            && !host.starts_with(['.', '-'])
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+        if !host_ok || !port_ok {
+            return Err(bad());
+        }
+        env.bare_host.replace("{}", value)
+    };
+    let parsed = url::Url::parse(&url).map_err(|_| bad())?;
+    if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
+        return Err(bad());
+    }
+    Ok(OriginPattern::of(&parsed).map_err(|_| bad())?.to_string())
+}
+
+/// Where an endpoint's URL in force came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// The plugin's fixed default.
+    Fixed,
+    /// A setup answer or stored setting.
+    Field,
+    /// A host environment variable.
+    Env,
+}
+
+/// An endpoint resolved for one call, and where its URL came from.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The id and URL handed to the plugin.
+    pub endpoint: ResolvedEndpoint,
+    /// Which kind of source gave it.
+    pub source: SourceKind,
+}
+
 /// Resolves the plugin's endpoints for one call: for each, the first source with a value
-/// among the answers or settings `values` and the host environment `env`.
+/// among the answers or settings `values` and the host environment `env`. A value of the
+/// wrong shape is an error naming the variable or endpoint, never showing the value.
 pub fn resolve_endpoints(
     permissions: &Permissions,
     values: &BTreeMap<String, String>,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Vec<ResolvedEndpoint> {
-    permissions
-        .endpoints
-        .iter()
-        .filter_map(|endpoint| {
-            endpoint.sources.iter().find_map(|source| {
-                let url = match source {
-                    EndpointSource::Fixed(url) => Some(url.clone()),
-                    EndpointSource::Field(field) => {
-                        values.get(field).filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_string())
-                    }
-                    EndpointSource::Env(var) => env(&var.name).filter(|v| !v.trim().is_empty()).map(|v| {
-                        let v = v.trim();
-                        if v.starts_with("http") { v.to_string() } else { var.bare_host.replace("{}", v) }
-                    }),
-                }?;
-                Some(ResolvedEndpoint { id: endpoint.id.clone(), url: url.trim_end_matches('/').to_string() })
-            })
-        })
-        .collect()
+) -> Result<Vec<Resolved>, crate::caps::GrantError> {
+    let mut out = Vec::new();
+    for endpoint in &permissions.endpoints {
+        let endpoint_error = |source| crate::caps::GrantError::Endpoint { endpoint: endpoint.id.clone(), source };
+        for source in &endpoint.sources {
+            let found = match source {
+                EndpointSource::Fixed(url) => Some((url.clone(), SourceKind::Fixed)),
+                EndpointSource::Field(field) => values
+                    .get(field)
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| (v.trim().to_string(), SourceKind::Field)),
+                EndpointSource::Env(var) => match env(&var.name).filter(|v| !v.trim().is_empty()) {
+                    Some(value) => Some((env_endpoint_url(var, &value).map_err(endpoint_error)?, SourceKind::Env)),
+                    None => None,
+                },
+            };
+            if let Some((url, kind)) = found {
+                let url = url.trim_end_matches('/').to_string();
+                let parsed = url::Url::parse(&url).map_err(|_| endpoint_error(OriginError::NotAUrl(url.clone())))?;
+                OriginPattern::of(&parsed).map_err(endpoint_error)?;
+                out.push(Resolved { endpoint: ResolvedEndpoint { id: endpoint.id.clone(), url }, source: kind });
+                break;
+            }
+        }
+    }
+    Ok(out)
 }
 
-/// The origins granted for one call.
+/// Where one secret may go in a header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HeaderBinding {
+    secret: String,
+    origin: OriginPattern,
+    endpoint: String,
+    header: String,
+    prefix: String,
+}
+
+/// Which part of the grant a URL falls under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// The origin of one of the plugin's endpoints.
+    Endpoint,
+    /// A declared exact origin.
+    Origin,
+    /// A declared wildcard origin: only URLs a response handed out.
+    Wildcard,
+}
+
+/// The origins granted for one call, and where secrets may go.
 #[derive(Debug, Clone, Default)]
 pub struct HttpGrant {
-    origins: Vec<OriginPattern>,
+    endpoints: Vec<(String, OriginPattern)>,
+    exact: Vec<OriginPattern>,
+    wildcards: Vec<OriginPattern>,
+    bindings: Vec<HeaderBinding>,
+    contract: Contract,
 }
 
 impl HttpGrant {
     /// The grant of a plugin's permissions, with its endpoints resolved as `endpoints`.
     /// An endpoint or origin that does not parse is an error naming it.
-    pub fn new(permissions: &Permissions, endpoints: &[ResolvedEndpoint]) -> Result<Self, OriginError> {
-        let mut origins = Vec::new();
-        for endpoint in endpoints {
-            let url = url::Url::parse(&endpoint.url).map_err(|_| OriginError::NotAUrl(endpoint.url.clone()))?;
-            origins.push(OriginPattern::of(&url)?);
+    pub fn new(contract: Contract, permissions: &Permissions, endpoints: &[Resolved]) -> Result<Self, OriginError> {
+        let mut grant = HttpGrant { contract, ..HttpGrant::default() };
+        for resolved in endpoints {
+            let url = &resolved.endpoint.url;
+            let url = url::Url::parse(url).map_err(|_| OriginError::NotAUrl(url.clone()))?;
+            grant.endpoints.push((resolved.endpoint.id.clone(), OriginPattern::of(&url)?));
         }
         for origin in &permissions.origins {
-            origins.push(OriginPattern::parse(origin)?);
+            let pattern = OriginPattern::parse(origin)?;
+            match pattern.host {
+                HostPattern::Exact(_) => grant.exact.push(pattern),
+                HostPattern::Subdomains(_) => grant.wildcards.push(pattern),
+            }
         }
-        origins.sort();
-        origins.dedup();
-        Ok(HttpGrant { origins })
+        for binding in &permissions.secrets {
+            if let SecretUse::Header(h) = &binding.use_
+                && let Some((_, origin)) = grant.endpoints.iter().find(|(id, _)| *id == h.endpoint)
+            {
+                grant.bindings.push(HeaderBinding {
+                    secret: binding.secret.clone(),
+                    origin: origin.clone(),
+                    endpoint: h.endpoint.clone(),
+                    header: h.name.to_ascii_lowercase(),
+                    prefix: h.prefix.clone(),
+                });
+            }
+        }
+        Ok(grant)
     }
 
-    /// A grant of exactly these origins.
+    /// A grant of exactly these origins (exact ones as endpoints), with no secret bindings.
     pub fn of(origins: Vec<OriginPattern>) -> Self {
-        HttpGrant { origins }
+        let mut grant = HttpGrant::default();
+        for origin in origins {
+            match origin.host {
+                HostPattern::Exact(_) => grant.endpoints.push((String::new(), origin)),
+                HostPattern::Subdomains(_) => grant.wildcards.push(origin),
+            }
+        }
+        grant
     }
 
-    /// The granted origins.
-    pub fn origins(&self) -> &[OriginPattern] {
-        &self.origins
+    /// The granted origins, endpoints first.
+    pub fn origins(&self) -> Vec<OriginPattern> {
+        let mut all: Vec<OriginPattern> = self.endpoints.iter().map(|(_, o)| o.clone()).collect();
+        all.extend(self.exact.iter().cloned());
+        all.extend(self.wildcards.iter().cloned());
+        all.dedup();
+        all
     }
 
-    /// Checks that `url` is an absolute http(s) URL within the grant.
-    pub fn check(&self, url: &str) -> Result<url::Url, http::HttpError> {
+    /// Checks that `url` is an absolute http(s) URL within the grant, and says which part
+    /// of the grant it falls under.
+    pub fn check(&self, url: &str) -> Result<(url::Url, Reach), http::HttpError> {
         let parsed =
             url::Url::parse(url).map_err(|e| http::HttpError::InvalidRequest(format!("bad URL `{url}`: {e}")))?;
         let origin = OriginPattern::of(&parsed).map_err(|e| http::HttpError::InvalidRequest(e.to_string()))?;
-        if self.origins.iter().any(|p| p.covers(&origin)) {
-            Ok(parsed)
+        let reach = if self.endpoints.iter().any(|(_, p)| p.covers(&origin)) {
+            Reach::Endpoint
+        } else if self.exact.iter().any(|p| p.covers(&origin)) {
+            Reach::Origin
+        } else if self.wildcards.iter().any(|p| p.covers(&origin)) {
+            Reach::Wildcard
         } else {
-            let granted: Vec<String> = self.origins.iter().map(ToString::to_string).collect();
-            Err(http::HttpError::Denied(format!(
+            let granted: Vec<String> = self.origins().iter().map(ToString::to_string).collect();
+            return Err(http::HttpError::Denied(format!(
                 "{origin} is not granted to this plugin (granted: {})",
                 if granted.is_empty() { "none".to_string() } else { granted.join(", ") }
-            )))
+            )));
+        };
+        Ok((parsed, reach))
+    }
+
+    /// Checks that secret `handle` may go in header `header` after `prefix` and before
+    /// `suffix`, to `url` (which falls under `reach`).
+    fn check_secret(
+        &self,
+        handle: &str,
+        header: &str,
+        prefix: &str,
+        suffix: &str,
+        url: &url::Url,
+        reach: &Reach,
+    ) -> Result<(), String> {
+        let origin = OriginPattern::of(url).map_err(|e| e.to_string())?;
+        if *reach != Reach::Endpoint {
+            return Err(format!(
+                "secret `{handle}` may not be sent to {origin}: only the plugin's endpoints receive secrets"
+            ));
+        }
+        if self.contract == Contract::V0_1 {
+            return Ok(());
+        }
+        let header = header.to_ascii_lowercase();
+        let fits = |b: &HeaderBinding| {
+            b.secret == handle && b.header == header && b.prefix == prefix && suffix.is_empty() && b.origin == origin
+        };
+        if self.bindings.iter().any(fits) {
+            return Ok(());
+        }
+        let allowed: Vec<String> = self
+            .bindings
+            .iter()
+            .filter(|b| b.secret == handle)
+            .map(|b| {
+                format!("header `{}` with prefix {:?} to endpoint `{}` ({})", b.header, b.prefix, b.endpoint, b.origin)
+            })
+            .collect();
+        Err(format!(
+            "secret `{handle}` may not be sent in header `{header}` to {origin} (its bindings allow: {})",
+            if allowed.is_empty() { "nothing over HTTP".to_string() } else { allowed.join("; ") }
+        ))
+    }
+}
+
+/// Every http(s) URL in a response body that a wildcard origin might need: JSON string
+/// values, else whitespace- and quote-delimited runs of text.
+fn urls_in(body: &[u8]) -> Vec<String> {
+    fn walk(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::String(s) if s.starts_with("http://") || s.starts_with("https://") => {
+                out.push(s.clone())
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| walk(v, out)),
+            _ => {}
         }
     }
+    let mut out = Vec::new();
+    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) {
+        walk(&json, &mut out);
+        return out;
+    }
+    let text = String::from_utf8_lossy(body);
+    for start in text.match_indices("http").map(|(i, _)| i) {
+        let rest = &text[start..];
+        if rest.starts_with("http://") || rest.starts_with("https://") {
+            let end =
+                rest.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>')).unwrap_or(rest.len());
+            out.push(rest[..end].to_string());
+        }
+    }
+    out
+}
+
+/// A URL in the form remembered URLs are compared in.
+fn normal(url: &str) -> Option<String> {
+    url::Url::parse(url).ok().map(|u| u.to_string())
 }
 
 /// The HTTP client a runtime shares between calls, built on first use: loading the TLS
@@ -267,6 +520,15 @@ pub struct HttpPolicy {
     client: SharedClient,
     vault: Arc<Vault>,
     audit: Option<Arc<crate::caps::Audit>>,
+    /// URLs that responses from the plugin's endpoints contained in this call: the only
+    /// ones reachable on wildcard origins.
+    handed_out: Mutex<BTreeSet<String>>,
+}
+
+/// A request that passed the policy, ready to send.
+pub struct Prepared {
+    request: reqwest::RequestBuilder,
+    reach: Reach,
 }
 
 impl HttpPolicy {
@@ -278,10 +540,17 @@ impl HttpPolicy {
         vault: Arc<Vault>,
         audit: Option<Arc<crate::caps::Audit>>,
     ) -> Self {
-        HttpPolicy { grant, limits, client, vault, audit }
+        HttpPolicy { grant, limits, client, vault, audit, handed_out: Mutex::default() }
     }
 
-    fn audit(&self, method: &reqwest::Method, url: &str, allowed: bool, headers: &[http::Header], body: Option<&[u8]>) {
+    fn audit(
+        &self,
+        method: &reqwest::Method,
+        url: &str,
+        refused: Option<Refusal>,
+        headers: &[http::Header],
+        body: Option<&[u8]>,
+    ) {
         let Some(audit) = &self.audit else { return };
         let mut plugin_text = url.to_string();
         let mut secret_headers = Vec::new();
@@ -306,7 +575,8 @@ impl HttpPolicy {
         audit.record(crate::caps::AuditRecord::Http {
             method: method.to_string(),
             url: url.to_string(),
-            allowed,
+            allowed: refused.is_none(),
+            refused,
             secret_headers,
             plugin_text,
         });
@@ -329,33 +599,83 @@ impl HttpPolicy {
             .min(self.limits.max_timeout)
     }
 
-    /// Builds a request after checking the URL against the grant and substituting secret
-    /// handles in header values.
+    /// Remembers the URLs in a response from one of the plugin's endpoints.
+    fn remember(&self, reach: &Reach, headers: &[(String, String)], body: &[u8]) {
+        if *reach != Reach::Endpoint {
+            return;
+        }
+        let mut urls = urls_in(body);
+        urls.extend(headers.iter().filter(|(k, _)| k == "location").map(|(_, v)| v.clone()));
+        let mut handed_out = self.handed_out.lock().unwrap_or_else(|e| e.into_inner());
+        handed_out.extend(urls.iter().filter_map(|u| normal(u)));
+    }
+
+    /// Which rule, if any, refuses a request to `url` with `headers`.
+    fn decide(&self, url: &str, headers: &[http::Header]) -> Result<(url::Url, Reach), (Refusal, http::HttpError)> {
+        let (parsed, reach) = self.grant.check(url).map_err(|e| match e {
+            http::HttpError::Denied(_) => (Refusal::Origin, e),
+            other => (Refusal::Origin, other),
+        })?;
+        if reach == Reach::Wildcard {
+            let handed_out = self.handed_out.lock().unwrap_or_else(|e| e.into_inner());
+            if !normal(url).is_some_and(|u| handed_out.contains(&u)) {
+                let origin = OriginPattern::of(&parsed).map(|o| o.to_string()).unwrap_or_default();
+                return Err((
+                    Refusal::Origin,
+                    http::HttpError::Denied(format!(
+                        "{origin} falls under a wildcard origin, which reaches only URLs that a response from the \
+                         plugin's endpoints handed out in this call, and none handed out this one"
+                    )),
+                ));
+            }
+        }
+        for header in headers {
+            if let http::HeaderValue::Secret(secret) = &header.value {
+                self.grant
+                    .check_secret(&secret.handle, &header.name, &secret.prefix, &secret.suffix, &parsed, &reach)
+                    .map_err(|m| (Refusal::Secret, http::HttpError::Denied(m)))?;
+            }
+        }
+        Ok((parsed, reach))
+    }
+
+    /// Builds a request after checking the URL and every secret header against the
+    /// grant, substituting secret handles in header values.
     pub fn build(
         &self,
         method: reqwest::Method,
         url: &str,
         headers: &[http::Header],
         body: Option<reqwest::Body>,
-    ) -> Result<reqwest::RequestBuilder, http::HttpError> {
-        let checked = self.grant.check(url);
+    ) -> Result<Prepared, http::HttpError> {
+        let decided = self.decide(url, headers);
         if self.audit.is_some() {
             // A malformed URL is a plugin bug, not an attempt to leave the grant.
-            let allowed = !matches!(checked, Err(http::HttpError::Denied(_)));
+            let refused = match &decided {
+                Err((refusal, http::HttpError::Denied(_))) => Some(*refusal),
+                _ => None,
+            };
             let bytes = body.as_ref().and_then(reqwest::Body::as_bytes);
-            self.audit(&method, url, allowed, headers, bytes);
+            self.audit(&method, url, refused, headers, bytes);
         }
-        let url = checked?;
+        let (url, reach) = decided.map_err(|(_, e)| e)?;
+        if headers.len() > MAX_HEADERS {
+            return Err(http::HttpError::InvalidRequest(format!("more than {MAX_HEADERS} headers")));
+        }
         let mut map = reqwest::header::HeaderMap::new();
         for header in headers {
-            let name = reqwest::header::HeaderName::from_bytes(header.name.as_bytes())
-                .map_err(|_| http::HttpError::InvalidRequest(format!("bad header name `{}`", header.name)))?;
+            let name = reqwest::header::HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| {
+                http::HttpError::InvalidRequest(format!(
+                    "bad header name `{}`",
+                    crate::caps::events::inert(&header.name)
+                ))
+            })?;
             if name == reqwest::header::HOST {
                 return Err(http::HttpError::InvalidRequest("the Host header is set by the host".into()));
             }
             let value = match &header.value {
                 http::HeaderValue::Text(text) => reqwest::header::HeaderValue::from_str(text)
-                    .map_err(|_| http::HttpError::InvalidRequest(format!("bad value for header `{}`", header.name)))?,
+                    .map_err(|_| http::HttpError::InvalidRequest(format!("bad value for header `{name}`")))?,
                 http::HeaderValue::Secret(secret) => {
                     let value = self.vault.get(&secret.handle).ok_or_else(|| {
                         http::HttpError::InvalidRequest(format!("unknown secret handle `{}`", secret.handle))
@@ -378,7 +698,7 @@ impl HttpPolicy {
         if let Some(body) = body {
             request = request.body(body);
         }
-        Ok(request)
+        Ok(Prepared { request, reach })
     }
 
     async fn execute(
@@ -395,12 +715,9 @@ impl HttpPolicy {
     }
 
     /// Sends a prepared request and reads the whole response, bounded and redacted.
-    pub async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-        timeout: Option<u32>,
-    ) -> Result<http::Response, http::HttpError> {
+    pub async fn send(&self, prepared: Prepared, timeout: Option<u32>) -> Result<http::Response, http::HttpError> {
         let timeout = self.timeout(timeout);
+        let Prepared { request, reach } = prepared;
         let work = async {
             let mut response = self.execute(request, timeout).await?;
             let status = response.status().as_u16();
@@ -414,7 +731,9 @@ impl HttpPolicy {
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(http::Response { status, headers, body: redact_bytes(&body).into_owned() })
+            let body = redact_bytes(&body).into_owned();
+            self.remember(&reach, &headers, &body);
+            Ok(http::Response { status, headers, body })
         };
         tokio::time::timeout(timeout, work).await.unwrap_or(Err(http::HttpError::Timeout))
     }
@@ -465,7 +784,7 @@ impl HttpCap {
         HttpCap { policy, table: ResourceTable::new() }
     }
 
-    fn prepare(&self, request: http::Request) -> Result<(reqwest::RequestBuilder, Option<u32>), http::HttpError> {
+    fn prepare(&self, request: http::Request) -> Result<(Prepared, Option<u32>), http::HttpError> {
         if let Some(body) = &request.body
             && body.len() > self.policy.limits.max_request_body
         {
@@ -502,7 +821,7 @@ impl http::Host for HttpCap {
             Err(e) => return Ok(Err(e)),
         };
         let timeout = self.policy.timeout(timeout);
-        let response = match self.policy.execute(built, timeout).await {
+        let response = match self.policy.execute(built.request, timeout).await {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
@@ -609,11 +928,13 @@ mod tests {
             }],
             origins: vec![],
             programs: vec![],
+            secrets: vec![],
+            commands: crate::runtime::bindings::CommandSupport { env: vec![], rules: vec![], tools: vec![] },
         };
         let none = |_: &str| None;
         let host = |v: &'static str| move |name: &str| (name == "HEROKU_HOST").then(|| v.to_string());
         let url = |values: &BTreeMap<String, String>, env: &dyn Fn(&str) -> Option<String>| {
-            resolve_endpoints(&permissions, values, env).pop().unwrap().url
+            resolve_endpoints(&permissions, values, env).unwrap().pop().unwrap().endpoint.url
         };
         let empty = BTreeMap::new();
         assert_eq!(url(&empty, &none), "https://api.heroku.com");
@@ -621,5 +942,63 @@ mod tests {
         assert_eq!(url(&empty, &host("http://127.0.0.1:9/")), "http://127.0.0.1:9");
         let set = BTreeMap::from([("api_url".to_string(), "http://127.0.0.1:7".to_string())]);
         assert_eq!(url(&set, &host("heroku.example")), "http://127.0.0.1:7");
+    }
+
+    #[test]
+    fn environment_values_may_only_pick_a_host() {
+        let env = EnvEndpoint { name: "DEPLOY_API_HOST".into(), bare_host: "https://api.{}".into() };
+        assert_eq!(env_endpoint_url(&env, "heroku.example").unwrap(), "https://api.heroku.example");
+        assert_eq!(env_endpoint_url(&env, "example.com:5000").unwrap(), "https://api.example.com:5000");
+        assert_eq!(env_endpoint_url(&env, "http://127.0.0.1:9/").unwrap(), "http://127.0.0.1:9");
+        for bad in [
+            "evil.example/x?leak=VALUE",
+            "http://evil.example/?leak=VALUE",
+            "http://user:pw@evil.example",
+            "https://evil.example/#frag",
+            "evil.example?x",
+            "evil example",
+            "@evil.example",
+            "-x.example",
+        ] {
+            let e = env_endpoint_url(&env, bad).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains("DEPLOY_API_HOST"), "{text}");
+            assert!(!text.contains("leak") && !text.contains(bad), "{text}");
+        }
+    }
+
+    #[test]
+    fn environment_sources_are_checked_when_a_plugin_loads() {
+        let ok = |name: &str, template: &str| {
+            check_env_endpoint(&EnvEndpoint { name: name.into(), bare_host: template.into() })
+        };
+        assert!(ok("HEROKU_HOST", "https://api.{}").is_ok());
+        assert!(ok("DEPLOY_HOST", "http://{}").is_ok());
+        assert!(ok("DEPLOY_HOST", "https://{}.example.com").is_ok());
+        for name in ["PIER_MASTER_KEY", "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "API_KEY", "MY_AUTH"] {
+            assert!(ok(name, "https://{}").is_err(), "{name}");
+        }
+        for template in [
+            "http://host:9/?{}",
+            "https://{}/path",
+            "https://x.com/{}",
+            "https://{}:8080",
+            "ftp://{}",
+            "{}",
+            "https://u@{}",
+        ] {
+            assert!(ok("DEPLOY_HOST", template).is_err(), "{template}");
+        }
+    }
+
+    #[test]
+    fn handed_out_urls_are_found_in_json_and_text() {
+        let urls = urls_in(br#"{"source_blob": {"put_url": "https://b.s3.amazonaws.com/x?sig=1&t=2"}, "n": [1, "https://o.example/y"]}"#);
+        let found: BTreeSet<&str> = urls.iter().map(String::as_str).collect();
+        assert_eq!(found, ["https://b.s3.amazonaws.com/x?sig=1&t=2", "https://o.example/y"].into_iter().collect());
+        assert_eq!(
+            urls_in(b"see <https://a.example/p?q=1> and 'http://b.example'"),
+            ["https://a.example/p?q=1", "http://b.example"]
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! `pier:deploy` interface; [`Grant`] says what one call may use. Everything not granted
 //! is denied: a denial is a typed error the plugin can handle, never a trap.
 
+pub mod confine;
 pub mod events;
 pub mod exec;
 pub mod http;
@@ -14,15 +15,20 @@ pub mod workspace;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use crate::runtime::bindings::pier::deploy::types::{Permissions, ResolvedEndpoint};
+use crate::runtime::Contract;
+use crate::runtime::bindings::pier::deploy::types::{Permissions, ResolvedEndpoint, SecretUse};
 
-/// What one call may use: the origins it may reach and the programs it may run.
+/// What one call may use: the origins it may reach, the programs it may run and where
+/// each secret may go.
 #[derive(Debug, Clone, Default)]
 pub struct Grant {
-    /// Origins for `http` and `workspace` uploads.
+    /// Origins for `http` and `workspace` uploads, and the secret bindings of headers.
     pub http: http::HttpGrant,
-    /// Program names for `exec`.
-    pub programs: BTreeSet<String>,
+    /// Programs for `exec`, by name, with their argument and environment policy.
+    pub programs: BTreeMap<String, exec::ProgramPolicy>,
+    /// The contract the plugin was built against: a 0.1.0 plugin could declare no
+    /// argument patterns or bindings, and is held to the rules those imply.
+    pub contract: Contract,
 }
 
 /// Why a plugin's permissions cannot be granted.
@@ -32,7 +38,7 @@ pub enum GrantError {
     Endpoint { endpoint: String, source: http::OriginError },
     #[error("origin: {0}")]
     Origin(http::OriginError),
-    #[error("program `{0}` must be a bare name, not a path")]
+    #[error("program `{0}` must be a plain name (letters, digits, `.`, `_`, `+`, `-`), not a path")]
     Program(String),
 }
 
@@ -42,32 +48,52 @@ impl Grant {
         Grant::default()
     }
 
-    /// The grant for one call of a plugin with `permissions`, given the answers or
-    /// settings `values` and the host environment `env`. Also returns the resolved
-    /// endpoints to hand to the plugin.
+    /// The grant for one call of a plugin built against the current contract with
+    /// `permissions`, given the answers or settings `values` and the host environment
+    /// `env`. Also returns the resolved endpoints to hand to the plugin.
     pub fn for_call(
         permissions: &Permissions,
         values: &BTreeMap<String, String>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(Grant, Vec<ResolvedEndpoint>), GrantError> {
-        let endpoints = http::resolve_endpoints(permissions, values, env);
-        for endpoint in &endpoints {
-            let url = url::Url::parse(&endpoint.url)
-                .map_err(|_| http::OriginError::NotAUrl(endpoint.url.clone()))
-                .and_then(|u| http::OriginPattern::of(&u));
-            if let Err(source) = url {
-                return Err(GrantError::Endpoint { endpoint: endpoint.id.clone(), source });
-            }
-        }
-        let http = http::HttpGrant::new(permissions, &endpoints).map_err(GrantError::Origin)?;
-        let mut programs = BTreeSet::new();
+        Self::for_contract(Contract::CURRENT, permissions, values, env)
+    }
+
+    /// The same, for a plugin built against `contract`.
+    pub fn for_contract(
+        contract: Contract,
+        permissions: &Permissions,
+        values: &BTreeMap<String, String>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Grant, Vec<ResolvedEndpoint>), GrantError> {
+        let resolved = http::resolve_endpoints(permissions, values, env)?;
+        let http = http::HttpGrant::new(contract, permissions, &resolved).map_err(GrantError::Origin)?;
+        let mut programs = BTreeMap::new();
         for program in &permissions.programs {
-            if program.is_empty() || program.contains(['/', '\\']) {
-                return Err(GrantError::Program(program.clone()));
+            if !exec::plain_program_name(&program.name) {
+                return Err(GrantError::Program(program.name.clone()));
             }
-            programs.insert(program.clone());
+            let mut policy = exec::ProgramPolicy::new(contract, program);
+            for binding in &permissions.secrets {
+                match &binding.use_ {
+                    SecretUse::ProgramEnv(e) if e.program == program.name => {
+                        policy.secret_env.insert((binding.secret.clone(), e.variable.clone()));
+                    }
+                    SecretUse::SshKey(p) if *p == program.name => {
+                        policy.ssh_keys.insert(binding.secret.clone());
+                    }
+                    _ => {}
+                }
+            }
+            programs.insert(program.name.clone(), policy);
         }
-        Ok((Grant { http, programs }, endpoints))
+        let endpoints = resolved.into_iter().map(|r| r.endpoint).collect();
+        Ok((Grant { http, programs, contract }, endpoints))
+    }
+
+    /// The names of the programs granted.
+    pub fn program_names(&self) -> BTreeSet<String> {
+        self.programs.keys().cloned().collect()
     }
 }
 
@@ -77,13 +103,38 @@ impl Grant {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum AuditRecord {
     /// An HTTP request (or workspace upload): its method and URL, whether the grant let it
-    /// through, the names of headers carrying a secret handle, and the text the plugin
-    /// itself supplied (URL, plain header values, body).
-    Http { method: String, url: String, allowed: bool, secret_headers: Vec<String>, plugin_text: String },
-    /// A program run: its name, whether granted, and the text the plugin supplied.
-    Exec { program: String, allowed: bool, plugin_text: String },
+    /// through (and if not, which rule refused it), the names of headers carrying a
+    /// secret handle, and the text the plugin itself supplied (URL, plain header values,
+    /// body).
+    Http {
+        method: String,
+        url: String,
+        allowed: bool,
+        refused: Option<Refusal>,
+        secret_headers: Vec<String>,
+        plugin_text: String,
+    },
+    /// A program run: its name, whether granted (and if not, which rule refused it), and
+    /// the text the plugin supplied.
+    Exec { program: String, allowed: bool, refused: Option<Refusal>, plugin_text: String },
     /// An event line as the plugin wrote it, before cleaning and redaction.
     Event { text: String },
+}
+
+/// Which rule of a grant refused a request or a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Refusal {
+    /// The URL's origin is not granted (or a wildcard URL no response handed out).
+    Origin,
+    /// A secret was used where its bindings do not allow.
+    Secret,
+    /// The program is not granted.
+    Program,
+    /// The arguments match none of the program's patterns.
+    Args,
+    /// An environment variable the program's grant does not list, or one always refused.
+    Env,
 }
 
 /// A recorder of [`AuditRecord`]s, shared by the capabilities of a call.

@@ -7,9 +7,10 @@ use serde::Serialize;
 
 use super::project::{Project, load_installed};
 use super::{CliError, Globals, Output, ask};
+use crate::caps::exec::refused_env;
 use crate::exit::Exit;
 use crate::project::config::InstalledPlugin;
-use crate::runtime::bindings::{EndpointSource, FieldKind};
+use crate::runtime::bindings::{CommandEnvValue, EndpointSource, FieldKind, SecretUse};
 use crate::runtime::{Description, Plugin, PluginFile, Runtime, builtin};
 
 #[derive(Debug, Subcommand)]
@@ -83,7 +84,25 @@ pub struct FieldView {
 pub struct PermissionsView {
     pub endpoints: Vec<EndpointView>,
     pub origins: Vec<String>,
-    pub programs: Vec<String>,
+    pub programs: Vec<ProgramView>,
+    /// Where each secret may go, one line each.
+    pub secrets: Vec<String>,
+    /// What deploy commands get: variables, then rules, then tools, one line each.
+    pub commands: Vec<String>,
+    /// Whether programs the plugin runs are confined on this machine, one line.
+    pub confinement: String,
+}
+
+/// A program grant, as a user reads it.
+#[derive(Debug, Serialize)]
+pub struct ProgramView {
+    pub name: String,
+    /// Argument patterns, each as words.
+    pub args: Vec<Vec<String>>,
+    /// Variables the plugin may set for it.
+    pub env: Vec<String>,
+    /// One line saying what the grant allows.
+    pub allows: String,
 }
 
 /// An endpoint and where its URL comes from, in order.
@@ -99,7 +118,7 @@ pub struct EndpointView {
 pub enum SourceView {
     Fixed { url: String },
     Field { field: String },
-    Env { name: String, bare_host: String },
+    Env { name: String, bare_host: String, in_force: Option<String> },
 }
 
 impl std::fmt::Display for SourceView {
@@ -107,7 +126,13 @@ impl std::fmt::Display for SourceView {
         match self {
             SourceView::Fixed { url } => write!(f, "{url}"),
             SourceView::Field { field } => write!(f, "setting `{field}`"),
-            SourceView::Env { name, .. } => write!(f, "${name}"),
+            SourceView::Env { name, bare_host, in_force } => {
+                write!(f, "${name} (a host name, put into {bare_host}; ")?;
+                match in_force {
+                    Some(url) => write!(f, "now {url})"),
+                    None => write!(f, "not set now)"),
+                }
+            }
         }
     }
 }
@@ -160,31 +185,117 @@ impl PluginView {
                             .map(|s| match s {
                                 EndpointSource::Fixed(url) => SourceView::Fixed { url: url.clone() },
                                 EndpointSource::Field(field) => SourceView::Field { field: field.clone() },
-                                EndpointSource::Env(env) => {
-                                    SourceView::Env { name: env.name.clone(), bare_host: env.bare_host.clone() }
-                                }
+                                EndpointSource::Env(env) => SourceView::Env {
+                                    name: env.name.clone(),
+                                    bare_host: env.bare_host.clone(),
+                                    in_force: std::env::var(&env.name).ok().filter(|v| !v.trim().is_empty()).map(|v| {
+                                        crate::caps::http::env_endpoint_url(env, &v).unwrap_or_else(|_| {
+                                            "a value that is not a host name (it will be refused)".to_string()
+                                        })
+                                    }),
+                                },
                             })
                             .collect(),
                     })
                     .collect(),
                 origins: description.permissions.origins.clone(),
-                programs: description.permissions.programs.clone(),
+                programs: description.permissions.programs.iter().map(|p| program_view(p, file)).collect(),
+                secrets: secret_lines(description),
+                commands: command_lines(description),
+                confinement: crate::caps::confine::status().to_string(),
             },
         }
     }
 }
 
-/// Loads `spec`: a path to a file if one exists there, else an installed plugin of the
-/// project (if there is one), else a built-in name.
+fn program_view(p: &crate::runtime::bindings::Program, file: &PluginFile) -> ProgramView {
+    let allows = if file.contract.starts_with("0.1") {
+        "never runs: the plugin is built against pier:deploy@0.1.0, which cannot declare argument patterns".to_string()
+    } else if p.args.is_empty() {
+        "never runs: no argument patterns declared".to_string()
+    } else {
+        let patterns: Vec<String> =
+            p.args.iter().map(|a| if a.is_empty() { "(no arguments)".into() } else { a.join(" ") }).collect();
+        let any = p.args.iter().any(|a| a.last().is_some_and(|w| w == "**"));
+        const RUNS_CODE: &[&str] = &[
+            "sh", "bash", "dash", "zsh", "ksh", "fish", "env", "xargs", "python", "python3", "node", "perl", "ruby",
+            "php", "lua", "deno", "bun", "sudo", "su", "nohup", "timeout", "find", "awk", "make",
+        ];
+        let runs_code = RUNS_CODE.contains(&p.name.as_str()) || p.name.starts_with("python");
+        format!(
+            "`{}` with arguments {}{}; variables it may set: {}{}",
+            p.name,
+            patterns.join(" | "),
+            if any { " (`**`: any further arguments, including options)" } else { "" },
+            if p.env.is_empty() { "none".to_string() } else { p.env.join(", ") },
+            if runs_code {
+                " — WARNING: this program runs code it is given, so this grant can run anything"
+            } else {
+                ""
+            }
+        )
+    };
+    ProgramView { name: p.name.clone(), args: p.args.clone(), env: p.env.clone(), allows }
+}
+
+fn secret_lines(d: &Description) -> Vec<String> {
+    d.permissions
+        .secrets
+        .iter()
+        .map(|b| match &b.use_ {
+            SecretUse::Header(h) => {
+                format!("secret `{}` → header `{}: {}…` to endpoint `{}`", b.secret, h.name, h.prefix, h.endpoint)
+            }
+            SecretUse::ProgramEnv(e) => {
+                format!("secret `{}` → variable `{}` of program `{}`", b.secret, e.variable, e.program)
+            }
+            SecretUse::SshKey(p) => format!("secret `{}` → SSH key of program `{p}`", b.secret),
+        })
+        .collect()
+}
+
+fn command_lines(d: &Description) -> Vec<String> {
+    let c = &d.permissions.commands;
+    let mut lines = Vec::new();
+    for var in &c.env {
+        let from = match &var.value {
+            CommandEnvValue::Secret(h) => format!("secret `{h}`"),
+            CommandEnvValue::Setting(f) => format!("setting `{f}`"),
+            CommandEnvValue::Endpoint(e) => format!("the URL of endpoint `{e}`"),
+            CommandEnvValue::EndpointOverride(e) => format!("the URL of endpoint `{e}` when not its default"),
+        };
+        let note = if refused_env(&var.name).is_some() { " (refused)" } else { "" };
+        lines.push(format!("variable {} = {from}{note}", var.name));
+    }
+    for rule in &c.rules {
+        let unless =
+            if rule.unless.is_empty() { String::new() } else { format!(" unless {}", rule.unless.join(" or ")) };
+        lines.push(format!("rule: in a command beginning `{}`, insert `{}`{unless}", rule.prefix.join(" "), rule.flag));
+    }
+    for tool in &c.tools {
+        lines.push(format!("needs `{}` on PATH when a command runs it ({})", tool.program, tool.install_hint));
+    }
+    lines
+}
+
+/// Loads `spec`: a built-in name always means the built-in; anything that looks like a
+/// path (`./heroku`, `x.wasm`) is a file; else an installed plugin of the project, else a
+/// file of that name.
 pub fn load(runtime: &Runtime, spec: &str) -> Result<Plugin, CliError> {
     let path = Path::new(spec);
-    if path.exists() || spec.ends_with(".wasm") || spec.contains('/') {
+    if builtin::find(spec).is_some() {
+        return Ok(runtime.load_builtin(spec)?);
+    }
+    if spec.ends_with(".wasm") || spec.contains('/') {
         return Ok(runtime.load_file(path)?);
     }
     if let Ok(project) = Project::open()
         && let Some(installed) = project.config.plugins().iter().find(|p| p.name == spec)
     {
         return load_installed(runtime, &project.root, installed);
+    }
+    if path.exists() {
+        return Ok(runtime.load_file(path)?);
     }
     Ok(runtime.load_builtin(spec)?)
 }
@@ -282,11 +393,24 @@ pub fn print_view(v: &PluginView, out: &mut Output) -> std::io::Result<()> {
         any = true;
     }
     for p in &v.permissions.programs {
-        out.line(format!("    run program `{p}`"))?;
+        out.line(format!("    run program `{}`: {}", p.name, p.allows))?;
+        any = true;
+    }
+    for line in &v.permissions.secrets {
+        out.line(format!("    {line}"))?;
         any = true;
     }
     if !any {
         out.line("    (none)")?;
+    }
+    if !v.permissions.programs.is_empty() {
+        out.line(format!("    {}", v.permissions.confinement))?;
+    }
+    if !v.permissions.commands.is_empty() {
+        out.line("  deploy commands:")?;
+        for line in &v.permissions.commands {
+            out.line(format!("    {line}"))?;
+        }
     }
     Ok(())
 }

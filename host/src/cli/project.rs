@@ -52,11 +52,12 @@ impl Project {
     /// Loads the plugin for method `name`: an installed plugin (whose file must still have
     /// the recorded digest) or a built-in one.
     pub fn plugin(&self, runtime: &Runtime, name: &str) -> Result<Plugin, CliError> {
-        if let Some(installed) = self.config.plugins().iter().find(|p| p.name == name) {
-            return load_installed(runtime, &self.root, installed);
-        }
+        // A built-in name always means the built-in (pier.toml cannot shadow one).
         if builtin::find(name).is_some() {
             return Ok(runtime.load_builtin(name)?);
+        }
+        if let Some(installed) = self.config.plugins().iter().find(|p| p.name == name) {
+            return load_installed(runtime, &self.root, installed);
         }
         let mut known = builtin::names();
         known.extend(self.config.plugins().iter().map(|p| p.name.clone()));
@@ -76,12 +77,13 @@ impl Project {
 }
 
 /// Loads an installed plugin, refusing a file whose digest changed since it was added
-/// (checked before the file is even parsed).
+/// (checked before the file is even parsed). The file is read once: the bytes whose
+/// digest is checked are the bytes loaded.
 pub fn load_installed(runtime: &Runtime, root: &Path, installed: &InstalledPlugin) -> Result<Plugin, CliError> {
     let path = root.join(&installed.path);
-    let bytes = std::fs::read(&path).map_err(|e| {
-        CliError::Usage(format!("installed plugin `{}`: cannot read {}: {e}", installed.name, path.display()))
-    })?;
+    let bytes = runtime
+        .read_plugin_file(&path)
+        .map_err(|e| CliError::Usage(format!("installed plugin `{}`: {e}", installed.name)))?;
     let sha256 = crate::runtime::cache::digest(&bytes);
     if sha256 != installed.sha256 {
         return Err(CliError::Usage(format!(
@@ -93,7 +95,7 @@ pub fn load_installed(runtime: &Runtime, root: &Path, installed: &InstalledPlugi
             installed.path
         )));
     }
-    Ok(runtime.load_file(&path)?)
+    Ok(runtime.load_bytes(&path.display().to_string(), bytes)?)
 }
 
 /// The master key, as a CLI error when missing.

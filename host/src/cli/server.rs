@@ -329,14 +329,16 @@ fn check_fields(
 
 /// The environment a setup-time call runs in: the method's grant for these answers.
 fn setup_env(
+    plugin: &Plugin,
     d: &Description,
     answers: &[Answer],
     vault: Arc<Vault>,
     server: &str,
 ) -> Result<(CallEnv, Context), CliError> {
     let values = crate::runtime::values_of(answers);
-    let (grant, endpoints) = Grant::for_call(&d.permissions, &values, &|name| std::env::var(name).ok())
-        .map_err(|e| CliError::Usage(format!("method {}: {e}", d.name)))?;
+    let (grant, endpoints) =
+        Grant::for_contract(plugin.contract(), &d.permissions, &values, &|name| std::env::var(name).ok())
+            .map_err(|e| CliError::Usage(format!("method {}: {e}", d.name)))?;
     let env = CallEnv::new(grant, vault, Arc::new(super::progress::StderrSink::new()));
     Ok((env, Context { endpoints, server: server.to_string() }))
 }
@@ -414,7 +416,7 @@ async fn choose(
     answers: &[Answer],
     vault: &Arc<Vault>,
 ) -> Result<String, CliError> {
-    let (env, ctx) = setup_env(d, answers, vault.clone(), "")?;
+    let (env, ctx) = setup_env(plugin, d, answers, vault.clone(), "")?;
     let choices = ask::spin(
         &format!("fetching {} choices", field.label.to_lowercase()),
         plugin.choices(runtime, &env, &ctx, &field.id, answers),
@@ -522,7 +524,7 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
     let (name, strategy) = (name.expect("checked"), strategy.expect("checked"));
 
     // S3/S4: validate against the provider before anything is saved.
-    let (env, ctx) = setup_env(&d, &answers, vault.clone(), "")?;
+    let (env, ctx) = setup_env(&plugin, &d, &answers, vault.clone(), "")?;
     let validated = ask::spin("validating with the provider", plugin.validate(&runtime, &env, &ctx, &answers))
         .await?
         .map_err(|e| method_error(&d, e))?;
@@ -530,7 +532,7 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
     // S5: set up (keys generated and registered).
     let taken: Vec<&str> = project.config.servers().iter().map(|s| s.alias.as_str()).collect();
     let alias = alias::allocate(&name, taken.iter().copied()).expect("name has a letter or digit");
-    let (env, ctx) = setup_env(&d, &answers, vault.clone(), &alias)?;
+    let (env, ctx) = setup_env(&plugin, &d, &answers, vault.clone(), &alias)?;
     let setup = ask::spin("setting up", plugin.setup(&runtime, &env, &ctx, &answers)).await?;
     let result = setup.value.map_err(|e| method_error(&d, e))?;
 
@@ -612,7 +614,7 @@ async fn edit(args: EditArgs, globals: &Globals, out: &mut Output) -> Result<Exi
         settings.extend(set.clone());
         let answers: Vec<Answer> =
             settings.iter().map(|(k, v)| Answer { field: k.clone(), value: v.clone() }).collect();
-        let (env, ctx) = setup_env(&d, &answers, vault.clone(), &server.alias)?;
+        let (env, ctx) = setup_env(&plugin, &d, &answers, vault.clone(), &server.alias)?;
         let validated = ask::spin("validating with the provider", plugin.validate(&runtime, &env, &ctx, &answers))
             .await?
             .map_err(|e| method_error(&d, e))?;

@@ -19,10 +19,9 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::caps::events::NullSink;
-use crate::caps::http::HttpGrant;
 use crate::caps::keys::GeneratedKey;
 use crate::caps::secrets::{Vault, exposes};
-use crate::caps::{Audit, AuditRecord, Grant};
+use crate::caps::{Audit, AuditRecord, Grant, Refusal};
 use crate::runtime::bindings::{FieldKind, ResolvedEndpoint, Trigger};
 use crate::runtime::{Answer, BuildInfo, CallEnv, CallError, Context, Description, MethodError, Plugin, Runtime};
 use provider::{FakeProvider, stand_ins};
@@ -51,6 +50,7 @@ pub const CHECKS: &[(&str, &str)] = &[
         "describe.well-formed",
         "describe returns a well-formed form and permissions: unique field ids, labels, valid origins and programs",
     ),
+    ("describe.inert", "describe's text has no control characters or terminal escape sequences"),
     (
         "describe.choices",
         "every choice field's options can be fetched: choices answers a list or a typed error, for every choice field",
@@ -63,13 +63,19 @@ pub const CHECKS: &[(&str, &str)] = &[
     ),
     ("permissions.http", "the plugin makes no HTTP request outside the origins it declares"),
     ("permissions.exec", "the plugin runs no program it does not declare"),
+    ("permissions.exec-args", "every program runs with arguments that match one of its declared patterns"),
+    ("permissions.exec-env", "every variable the plugin gives a program is declared for it and not a refused one"),
     ("deploy.provider-failure", "deploy reports failure when the provider fails every request"),
     ("deploy.program-failure", "deploy reports failure when a program it runs exits non-zero"),
-    ("commands.plan", "prepare-commands returns a plan for the same commands, or a typed error"),
+    (
+        "commands.plan",
+        "deploy commands stay the user's: declared support only (0.2), or the same commands with flags inserted (0.1)",
+    ),
     (
         "secrets.not-exposed",
         "no secret value appears in anything the plugin logs, returns, sends or passes to a program",
     ),
+    ("secrets.bound", "every secret goes only where the plugin's secret bindings send it"),
     ("calls.repeatable", "repeated setup and deploy calls with the same input behave the same (no hidden state)"),
     ("limits.default", "every call stays within the default memory and time limits, without a trap"),
 ];
@@ -195,9 +201,16 @@ impl<'a> Runner<'a> {
             .iter()
             .map(|e| ResolvedEndpoint { id: e.id.clone(), url: self.provider.url().to_string() })
             .collect();
-        // describe.well-formed has checked the origins and programs parse.
-        let http = HttpGrant::new(&self.d.permissions, &endpoints).unwrap_or_default();
-        (Grant { http, programs: self.d.permissions.programs.iter().cloned().collect() }, endpoints)
+        // Every endpoint leads to the fake provider. describe.well-formed has checked the
+        // origins and programs parse.
+        let mut permissions = self.d.permissions.clone();
+        for endpoint in &mut permissions.endpoints {
+            endpoint.sources = vec![crate::runtime::bindings::EndpointSource::Fixed(self.provider.url().to_string())];
+        }
+        let grant = Grant::for_contract(self.plugin.contract(), &permissions, &BTreeMap::new(), &|_| None)
+            .map(|(grant, _)| grant)
+            .unwrap_or_default();
+        (grant, endpoints)
     }
 
     /// Answers that should be acceptable: defaults, the provider's URL for URL fields,
@@ -311,17 +324,41 @@ impl<'a> Runner<'a> {
         result.map(|r| (r, audit.records())).map_err(|e| fault_text(&e))
     }
 
-    async fn prepare(
-        &mut self,
-        settings: &[Answer],
-        vault: Arc<Vault>,
-    ) -> Result<Result<crate::runtime::CommandPlan, MethodError>, String> {
+    /// The `commands.plan` check: a 0.1.0 plugin's `prepare-commands` must return the
+    /// user's commands or the same with flags inserted, and only variables a current
+    /// plugin could declare; a current plugin declares its support (checked by describe).
+    async fn prepare(&mut self, settings: &[Answer], vault: Arc<Vault>) -> Outcome {
         let audit = Arc::new(Audit::default());
         let (env, ctx) = self.env(vault, audit.clone(), false);
-        let commands = ["echo one".to_string(), "echo two".to_string()];
-        let result = self.plugin.prepare_commands(self.runtime, &env, &ctx, settings, &commands).await;
+        let commands =
+            ["echo one".to_string(), "heroku run rake db:migrate".to_string(), "ls -la && echo 'a  b'".to_string()];
+        let result = self.plugin.legacy_prepare_commands(self.runtime, &env, &ctx, settings, &commands).await;
         self.record("prepare-commands", &audit, result.as_ref().err().map(fault_text), format!("{result:?}"));
-        result.map_err(|e| fault_text(&e))
+        let plan = match result {
+            Ok(None) => return Outcome::Pass,
+            Ok(Some(Err(_))) => return Outcome::Pass,
+            Ok(Some(Ok(plan))) => plan,
+            Err(e) => return Outcome::Fail(fault_text(&e)),
+        };
+        let mut problems = Vec::new();
+        for (original, returned) in commands.iter().zip(&plan.commands) {
+            if let Err(e) = crate::commands::accept_rewrite(original, returned) {
+                problems.push(format!("`{original}` came back as `{}` ({e})", crate::caps::events::inert(returned)));
+            }
+        }
+        for var in &plan.env {
+            if let Some(why) = crate::caps::exec::refused_env(&var.name) {
+                problems.push(format!("variable `{}` {why}", crate::caps::events::inert(&var.name)));
+            }
+        }
+        if problems.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail(format!(
+                "prepare-commands may only insert flag words into the user's commands: {}",
+                problems.join("; ")
+            ))
+        }
     }
 
     /// Answers without `field` (a secret is left out of the vault).
@@ -404,7 +441,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
         let description = CHECKS.iter().find(|(i, _)| *i == id).map(|(_, d)| *d).unwrap_or("");
         Check { id, description, outcome }
     };
-    let d = match plugin.describe(runtime).await {
+    let (d, had_controls) = match plugin.describe_inert(runtime).await {
         Ok(d) => d,
         Err(e) => {
             checks.push(check("describe.well-formed", Outcome::Fail(e.to_string())));
@@ -421,12 +458,23 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
         }
     };
     checks.push(check("describe.well-formed", Outcome::Pass));
+    checks.push(check(
+        "describe.inert",
+        if had_controls {
+            Outcome::Fail(
+                "describe returned text with control characters or terminal escape sequences (Pier strips them \
+                 before showing anything; remove them)"
+                    .into(),
+            )
+        } else {
+            Outcome::Pass
+        },
+    ));
+    let program_names: Vec<String> = d.permissions.programs.iter().map(|p| p.name.clone()).collect();
 
     let scratch = tempfile::tempdir().map_err(ConformanceError::Scratch)?;
-    let ok_path =
-        stand_ins(&scratch.path().join("ok"), &d.permissions.programs, 0).map_err(ConformanceError::Scratch)?;
-    let fail_path =
-        stand_ins(&scratch.path().join("fail"), &d.permissions.programs, 1).map_err(ConformanceError::Scratch)?;
+    let ok_path = stand_ins(&scratch.path().join("ok"), &program_names, 0).map_err(ConformanceError::Scratch)?;
+    let fail_path = stand_ins(&scratch.path().join("fail"), &program_names, 1).map_err(ConformanceError::Scratch)?;
     let workspace = tempfile::tempdir().map_err(ConformanceError::Scratch)?;
     std::fs::write(workspace.path().join("README.md"), "A checkout for the conformance runner.\n")
         .map_err(ConformanceError::Scratch)?;
@@ -583,26 +631,14 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
         checks.push(check("deploy.program-failure", Outcome::Skip("the plugin declares no programs".into())));
     } else {
         let failed = r.deploy(&settings, copy(&vault), true).await;
-        let cause = format!("every declared program ({}) exited 1", d.permissions.programs.join(", "));
+        let cause = format!("every declared program ({}) exited 1", program_names.join(", "));
         checks.push(check("deploy.program-failure", must_fail(failed, &cause, "exit codes must propagate")));
     }
-    checks.push(check(
-        "commands.plan",
-        match &plan {
-            Ok(Ok(p)) if p.env.iter().any(|v| v.name.is_empty() || v.name.contains(['=', '\0'])) => {
-                Outcome::Fail("prepare-commands returned an invalid environment variable name".into())
-            }
-            Ok(Ok(p)) if p.tools.iter().any(|t| t.program.is_empty() || t.program.contains('/')) => {
-                Outcome::Fail("prepare-commands named a tool that is not a bare program name".into())
-            }
-            Ok(_) => Outcome::Pass,
-            Err(fault) => Outcome::Fail(fault.clone()),
-        },
-    ));
+    checks.push(check("commands.plan", plan));
 
     // Permissions: every attempt, in every call, stayed within the declaration.
     let denied_http = denials(&r.calls, |a| match a {
-        AuditRecord::Http { method, url, allowed: false, .. } => Some(format!("{method} {url}")),
+        AuditRecord::Http { method, url, refused: Some(Refusal::Origin), .. } => Some(format!("{method} {url}")),
         _ => None,
     });
     checks.push(check(
@@ -617,7 +653,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
         },
     ));
     let denied_exec = denials(&r.calls, |a| match a {
-        AuditRecord::Exec { program, allowed: false, .. } => Some(format!("`{program}`")),
+        AuditRecord::Exec { program, refused: Some(Refusal::Program), .. } => Some(format!("`{program}`")),
         _ => None,
     });
     checks.push(check(
@@ -628,6 +664,40 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
             Outcome::Fail(format!(
                 "programs run without being declared (declare them by bare name): {}",
                 denied_exec.join(", ")
+            ))
+        },
+    ));
+
+    for (id, refusal, what) in [
+        ("permissions.exec-args", Refusal::Args, "programs run with arguments outside their declared patterns"),
+        ("permissions.exec-env", Refusal::Env, "programs given variables that are not declared for them, or refused"),
+    ] {
+        let refused = denials(&r.calls, |a| match a {
+            AuditRecord::Exec { program, refused: Some(r), plugin_text, .. } if *r == refusal => {
+                Some(format!("`{program} {}`", plugin_text.replace('\n', " ")))
+            }
+            _ => None,
+        });
+        checks.push(check(
+            id,
+            if refused.is_empty() { Outcome::Pass } else { Outcome::Fail(format!("{what}: {}", refused.join(", "))) },
+        ));
+    }
+    let off_binding = denials(&r.calls, |a| match a {
+        AuditRecord::Http { method, url, refused: Some(Refusal::Secret), secret_headers, .. } => {
+            Some(format!("{method} {url} (headers {})", secret_headers.join(", ")))
+        }
+        AuditRecord::Exec { program, refused: Some(Refusal::Secret), .. } => Some(format!("`{program}`")),
+        _ => None,
+    });
+    checks.push(check(
+        "secrets.bound",
+        if off_binding.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail(format!(
+                "secrets used where no binding sends them (declare the binding, or stop): {}",
+                off_binding.join(", ")
             ))
         },
     ));

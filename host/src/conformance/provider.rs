@@ -85,7 +85,8 @@ pub fn stand_ins(dir: &Path, programs: &[String], code: i32) -> std::io::Result<
         let path = dir.join(program);
         std::fs::write(
             &path,
-            format!("#!/bin/sh\necho \"conformance stand-in for {program}: exit {code}\"\nexit {code}\n"),
+            // The script never contains what the plugin declared: its own name comes from $0.
+            format!("#!/bin/sh\nprintf 'conformance stand-in for %s: exit %s\\n' \"${{0##*/}}\" {code}\nexit {code}\n"),
         )?;
         #[cfg(unix)]
         {

@@ -234,6 +234,15 @@ impl Reader<'_> {
         let Some(table) = item.as_table() else {
             return Err(self.error(item.span(), format!("{context} must be a table")));
         };
+        if crate::runtime::builtin::find(name).is_some() {
+            return Err(self.error(
+                item.span(),
+                format!(
+                    "{context} has the name of a built-in method, which always means the built-in: remove \
+                     [plugins.{name}] (an installed plugin must have a name of its own)"
+                ),
+            ));
+        }
         let path = self
             .string(table, "path", &context)?
             .ok_or_else(|| self.error(table.span(), format!("{context}: `path` is missing")))?;

@@ -1,7 +1,9 @@
-//! Host bindings of the `pier:deploy` contract, generated from `wit/`.
+//! Host bindings of the `pier:deploy` contract, generated from `wit/`: the current
+//! version (0.2.0) at the top, and the frozen 0.1.0 in [`v0_1`]. The host's own code speaks
+//! the current version's types; `super::v0_1` converts to and from the old one.
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../wit/0.2.0",
     world: "pier:deploy/plugin",
     imports: { default: async | trappable },
     exports: { default: async },
@@ -13,3 +15,17 @@ wasmtime::component::bindgen!({
 
 pub use self::pier::deploy::types::*;
 pub use exports::pier::deploy::method::SetupResult;
+
+/// The frozen `pier:deploy@0.1.0` contract.
+pub mod v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../wit/0.1.0",
+        world: "pier:deploy/plugin",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "pier:deploy/http.response-stream": crate::caps::http::ResponseStream,
+            "pier:deploy/workspace.blob": crate::caps::workspace::Blob,
+        },
+    });
+}

@@ -11,7 +11,7 @@ use std::path::Path;
 use wasmtime::component::Component;
 
 use super::cache::{CacheOutcome, digest};
-use super::{Plugin, PluginFile, Runtime, SUPPORTED_CONTRACTS, bindings, builtin};
+use super::{Contract, Plugin, PluginFile, Pre, Runtime, SUPPORTED_CONTRACTS, bindings, builtin};
 
 /// The export every plugin must have, without its version.
 pub const METHOD_EXPORT: &str = "pier:deploy/method";
@@ -76,7 +76,7 @@ impl fmt::Display for LoadError {
             }
             LoadErrorKind::UnsupportedContract { found } => write!(
                 f,
-                "plugin {origin} targets pier:deploy@{found}, but this pier supports pier:deploy {SUPPORTED_CONTRACTS} (0.1.x)"
+                "plugin {origin} targets pier:deploy@{found}, but this pier supports pier:deploy {SUPPORTED_CONTRACTS} (0.2.x and 0.1.x)"
             ),
             LoadErrorKind::MissingExport { exports } => write!(
                 f,
@@ -102,26 +102,57 @@ fn error(origin: &str, kind: LoadErrorKind) -> LoadError {
     LoadError { origin: origin.to_string(), kind }
 }
 
-/// Reads, checks, compiles (or loads from the cache) and links the plugin at `path`.
-pub(super) fn load_file(runtime: &Runtime, path: &Path) -> Result<Plugin, LoadError> {
+/// Reads the plugin file at `path` once: a regular file (never a FIFO or device, which
+/// could block or never end), opened without following it into a blocking open, and no
+/// larger than `limit`. The bytes returned are the ones checked and loaded.
+pub fn read_plugin_file(path: &Path, limit: u64) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read as _;
     let origin = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| error(&origin, LoadErrorKind::Unreadable(e.to_string())))?;
-    if !meta.is_file() {
-        return Err(error(&origin, LoadErrorKind::Unreadable("not a file".into())));
+    let unreadable = |e: std::io::Error| error(&origin, LoadErrorKind::Unreadable(e.to_string()));
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // A FIFO opened for reading blocks until a writer comes: never wait for one.
+        options.custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits());
     }
-    let limit = runtime.limits.max_plugin_size;
+    let file = options.open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(error(&origin, LoadErrorKind::Unreadable("not a regular file".into())));
+    }
     if meta.len() > limit {
         return Err(error(&origin, LoadErrorKind::TooLarge { size: meta.len(), limit }));
     }
-    let bytes = std::fs::read(path).map_err(|e| error(&origin, LoadErrorKind::Unreadable(e.to_string())))?;
-    check_encoding(&origin, &bytes)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(unreadable)?;
+    if bytes.len() as u64 > limit {
+        return Err(error(&origin, LoadErrorKind::TooLarge { size: bytes.len() as u64, limit }));
+    }
+    Ok(bytes)
+}
+
+/// Reads, checks, compiles (or loads from the cache) and links the plugin at `path`.
+pub(super) fn load_file(runtime: &Runtime, path: &Path) -> Result<Plugin, LoadError> {
+    let bytes = read_plugin_file(path, runtime.limits.max_plugin_size)?;
+    load_bytes(runtime, &path.display().to_string(), bytes)
+}
+
+/// Checks, compiles (or loads from the cache) and links a plugin from its bytes.
+pub(super) fn load_bytes(runtime: &Runtime, origin: &str, bytes: Vec<u8>) -> Result<Plugin, LoadError> {
+    let limit = runtime.limits.max_plugin_size;
+    if bytes.len() as u64 > limit {
+        return Err(error(origin, LoadErrorKind::TooLarge { size: bytes.len() as u64, limit }));
+    }
+    check_encoding(origin, &bytes)?;
     let sha256 = digest(&bytes);
     let compiled = match &runtime.cache {
         Some(cache) => cache.load_or_compile(&runtime.engine, &bytes, &sha256),
         None => Component::new(&runtime.engine, &bytes).map(|c| (c, CacheOutcome::Compiled)),
     };
-    let (component, outcome) = compiled.map_err(|e| error(&origin, LoadErrorKind::Invalid(first_line(&e))))?;
-    link(runtime, &origin, component, bytes.len() as u64, sha256, outcome)
+    let (component, outcome) = compiled.map_err(|e| error(origin, LoadErrorKind::Invalid(first_line(&e))))?;
+    link(runtime, origin, component, bytes.len() as u64, sha256, outcome)
 }
 
 /// Loads a built-in plugin: its embedded artifact when it fits this machine, else its
@@ -174,8 +205,7 @@ fn split_version(name: &str) -> (&str, Option<&str>) {
 }
 
 fn supported(version: Option<&str>) -> bool {
-    let req = semver::VersionReq::parse(SUPPORTED_CONTRACTS).expect("valid requirement");
-    version.and_then(|v| semver::Version::parse(v).ok()).is_some_and(|v| req.matches(&v))
+    version.and_then(Contract::of_version).is_some()
 }
 
 fn link(
@@ -213,13 +243,30 @@ fn link(
         return Err(error(origin, LoadErrorKind::MissingExport { exports }));
     };
     let version = split_version(method).1;
-    if !supported(version) {
+    let Some(contract) = version.and_then(Contract::of_version) else {
         return Err(error(
             origin,
             LoadErrorKind::UnsupportedContract { found: version.unwrap_or("(none)").to_string() },
         ));
+    };
+    // Every `pier:deploy` import must come from the same contract as the export.
+    for (name, _) in ty.imports(&runtime.engine) {
+        let (base, import_version) = split_version(name);
+        if base.starts_with("pier:deploy/") && import_version.and_then(Contract::of_version) != Some(contract) {
+            return Err(error(
+                origin,
+                LoadErrorKind::Invalid(format!(
+                    "it exports pier:deploy@{} but imports `{name}`: all of pier:deploy must come from one version",
+                    version.unwrap_or_default()
+                )),
+            ));
+        }
     }
-    let pre = bindings::PluginPre::new(pre).map_err(|e| error(origin, LoadErrorKind::Invalid(first_line(&e))))?;
+    let invalid = |e: wasmtime::Error| error(origin, LoadErrorKind::Invalid(first_line(&e)));
+    let pre = match contract {
+        Contract::V0_2 => Pre::V0_2(bindings::PluginPre::new(pre).map_err(invalid)?),
+        Contract::V0_1 => Pre::V0_1(bindings::v0_1::PluginPre::new(pre).map_err(invalid)?),
+    };
     let contract = version.unwrap_or_default().to_string();
     Ok(Plugin {
         name: origin.to_string(),
@@ -250,7 +297,8 @@ mod tests {
     fn contract_versions() {
         assert!(supported(Some("0.1.0")));
         assert!(supported(Some("0.1.7")));
-        assert!(!supported(Some("0.2.0")));
+        assert!(supported(Some("0.2.0")));
+        assert!(!supported(Some("0.3.0")));
         assert!(!supported(Some("1.0.0")));
         assert!(!supported(None));
     }

@@ -14,7 +14,9 @@ pub mod bindings;
 pub mod builtin;
 pub mod cache;
 pub mod engine_config;
+pub mod inert;
 mod load;
+pub mod v0_1;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,17 +37,52 @@ use crate::caps::keys::{GeneratedKey, KeysCap};
 use crate::caps::secrets::{SecretsCap, Vault, redact};
 use crate::caps::workspace::{DEFAULT_MAX_BLOB, WorkspaceCap};
 use crate::caps::{Audit, Grant};
-pub use bindings::{
-    Answer, BuildInfo, Choice, CommandPlan, Context, DeployReport, Description, MethodError, SetupResult,
-};
+pub use bindings::{Answer, BuildInfo, Choice, Context, DeployReport, Description, MethodError, SetupResult};
 pub use cache::CacheOutcome;
 pub use load::{LoadError, LoadErrorKind};
+pub use v0_1::LegacyPlan;
+use v0_1::To as _;
 
 /// The contract this host is built from.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
-/// The contract versions this host accepts, as a semver requirement.
-pub const SUPPORTED_CONTRACTS: &str = "^0.1";
+/// The contract versions this host accepts, as semver requirements.
+pub const SUPPORTED_CONTRACTS: &str = "^0.2 or ^0.1";
+
+/// A contract version a plugin is built against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize)]
+pub enum Contract {
+    /// `pier:deploy@0.1.x`, frozen: no argument patterns, secret bindings or declared
+    /// command support.
+    V0_1,
+    /// `pier:deploy@0.2.x`, the current contract.
+    #[default]
+    V0_2,
+}
+
+impl Contract {
+    /// The current contract.
+    pub const CURRENT: Contract = Contract::V0_2;
+
+    /// The contract a `pier:deploy` version belongs to, if this host supports it.
+    pub fn of_version(version: &str) -> Option<Contract> {
+        let version = semver::Version::parse(version).ok()?;
+        match (version.major, version.minor) {
+            (0, 1) => Some(Contract::V0_1),
+            (0, 2) => Some(Contract::V0_2),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Contract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Contract::V0_1 => "0.1.0",
+            Contract::V0_2 => "0.2.0",
+        })
+    }
+}
 
 /// Bounds on plugins and calls.
 #[derive(Debug, Clone)]
@@ -354,6 +391,15 @@ impl Runtime {
         api::keys::add_to_linker::<CallState, KeysData>(linker, |s| &mut s.keys)?;
         api::exec::add_to_linker::<CallState, ExecData>(linker, |s| &mut s.exec)?;
         api::workspace::add_to_linker::<CallState, WorkspaceData>(linker, |s| &mut s.workspace)?;
+        // The frozen 0.1.0 contract, served by the same capability states.
+        use bindings::v0_1::pier::deploy as old;
+        old::types::add_to_linker::<CallState, EventsData>(linker, |s| &mut s.events)?;
+        old::events::add_to_linker::<CallState, EventsData>(linker, |s| &mut s.events)?;
+        old::secrets::add_to_linker::<CallState, SecretsData>(linker, |s| &mut s.secrets)?;
+        old::http::add_to_linker::<CallState, HttpData>(linker, |s| &mut s.http)?;
+        old::keys::add_to_linker::<CallState, KeysData>(linker, |s| &mut s.keys)?;
+        old::exec::add_to_linker::<CallState, ExecData>(linker, |s| &mut s.exec)?;
+        old::workspace::add_to_linker::<CallState, WorkspaceData>(linker, |s| &mut s.workspace)?;
         Ok(())
     }
 
@@ -370,6 +416,18 @@ impl Runtime {
     /// Loads and validates a plugin file.
     pub fn load_file(&self, path: &Path) -> Result<Plugin, LoadError> {
         load::load_file(self, path)
+    }
+
+    /// Loads a plugin from bytes already read (and checked) by the caller; `origin` names
+    /// it in messages.
+    pub fn load_bytes(&self, origin: &str, bytes: Vec<u8>) -> Result<Plugin, LoadError> {
+        load::load_bytes(self, origin, bytes)
+    }
+
+    /// Reads a plugin file once, as [`Runtime::load_file`] does: a regular file within the
+    /// size limit.
+    pub fn read_plugin_file(&self, path: &Path) -> Result<Vec<u8>, LoadError> {
+        load::read_plugin_file(path, self.limits.max_plugin_size)
     }
 
     /// Loads a built-in plugin by method name.
@@ -427,8 +485,20 @@ impl Runtime {
 /// A validated, compiled plugin.
 pub struct Plugin {
     name: String,
-    pre: bindings::PluginPre<CallState>,
+    pre: Pre,
     info: load::LoadInfo,
+}
+
+/// A plugin linked against the contract it was built for.
+enum Pre {
+    V0_2(bindings::PluginPre<CallState>),
+    V0_1(bindings::v0_1::PluginPre<CallState>),
+}
+
+/// An instance of a plugin, of either contract.
+enum Instance {
+    V0_2(bindings::Plugin),
+    V0_1(bindings::v0_1::Plugin),
 }
 
 /// Facts about a loaded plugin file.
@@ -457,18 +527,29 @@ impl Plugin {
         &self.info.file
     }
 
+    /// The contract the plugin is built against.
+    pub fn contract(&self) -> Contract {
+        match self.pre {
+            Pre::V0_1(_) => Contract::V0_1,
+            Pre::V0_2(_) => Contract::V0_2,
+        }
+    }
+
     async fn call<R>(
         &self,
         runtime: &Runtime,
         env: &CallEnv,
         export: Export,
-        run: impl AsyncFnOnce(&mut Store<CallState>, &bindings::Plugin) -> wasmtime::Result<R>,
+        run: impl AsyncFnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<CallOutput<R>, CallError> {
         let mut store = runtime.store(&self.name, env, export)?;
         let limit = export.time_limit(&runtime.limits);
         let result = {
             let work = async {
-                let instance = self.pre.instantiate_async(&mut store).await?;
+                let instance = match &self.pre {
+                    Pre::V0_2(pre) => Instance::V0_2(pre.instantiate_async(&mut store).await?),
+                    Pre::V0_1(pre) => Instance::V0_1(pre.instantiate_async(&mut store).await?),
+                };
                 run(&mut store, &instance).await
             };
             // The epoch deadline stops guest code; this stops host waits too.
@@ -501,17 +582,27 @@ impl Plugin {
         }
     }
 
-    /// Calls `describe` with nothing granted and checks what it returns.
+    /// Calls `describe` with nothing granted, makes its text inert and checks it.
     pub async fn describe(&self, runtime: &Runtime) -> Result<Description, CallError> {
+        Ok(self.describe_inert(runtime).await?.0)
+    }
+
+    /// The same, also saying whether the plugin's text had control characters or escape
+    /// sequences that had to be removed.
+    pub async fn describe_inert(&self, runtime: &Runtime) -> Result<(Description, bool), CallError> {
         let out = self
-            .call(runtime, &CallEnv::denied(), Export::Describe, async |store, world| {
-                world.pier_deploy_method().call_describe(store).await
+            .call(runtime, &CallEnv::denied(), Export::Describe, async |store, world| match world {
+                Instance::V0_2(w) => w.pier_deploy_method().call_describe(store).await,
+                Instance::V0_1(w) => Ok(w.pier_deploy_method().call_describe(store).await?.to()),
             })
             .await?;
-        check_description(&out.value).map_err(|message| {
+        let raw = format!("{:?}", out.value);
+        let description = inert::Inert::inert(out.value);
+        let changed = raw != format!("{description:?}");
+        check_description(&description, self.contract()).map_err(|message| {
             CallError::Fault(PluginFault::Contract { plugin: self.name.clone(), export: "describe", message })
         })?;
-        Ok(out.value)
+        Ok((description, changed))
     }
 
     /// Calls `choices`.
@@ -524,11 +615,16 @@ impl Plugin {
         answers: &[Answer],
     ) -> Result<Result<Vec<Choice>, MethodError>, CallError> {
         let out = self
-            .call(runtime, env, Export::Choices, async |store, world| {
-                world.pier_deploy_method().call_choices(store, ctx, field, answers).await
+            .call(runtime, env, Export::Choices, async |store, world| match world {
+                Instance::V0_2(w) => w.pier_deploy_method().call_choices(store, ctx, field, answers).await,
+                Instance::V0_1(w) => {
+                    let (ctx, answers): (bindings::v0_1::pier::deploy::types::Context, Vec<_>) =
+                        (ctx.clone().to(), answers.to_vec().to());
+                    Ok(w.pier_deploy_method().call_choices(store, &ctx, field, &answers).await?.to())
+                }
             })
             .await?;
-        Ok(out.value)
+        Ok(inert::Inert::inert(out.value))
     }
 
     /// Calls `validate`.
@@ -540,11 +636,16 @@ impl Plugin {
         answers: &[Answer],
     ) -> Result<Result<String, MethodError>, CallError> {
         let out = self
-            .call(runtime, env, Export::Validate, async |store, world| {
-                world.pier_deploy_method().call_validate(store, ctx, answers).await
+            .call(runtime, env, Export::Validate, async |store, world| match world {
+                Instance::V0_2(w) => w.pier_deploy_method().call_validate(store, ctx, answers).await,
+                Instance::V0_1(w) => {
+                    let (ctx, answers): (bindings::v0_1::pier::deploy::types::Context, Vec<_>) =
+                        (ctx.clone().to(), answers.to_vec().to());
+                    Ok(w.pier_deploy_method().call_validate(store, &ctx, &answers).await?.to())
+                }
             })
             .await?;
-        Ok(out.value)
+        Ok(inert::Inert::inert(out.value))
     }
 
     /// Calls `setup`; the output carries the keys it generated.
@@ -555,10 +656,18 @@ impl Plugin {
         ctx: &Context,
         answers: &[Answer],
     ) -> Result<CallOutput<Result<SetupResult, MethodError>>, CallError> {
-        self.call(runtime, env, Export::Setup, async |store, world| {
-            world.pier_deploy_method().call_setup(store, ctx, answers).await
-        })
-        .await
+        let mut out = self
+            .call(runtime, env, Export::Setup, async |store, world| match world {
+                Instance::V0_2(w) => w.pier_deploy_method().call_setup(store, ctx, answers).await,
+                Instance::V0_1(w) => {
+                    let (ctx, answers): (bindings::v0_1::pier::deploy::types::Context, Vec<_>) =
+                        (ctx.clone().to(), answers.to_vec().to());
+                    Ok(w.pier_deploy_method().call_setup(store, &ctx, &answers).await?.to())
+                }
+            })
+            .await?;
+        out.value = inert::Inert::inert(out.value);
+        Ok(out)
     }
 
     /// Calls `deploy`.
@@ -571,29 +680,45 @@ impl Plugin {
         build: &BuildInfo,
     ) -> Result<Result<DeployReport, MethodError>, CallError> {
         let out = self
-            .call(runtime, env, Export::Deploy, async |store, world| {
-                world.pier_deploy_method().call_deploy(store, ctx, settings, build).await
+            .call(runtime, env, Export::Deploy, async |store, world| match world {
+                Instance::V0_2(w) => w.pier_deploy_method().call_deploy(store, ctx, settings, build).await,
+                Instance::V0_1(w) => {
+                    let (ctx, settings): (bindings::v0_1::pier::deploy::types::Context, Vec<_>) =
+                        (ctx.clone().to(), settings.to_vec().to());
+                    let build: bindings::v0_1::pier::deploy::types::BuildInfo = build.clone().to();
+                    Ok(w.pier_deploy_method().call_deploy(store, &ctx, &settings, &build).await?.to())
+                }
             })
             .await?;
-        Ok(out.value)
+        Ok(inert::Inert::inert(out.value))
     }
 
-    /// Calls `prepare-commands`.
-    pub async fn prepare_commands(
+    /// Calls a 0.1.0 plugin's `prepare-commands` (the current contract has none: command
+    /// support is declared). `None` for a current plugin. The caller checks the plan.
+    pub async fn legacy_prepare_commands(
         &self,
         runtime: &Runtime,
         env: &CallEnv,
         ctx: &Context,
         settings: &[Answer],
         commands: &[String],
-    ) -> Result<Result<CommandPlan, MethodError>, CallError> {
+    ) -> Result<Option<Result<LegacyPlan, MethodError>>, CallError> {
+        if self.contract() != Contract::V0_1 {
+            return Ok(None);
+        }
         let out = self
-            .call(runtime, env, Export::PrepareCommands, async |store, world| {
-                world.pier_deploy_method().call_prepare_commands(store, ctx, settings, commands).await
+            .call(runtime, env, Export::PrepareCommands, async |store, world| match world {
+                Instance::V0_2(_) => Ok(None),
+                Instance::V0_1(w) => {
+                    let (ctx, settings): (bindings::v0_1::pier::deploy::types::Context, Vec<_>) =
+                        (ctx.clone().to(), settings.to_vec().to());
+                    let plan = w.pier_deploy_method().call_prepare_commands(store, &ctx, &settings, commands).await?;
+                    Ok(Some(plan.to()))
+                }
             })
             .await?;
-        let plan = &out.value;
-        if let Ok(plan) = plan
+        let value: Option<Result<LegacyPlan, MethodError>> = out.value;
+        if let Some(Ok(plan)) = &value
             && plan.commands.len() != commands.len()
         {
             return Err(CallError::Fault(PluginFault::Contract {
@@ -602,7 +727,14 @@ impl Plugin {
                 message: format!("returned {} commands for {} given", plan.commands.len(), commands.len()),
             }));
         }
-        Ok(out.value)
+        Ok(value.map(|v| {
+            v.map(|plan| LegacyPlan {
+                notes: plan.notes.iter().map(|n| crate::caps::events::inert(n)).collect(),
+                tools: inert::Inert::inert(plan.tools),
+                ..plan
+            })
+            .map_err(inert::Inert::inert)
+        }))
     }
 }
 
@@ -620,12 +752,16 @@ fn trap_message(error: &wasmtime::Error, stderr: &str) -> String {
         (None, Some(trap)) => trap.to_string(),
         (None, None) => error.to_string(),
     };
-    redact(text.lines().next().unwrap_or("unknown trap")).into_owned()
+    crate::caps::events::inert(&redact(text.lines().next().unwrap_or("unknown trap")))
 }
 
-/// Checks that a description follows the contract's rules.
-pub fn check_description(d: &Description) -> Result<(), String> {
-    use bindings::FieldKind;
+/// Checks that a description follows the contract's rules (of `contract`): well-formed
+/// names and form, endpoints whose environment variables may only pick a host, plain
+/// program names with valid argument patterns and no refused variables, secret bindings
+/// and command support that name what the plugin declares.
+pub fn check_description(d: &Description, contract: Contract) -> Result<(), String> {
+    use crate::caps::exec::{check_pattern, plain_program_name, refused_env};
+    use bindings::{CommandEnvValue, FieldKind, SecretUse};
     let name_ok =
         |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !name_ok(&d.name) {
@@ -679,11 +815,9 @@ pub fn check_description(d: &Description) -> Result<(), String> {
                     )
                     .map_err(|e| format!("endpoint `{}`: {e}", endpoint.id))?;
                 }
-                bindings::EndpointSource::Env(env) if env.name.is_empty() || !env.bare_host.contains("{}") => {
-                    return Err(format!(
-                        "endpoint `{}`: environment source needs a name and a `{{}}` template",
-                        endpoint.id
-                    ));
+                bindings::EndpointSource::Env(env) => {
+                    crate::caps::http::check_env_endpoint(env)
+                        .map_err(|e| format!("endpoint `{}`: {e}", endpoint.id))?;
                 }
                 _ => {}
             }
@@ -692,10 +826,109 @@ pub fn check_description(d: &Description) -> Result<(), String> {
     for origin in &d.permissions.origins {
         crate::caps::http::OriginPattern::parse(origin).map_err(|e| format!("origin: {e}"))?;
     }
+    let mut programs = std::collections::BTreeSet::new();
     for program in &d.permissions.programs {
-        if program.is_empty() || program.contains(['/', '\\']) {
-            return Err(format!("program `{program}` must be a bare name, not a path"));
+        if !plain_program_name(&program.name) {
+            return Err(format!(
+                "program `{}` must be a plain name (letters, digits, `.`, `_`, `+`, `-`), not a path",
+                program.name
+            ));
         }
+        if !programs.insert(program.name.as_str()) {
+            return Err(format!("program `{}` appears twice", program.name));
+        }
+        for pattern in &program.args {
+            check_pattern(pattern).map_err(|e| format!("program `{}`: {e}", program.name))?;
+        }
+        for var in &program.env {
+            if let Some(why) = refused_env(var) {
+                return Err(format!("program `{}`: environment variable `{var}` {why}", program.name));
+            }
+        }
+    }
+    for binding in &d.permissions.secrets {
+        let secret = &binding.secret;
+        if !crate::caps::keys::valid_handle(secret) {
+            return Err(format!("secret binding: `{secret}` is not a secret handle"));
+        }
+        match &binding.use_ {
+            SecretUse::Header(h) => {
+                if !endpoint_ids.contains(h.endpoint.as_str()) {
+                    return Err(format!(
+                        "secret `{secret}` is bound to endpoint `{}`, which is not declared",
+                        h.endpoint
+                    ));
+                }
+                let header = reqwest::header::HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
+                    format!("secret `{secret}` is bound to header `{}`, which is not a header name", h.name)
+                })?;
+                if header == reqwest::header::HOST {
+                    return Err(format!("secret `{secret}` cannot be bound to the Host header"));
+                }
+                if h.prefix.len() > 64 || !h.prefix.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+                    return Err(format!(
+                        "secret `{secret}`: prefix {:?} must be at most 64 printable ASCII characters",
+                        h.prefix
+                    ));
+                }
+            }
+            SecretUse::ProgramEnv(e) => {
+                if !programs.contains(e.program.as_str()) {
+                    return Err(format!(
+                        "secret `{secret}` is bound to program `{}`, which is not declared",
+                        e.program
+                    ));
+                }
+                if let Some(why) = refused_env(&e.variable) {
+                    return Err(format!("secret `{secret}`: environment variable `{}` {why}", e.variable));
+                }
+            }
+            SecretUse::SshKey(program) if !programs.contains(program.as_str()) => {
+                return Err(format!("secret `{secret}` is bound as the SSH key of `{program}`, which is not declared"));
+            }
+            SecretUse::SshKey(_) => {}
+        }
+    }
+    let commands = &d.permissions.commands;
+    let mut names = std::collections::BTreeSet::new();
+    for var in &commands.env {
+        if let Some(why) = refused_env(&var.name) {
+            return Err(format!("deploy-command variable `{}` {why}", var.name));
+        }
+        if !names.insert(var.name.as_str()) {
+            return Err(format!("deploy-command variable `{}` appears twice", var.name));
+        }
+        match &var.value {
+            CommandEnvValue::Secret(h) if !crate::caps::keys::valid_handle(h) => {
+                return Err(format!("deploy-command variable `{}`: `{h}` is not a secret handle", var.name));
+            }
+            CommandEnvValue::Setting(f) if !ids.contains(f.as_str()) && !crate::caps::keys::valid_handle(f) => {
+                return Err(format!(
+                    "deploy-command variable `{}` names setting `{f}`, which is not a field id",
+                    var.name
+                ));
+            }
+            CommandEnvValue::Endpoint(e) | CommandEnvValue::EndpointOverride(e)
+                if !endpoint_ids.contains(e.as_str()) =>
+            {
+                return Err(format!(
+                    "deploy-command variable `{}` names endpoint `{e}`, which is not declared",
+                    var.name
+                ));
+            }
+            _ => {}
+        }
+    }
+    for rule in &commands.rules {
+        crate::commands::check_rule(&crate::deploy::rule_of(rule)).map_err(|e| format!("command rule: {e}"))?;
+    }
+    for tool in &commands.tools {
+        if !plain_program_name(&tool.program) {
+            return Err(format!("tool `{}` must be a plain program name", tool.program));
+        }
+    }
+    if contract == Contract::V0_1 && !d.permissions.secrets.is_empty() {
+        return Err("a 0.1.0 plugin cannot declare secret bindings".into());
     }
     Ok(())
 }

@@ -1,0 +1,100 @@
+//! Making every string a plugin returns inert before the host prints, stores or shows it
+//! in a prompt: escape sequences, control characters and invisible reordering characters
+//! are removed ([`crate::caps::events::inert`]). Applied once, where values leave the
+//! plugin, so no later printer can forget.
+
+use super::bindings::{Answer, FieldKind};
+use super::bindings::{
+    Choice, CommandEnv, CommandEnvValue, CommandRule, CommandSupport, DeployFailure, DeployReport, Description,
+    Endpoint, EndpointSource, EnvEndpoint, Field, FieldError, MethodError, Permissions, Program, SecretBinding,
+    SecretEnv, SecretHeader, SecretUse, SetupResult, Tool,
+};
+use crate::caps::events::inert;
+
+/// A value whose strings can be made inert.
+pub trait Inert: Sized {
+    /// The same value with every string made inert.
+    fn inert(self) -> Self;
+}
+
+impl Inert for String {
+    fn inert(self) -> Self {
+        if self.chars().any(|c| c.is_control() || !c.is_ascii()) { inert(&self) } else { self }
+    }
+}
+
+macro_rules! plain {
+    ($($t:ty),*) => { $(impl Inert for $t { fn inert(self) -> Self { self } })* };
+}
+plain!(bool, u32, FieldKind);
+
+impl<T: Inert> Inert for Vec<T> {
+    fn inert(self) -> Self {
+        self.into_iter().map(Inert::inert).collect()
+    }
+}
+
+impl<T: Inert> Inert for Option<T> {
+    fn inert(self) -> Self {
+        self.map(Inert::inert)
+    }
+}
+
+impl<T: Inert, E: Inert> Inert for Result<T, E> {
+    fn inert(self) -> Self {
+        self.map(Inert::inert).map_err(Inert::inert)
+    }
+}
+
+macro_rules! record {
+    ($t:ident { $($f:ident),* $(,)? }) => {
+        impl Inert for $t {
+            fn inert(self) -> Self {
+                $t { $($f: self.$f.inert()),* }
+            }
+        }
+    };
+}
+
+macro_rules! variant {
+    ($t:ident { $($case:ident $(($x:ident))?),* $(,)? }) => {
+        impl Inert for $t {
+            fn inert(self) -> Self {
+                match self {
+                    $($t::$case $(($x))? => $t::$case $(($x.inert()))?),*
+                }
+            }
+        }
+    };
+}
+
+record!(Description { name, title, version, summary, fields, permissions });
+record!(Field { id, label, help, kind, required, default, advanced, example });
+record!(Permissions { endpoints, origins, programs, secrets, commands });
+record!(Endpoint { id, sources });
+variant!(EndpointSource { Fixed(x), Field(x), Env(x) });
+record!(EnvEndpoint { name, bare_host });
+record!(Program { name, args, env });
+record!(SecretBinding { secret, use_ });
+variant!(SecretUse { Header(x), ProgramEnv(x), SshKey(x) });
+record!(SecretHeader { endpoint, name, prefix });
+record!(SecretEnv { program, variable });
+record!(CommandSupport { env, rules, tools });
+record!(CommandEnv { name, value });
+variant!(CommandEnvValue { Secret(x), Setting(x), Endpoint(x), EndpointOverride(x) });
+record!(CommandRule { prefix, flag, unless, reason });
+record!(Tool { program, install_hint });
+record!(Choice { value, label });
+record!(Answer { field, value });
+record!(SetupResult { settings, notes });
+record!(DeployReport { summary, url });
+record!(FieldError { field, message });
+record!(DeployFailure { reason, tail });
+variant!(MethodError {
+    InvalidAnswer(x),
+    Provider(x),
+    RateLimited(x),
+    DeployFailed(x),
+    Denied(x),
+    Unsupported(x)
+});
