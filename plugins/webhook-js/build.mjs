@@ -1,5 +1,5 @@
 // Builds dist/webhook.wasm: src/webhook.js as a WebAssembly component of the
-// `pier:deploy/plugin` world in ../../wit, with componentize-js's API (its CLI, through
+// `pier:deploy/plugin` world in ../../wit/0.2.0, with componentize-js's API (its CLI, through
 // `jco componentize`, is not used). Run `npm ci` first.
 
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -14,7 +14,7 @@ const out = join(here, 'dist', 'webhook.wasm');
 const started = performance.now();
 const { component } = await componentize({
   sourcePath: join(here, 'src', 'webhook.js'),
-  witPath: join(here, '..', '..', 'wit'),
+  witPath: join(here, '..', '..', 'wit', '0.2.0'),
   worldName: 'pier:deploy/plugin',
   // The method uses no WASI at all: HTTP goes through the contract's `http` capability,
   // and it needs no randomness, clocks, timers, console or `fetch`. With every feature

@@ -15,11 +15,16 @@ const FILES: &[(&str, &str)] = &[
     ("pier-plugin-sdk/src/lib.rs", include_str!("../../../plugins/sdk/src/lib.rs")),
     ("pier-plugin-sdk/src/api.rs", include_str!("../../../plugins/sdk/src/api.rs")),
     ("pier-plugin-sdk/src/log.rs", include_str!("../../../plugins/sdk/src/log.rs")),
-    ("pier-plugin-sdk/wit/types.wit", include_str!("../../../wit/types.wit")),
-    ("pier-plugin-sdk/wit/method.wit", include_str!("../../../wit/method.wit")),
-    ("pier-plugin-sdk/wit/capabilities.wit", include_str!("../../../wit/capabilities.wit")),
-    ("pier-plugin-sdk/wit/world.wit", include_str!("../../../wit/world.wit")),
+    ("pier-plugin-sdk/wit/types.wit", include_str!("../../../wit/0.2.0/types.wit")),
+    ("pier-plugin-sdk/wit/method.wit", include_str!("../../../wit/0.2.0/method.wit")),
+    ("pier-plugin-sdk/wit/capabilities.wit", include_str!("../../../wit/0.2.0/capabilities.wit")),
+    ("pier-plugin-sdk/wit/world.wit", include_str!("../../../wit/0.2.0/world.wit")),
 ];
+
+/// Where `plugins/sdk/src/lib.rs` reads the contract from in this repository ...
+const SDK_WIT_PATH: &str = r#"path: "../../wit/0.2.0""#;
+/// ... and where the vendored SDK reads it from in a new project (`pier-plugin-sdk/wit`).
+const VENDORED_WIT_PATH: &str = r#"path: "wit""#;
 
 /// Whether `name` can name a method (and its crate).
 pub fn valid_name(name: &str) -> bool {
@@ -53,7 +58,7 @@ pub fn write(dir: &Path, name: &str) -> std::io::Result<Vec<&'static str>> {
             .replace("{{title}}", &title)
             .replace("{{lib}}", &lib)
             // The SDK's bindings read the contract from the vendored copy.
-            .replace(r#"path: "../../wit""#, r#"path: "wit""#);
+            .replace(SDK_WIT_PATH, VENDORED_WIT_PATH);
         let target = dir.join(path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
@@ -81,9 +86,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "acme").unwrap();
         let sdk = std::fs::read_to_string(dir.path().join("pier-plugin-sdk/src/lib.rs")).unwrap();
-        assert!(sdk.contains(r#"path: "wit""#), "{sdk}");
+        assert!(sdk.contains(VENDORED_WIT_PATH), "{sdk}");
+        assert!(!sdk.contains("../../wit"), "{sdk}");
+        let world = std::fs::read_to_string(dir.path().join("pier-plugin-sdk/wit/world.wit")).unwrap();
+        assert!(world.contains("package pier:deploy@0.2.0;"), "{world}");
         let lib = std::fs::read_to_string(dir.path().join("src/lib.rs")).unwrap();
         assert!(lib.contains(r#"name: "acme".into()"#));
         assert!(!lib.contains("{{"));
+        assert!(!lib.contains("prepare_commands"), "{lib}");
     }
 }

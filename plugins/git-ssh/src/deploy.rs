@@ -26,13 +26,9 @@ pub fn push(s: &Settings, build: &BuildInfo) -> Result<DeployReport, MethodError
         }));
     }
     let short = commit.get(..7).unwrap_or(commit);
+    let args =
+        push_args(s, commit).map_err(|reason| MethodError::DeployFailed(DeployFailure { reason, tail: vec![] }))?;
     log::step(&format!("Pushing {short} to {} {}", s.remote, s.branch));
-    let mut args = vec!["push".to_string()];
-    if s.force {
-        args.push("--force".into());
-    }
-    args.push(s.remote.into());
-    args.push(format!("{commit}:refs/heads/{}", s.branch));
     let command = exec::Command {
         program: "git".into(),
         args,
@@ -66,6 +62,26 @@ pub fn push(s: &Settings, build: &BuildInfo) -> Result<DeployReport, MethodError
     }
 }
 
+/// The arguments of the push: `push [--force] REMOTE COMMIT:refs/heads/BRANCH`, exactly the
+/// shapes `describe` declares for `git` (`["push", "*", "*"]`, `["push", "--force", "*", "*"]`).
+/// The remote and the refspec are checked again here, whatever checked them before: an
+/// empty one, or one starting with `-` (which git would read as an option), is refused.
+pub fn push_args(s: &Settings, commit: &str) -> Result<Vec<String>, String> {
+    let refspec = format!("{commit}:refs/heads/{}", s.branch);
+    for (what, word) in [("remote", s.remote), ("refspec", refspec.as_str())] {
+        if word.is_empty() || word.starts_with('-') {
+            return Err(format!("the {what} `{word}` is empty or starts with `-`: git would not read it as a {what}"));
+        }
+    }
+    let mut args = vec!["push".to_string()];
+    if s.force {
+        args.push("--force".into());
+    }
+    args.push(s.remote.into());
+    args.push(refspec);
+    Ok(args)
+}
+
 /// What the user can do about a failed push, when its output says.
 fn hint(tail: &[String]) -> Option<String> {
     let says = |needle: &str| tail.iter().any(|line| line.contains(needle));
@@ -92,4 +108,35 @@ fn hint(tail: &[String]) -> Option<String> {
         );
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COMMIT: &str = "3f2a9c1d5e7b8a6f4c2d1e0f9a8b7c6d5e4f3a2b";
+
+    #[test]
+    fn push_arguments_have_the_declared_shapes() {
+        let plain = Settings { remote: "git@host:app.git", branch: "main", force: false };
+        assert_eq!(
+            push_args(&plain, COMMIT).unwrap(),
+            ["push", "git@host:app.git", &format!("{COMMIT}:refs/heads/main")]
+        );
+        let forced = Settings { force: true, ..plain };
+        assert_eq!(
+            push_args(&forced, COMMIT).unwrap(),
+            ["push", "--force", "git@host:app.git", &format!("{COMMIT}:refs/heads/main")]
+        );
+    }
+
+    #[test]
+    fn a_remote_or_refspec_that_git_could_read_as_an_option_is_refused() {
+        let s = Settings { remote: "--upload-pack=evil", branch: "main", force: false };
+        assert!(push_args(&s, COMMIT).unwrap_err().contains("remote"));
+        let s = Settings { remote: "", branch: "main", force: false };
+        assert!(push_args(&s, COMMIT).is_err());
+        let s = Settings { remote: "git@host:app.git", branch: "main", force: false };
+        assert!(push_args(&s, "-oops").unwrap_err().contains("refspec"));
+    }
 }

@@ -74,7 +74,14 @@ impl Method for GitSsh {
                 )
                 .with_default("false"),
             ],
-            permissions: Permissions { endpoints: vec![], origins: vec![], programs: vec!["git".into()] },
+            permissions: Permissions {
+                // Exactly the pushes `deploy::push` runs: `git push [--force] REMOTE REFSPEC`,
+                // where neither the remote nor the refspec starts with `-`.
+                programs: vec![Program::new("git", &[&["push", "*", "*"], &["push", "--force", "*", "*"]])],
+                // The generated key is only ever the SSH key of those pushes.
+                secrets: vec![SecretBinding::ssh_key(SSH_KEY, "git")],
+                ..Permissions::none()
+            },
         }
     }
 
@@ -103,14 +110,6 @@ impl Method for GitSsh {
 
     fn deploy(_ctx: Context, settings: Vec<Answer>, build: BuildInfo) -> Result<DeployReport, MethodError> {
         deploy::push(&Settings::read(&settings)?, &build)
-    }
-
-    fn prepare_commands(
-        _ctx: Context,
-        _settings: Vec<Answer>,
-        commands: Vec<String>,
-    ) -> Result<CommandPlan, MethodError> {
-        Ok(CommandPlan { env: vec![], commands, notes: vec![], tools: vec![] })
     }
 }
 

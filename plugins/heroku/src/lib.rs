@@ -10,9 +10,12 @@
 //! `http` is the URL, anything else a host name to prefix with `https://api.`), else
 //! `https://api.heroku.com`, exactly as the Heroku CLI reads it. The host resolves it and
 //! grants only that origin.
+//!
+//! Deploy commands get an authenticated Heroku CLI (`HEROKU_API_KEY`, `HEROKU_APP`, and
+//! `HEROKU_HOST` for a non-default API) and `--exit-code` on every `heroku run`: both are
+//! declared in `permissions.commands` and applied by the host.
 
 mod api;
-mod commands;
 mod deploy;
 
 use pier_plugin_sdk::*;
@@ -89,6 +92,25 @@ impl Method for Heroku {
                     "https://release-output.heroku.com".into(),
                 ],
                 programs: vec![],
+                // The API key goes only to the API, as `Authorization: Bearer KEY` (`api::Client`).
+                secrets: vec![SecretBinding::header(API_KEY, "api", "Authorization", "Bearer ")],
+                commands: CommandSupport {
+                    env: vec![
+                        CommandEnv { name: "HEROKU_API_KEY".into(), value: CommandEnvValue::Secret(API_KEY.into()) },
+                        CommandEnv { name: "HEROKU_APP".into(), value: CommandEnvValue::Setting(APP.into()) },
+                        CommandEnv {
+                            name: "HEROKU_HOST".into(),
+                            value: CommandEnvValue::EndpointOverride("api".into()),
+                        },
+                    ],
+                    rules: vec![CommandRule {
+                        prefix: vec!["heroku".into(), "run".into()],
+                        flag: "--exit-code".into(),
+                        unless: vec!["-x".into(), "--exit-code".into()],
+                        reason: "so that a failure in the dyno fails the deploy".into(),
+                    }],
+                    tools: vec![Tool { program: "heroku".into(), install_hint: "npm install -g heroku".into() }],
+                },
             },
         }
     }
@@ -141,14 +163,6 @@ impl Method for Heroku {
 
     fn deploy(ctx: Context, settings: Vec<Answer>, build: BuildInfo) -> Result<DeployReport, MethodError> {
         deploy::deploy(&ctx, &settings, &build)
-    }
-
-    fn prepare_commands(
-        ctx: Context,
-        settings: Vec<Answer>,
-        commands: Vec<String>,
-    ) -> Result<CommandPlan, MethodError> {
-        commands::prepare(&ctx, &settings, commands)
     }
 }
 

@@ -7,12 +7,12 @@
 //! ```text
 //! use pier_plugin_sdk::{Method, export_method};
 //! struct MyMethod;
-//! impl Method for MyMethod { /* describe, choices, validate, setup, deploy, prepare_commands */ }
+//! impl Method for MyMethod { /* describe, choices, validate, setup, deploy */ }
 //! export_method!(MyMethod);
 //! ```
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/0.2.0",
     world: "pier:deploy/plugin",
     pub_export_macro: true,
     export_macro_name: "export_method",
@@ -104,5 +104,64 @@ impl Answer {
     /// An answer or setting.
     pub fn new(field: &str, value: impl Into<String>) -> Answer {
         Answer { field: field.into(), value: value.into() }
+    }
+}
+
+impl Permissions {
+    /// Nothing at all: no endpoints, origins, programs, secret bindings or command support.
+    pub fn none() -> Permissions {
+        Permissions {
+            endpoints: vec![],
+            origins: vec![],
+            programs: vec![],
+            secrets: vec![],
+            commands: CommandSupport::none(),
+        }
+    }
+}
+
+impl CommandSupport {
+    /// No environment, rules or tools for deploy commands.
+    pub fn none() -> CommandSupport {
+        CommandSupport { env: vec![], rules: vec![], tools: vec![] }
+    }
+}
+
+impl Program {
+    /// Program `name`, allowed with arguments matching one of `patterns` (each a list of
+    /// words: literal, `*` for one argument not starting with `-`, `**` for the rest),
+    /// and no environment variables.
+    pub fn new(name: &str, patterns: &[&[&str]]) -> Program {
+        Program {
+            name: name.into(),
+            args: patterns.iter().map(|p| p.iter().map(|w| w.to_string()).collect()).collect(),
+            env: vec![],
+        }
+    }
+
+    /// The same program, allowed to be given the environment variables `names`.
+    pub fn with_env(mut self, names: &[&str]) -> Program {
+        self.env = names.iter().map(|n| n.to_string()).collect();
+        self
+    }
+}
+
+impl SecretBinding {
+    /// Secret `secret` may be sent in header `name` of requests to endpoint `endpoint`,
+    /// right after `prefix` (for example `Bearer `).
+    pub fn header(secret: &str, endpoint: &str, name: &str, prefix: &str) -> SecretBinding {
+        SecretBinding {
+            secret: secret.into(),
+            use_: SecretUse::Header(SecretHeader {
+                endpoint: endpoint.into(),
+                name: name.into(),
+                prefix: prefix.into(),
+            }),
+        }
+    }
+
+    /// Key `secret` may be the SSH key of program `program`.
+    pub fn ssh_key(secret: &str, program: &str) -> SecretBinding {
+        SecretBinding { secret: secret.into(), use_: SecretUse::SshKey(program.into()) }
     }
 }

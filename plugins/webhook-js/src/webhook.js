@@ -1,11 +1,13 @@
 // Pier's webhook deployment method, in JavaScript, built into a component by
-// componentize-js against the `pier:deploy/plugin` world (../../wit).
+// componentize-js against the `pier:deploy/plugin` world of `pier:deploy@0.2.0`
+// (../../wit/0.2.0).
 //
 // A deploy POSTs one JSON document describing the build to the URL the user gave. The URL
 // is an endpoint whose source is the `url` setting, so the host grants exactly its origin
 // and hands the resolved URL back in `ctx.endpoints`. The optional `token` secret is sent
 // as `Authorization: Bearer <token>` by the host: the plugin names it by handle and never
-// sees its value.
+// sees its value; `permissions.secrets` binds it to exactly that header of `hook`, so the
+// host refuses any other use.
 //
 // How WIT maps to JavaScript here (componentize-js, jco's conventions):
 // - records are objects with camelCase keys (`deployId`, `buildId`, `timeoutMs`);
@@ -15,9 +17,9 @@
 //   `Error` whose own `payload` property is E; an `Error` without `payload` traps);
 // - an import returning `result<T, E>` returns T, or throws an error whose `payload` is E.
 
-import { log, step } from 'pier:deploy/events@0.1.0';
-import { handles } from 'pier:deploy/secrets@0.1.0';
-import { send } from 'pier:deploy/http@0.1.0';
+import { log, step } from 'pier:deploy/events@0.2.0';
+import { handles } from 'pier:deploy/secrets@0.2.0';
+import { send } from 'pier:deploy/http@0.2.0';
 
 const VERSION = '0.1.0';
 
@@ -25,6 +27,8 @@ const VERSION = '0.1.0';
 const URL_FIELD = 'url';
 const TOKEN_FIELD = 'token';
 const HOOK = 'hook';
+/** The exact text before the token in the `Authorization` header (bound in `describe`). */
+const BEARER = 'Bearer ';
 
 /** How long the webhook may take to answer. */
 const TIMEOUT_MS = 30_000;
@@ -141,6 +145,15 @@ export const method = {
         endpoints: [{ id: HOOK, sources: [{ tag: 'field', val: URL_FIELD }] }],
         origins: [],
         programs: [],
+        // The token goes only to the webhook, as `Authorization: Bearer <token>`.
+        secrets: [
+          {
+            secret: TOKEN_FIELD,
+            use: { tag: 'header', val: { endpoint: HOOK, name: 'Authorization', prefix: BEARER } },
+          },
+        ],
+        // Deploy commands get nothing from this method.
+        commands: { env: [], rules: [], tools: [] },
       },
     };
   },
@@ -175,7 +188,7 @@ export const method = {
     if (handles().includes(TOKEN_FIELD)) {
       headers.push({
         name: 'authorization',
-        value: { tag: 'secret', val: { handle: TOKEN_FIELD, prefix: 'Bearer ', suffix: '' } },
+        value: { tag: 'secret', val: { handle: TOKEN_FIELD, prefix: BEARER, suffix: '' } },
       });
     }
 
@@ -202,9 +215,5 @@ export const method = {
     const tail = bodyTail(response.body);
     log('error', `webhook answered HTTP ${status}`);
     throw new MethodError('deploy-failed', { reason: `webhook answered HTTP ${status}`, tail });
-  },
-
-  prepareCommands(_ctx, _settings, commands) {
-    return { env: [], commands, notes: [], tools: [] };
   },
 };
