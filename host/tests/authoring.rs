@@ -78,4 +78,23 @@ fn a_new_plugin_builds_conforms_installs_and_deploys() {
     assert!(err.contains("no longer matches the sha256 recorded in pier.toml"), "{err}");
     let (_, err) = run(project.pier().args(["plugins", "list"]), 2);
     assert!(err.contains("no longer matches"), "{err}");
+
+    // A FIFO in its place is refused at once, never read (which would hang).
+    std::fs::remove_file(&wasm).unwrap();
+    common::fifo(wasm.parent().unwrap(), "acme-notify.wasm");
+    let (_, err) = run(project.pier().args(["plugins", "list"]), 2);
+    assert!(err.contains("not a regular file"), "{err}");
+}
+
+#[test]
+fn pier_toml_cannot_install_a_plugin_under_a_builtin_name() {
+    let project = Project::new();
+    let wasm = project.dir().join("evil.wasm");
+    std::fs::copy(common::plugin("notify"), &wasm).unwrap();
+    let config = project.dir().join("pier.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[plugins.heroku]\npath = \"evil.wasm\"\nsha256 = \"{}\"\n", "0".repeat(64)));
+    std::fs::write(&config, text).unwrap();
+    let (_, err) = run(project.pier().args(["server", "list"]), 2);
+    assert!(err.contains("plugin `heroku` has the name of a built-in method"), "{err}");
 }

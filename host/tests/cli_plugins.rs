@@ -20,7 +20,7 @@ fn list_shows_the_builtin_heroku_plugin() {
     let list: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(list[0]["name"], "heroku");
     assert_eq!(list[0]["builtin"], true);
-    assert_eq!(list[0]["contract"], "0.1.0");
+    assert_eq!(list[0]["contract"], "0.2.0");
     assert_eq!(list[1]["name"], "git-ssh");
     assert_eq!(list[1]["builtin"], true);
 }
@@ -38,12 +38,42 @@ fn inspect_shows_form_permissions_size_and_digest() {
     for volatile in ["size", "sha256", "source"] {
         view[volatile] = serde_json::Value::String(format!("[{volatile}]"));
     }
+    // Whether programs are confined depends on the machine's kernel.
+    let confinement = view["permissions"]["confinement"].as_str().unwrap().to_string();
+    assert!(confinement.contains("Landlock"), "{confinement}");
+    view["permissions"]["confinement"] = serde_json::Value::String("[confinement]".into());
     insta::assert_json_snapshot!(view);
 
     let (text, _) = run(pier(home.path()).args(["plugins", "inspect", path]), 0);
     assert!(text.contains("api_key        API key (secret, required)"), "{text}");
     assert!(text.contains("http endpoint `api`: setting `api_url`"), "{text}");
-    assert!(text.contains("run program `sh`"), "{text}");
+    assert!(
+        text.contains("run program `sh`: `sh` with arguments -c *; variables it may set: GREETING — WARNING"),
+        "{text}"
+    );
+    assert!(text.contains("secret `api_key` → header `Authorization: Bearer …` to endpoint `api`"), "{text}");
+}
+
+#[test]
+fn a_file_named_like_a_builtin_does_not_replace_it() {
+    let home = tempdir();
+    let dir = tempdir();
+    std::fs::copy(plugin("everything"), dir.path().join("heroku")).unwrap();
+    let (text, _) = run(pier(home.path()).current_dir(dir.path()).args(["plugins", "inspect", "heroku"]), 0);
+    assert!(text.contains("source:    builtin:heroku"), "{text}");
+    let (text, _) = run(pier(home.path()).current_dir(dir.path()).args(["plugins", "inspect", "./heroku"]), 0);
+    assert!(text.contains("source:    ./heroku"), "a path still names the file: {text}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_where_a_plugin_should_be_is_refused_without_hanging() {
+    let home = tempdir();
+    let dir = tempdir();
+    let fifo = dir.path().join("plugin.wasm");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let (_, err) = run(pier(home.path()).args(["plugins", "inspect"]).arg(&fifo), 2);
+    assert!(err.contains("not a regular file"), "{err}");
 }
 
 #[test]
@@ -76,7 +106,7 @@ fn malformed_plugin_files_get_one_clear_line() {
         ("truncated.wasm", "is not a valid component"),
         ("corrupt.wasm", "is not a valid component"),
         ("missing.wasm", "cannot be read: No such file"),
-        (plugin("wrong-contract"), "targets pier:deploy@0.9.0, but this pier supports pier:deploy ^0.1"),
+        (plugin("wrong-contract"), "targets pier:deploy@0.9.0, but this pier supports pier:deploy ^0.2 or ^0.1"),
         (plugin("no-method"), "does not export pier:deploy/method (it exports: acme:cloud/greeter@1.0.0)"),
         (plugin("extra-import"), "imports `acme:cloud/magic@1.0.0`, which this pier does not provide"),
     ];
@@ -141,22 +171,36 @@ fn a_closed_stdout_is_not_an_error() {
 
 #[test]
 fn every_test_plugin_is_covered_by_a_test() {
-    // Adding a test plugin without a test fails here: name it in a test of this file or
-    // of sandbox.rs, then add it below.
+    // Adding a test plugin without a test fails here: name it in a test of this file,
+    // sandbox.rs, escapes.rs or conformance.rs, then add it below.
     let tested = [
         "bad-describe",
+        "conf-args",
+        "conf-controls",
+        "conf-env",
+        "conf-rewrite",
+        "conf-secret",
         "deep-recursion",
+        "env-host",
+        "env-steal",
+        "escapes",
         "everything",
+        "exec-policy",
         "extra-import",
         "forbidden-exec",
         "forbidden-http",
         "host-calls",
         "iloop",
         "leak-secret",
+        "legacy-notify",
+        "legacy-rewrite",
+        "legacy-secret",
         "memory-bomb",
         "no-method",
         "notify",
         "panics",
+        "rule-bad",
+        "secret-policy",
         "sloppy-form",
         "stateful",
         "swallows-failure",

@@ -41,10 +41,17 @@ fn a_conformant_plugin_passes_and_writes_junit() {
     let home = tempdir();
     let junit = home.path().join("conformance.xml");
     let (out, _) = run(pier(home.path()).args(["conformance", plugin("notify"), "--junit"]).arg(&junit), 0);
-    assert!(out.contains("13 checks: 11 passed, 0 failed, 2 skipped"), "{out}");
+    assert!(out.contains("17 checks: 15 passed, 0 failed, 2 skipped"), "{out}");
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains(r#"<testsuite name="notify 0.1.0" tests="13" skipped="2" errors="0" failures="0">"#), "{xml}");
+    assert!(xml.contains(r#"<testsuite name="notify 0.1.0" tests="17" skipped="2" errors="0" failures="0">"#), "{xml}");
     assert!(xml.contains(r#"<testcase name="deploy.provider-failure""#), "{xml}");
+}
+
+#[test]
+fn a_conformant_legacy_plugin_still_passes() {
+    let (code, failed, report) = conformance(plugin("legacy-notify"), &[]);
+    assert_eq!((code, failed), (0, set(&[])), "{report:#}");
+    assert_eq!(report["contract"], "0.1.0");
 }
 
 #[test]
@@ -55,6 +62,11 @@ fn each_broken_plugin_fails_exactly_its_checks() {
         ("stateful", &["calls.repeatable"]),
         ("forbidden-exec", &["permissions.exec"]),
         ("forbidden-http", &["validate.rejects-missing", "setup.rejects-missing", "permissions.http"]),
+        ("conf-rewrite", &["commands.plan"]),
+        ("conf-env", &["permissions.exec-env"]),
+        ("conf-args", &["permissions.exec-args"]),
+        ("conf-secret", &["secrets.bound"]),
+        ("conf-controls", &["describe.inert"]),
     ];
     for (name, expected) in cases {
         let (code, failed, report) = conformance(plugin(name), &[]);

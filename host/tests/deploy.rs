@@ -210,7 +210,7 @@ fn heroku_run_gets_exit_code_and_its_failure_fails_the_deploy() {
     let (_, err) = run(project.pier().args(["deploy", "prod"]).env("PATH", &path), 0);
     let args = std::fs::read_to_string(project.dir().join("heroku-args.txt")).unwrap();
     assert_eq!(args, "run --exit-code rake db:migrate\nrun -x -- rake seed\nps\n");
-    assert_eq!(err.matches("added --exit-code to `heroku run`").count(), 1, "said once: {err}");
+    assert_eq!(err.matches("added `--exit-code` to `heroku run`").count(), 1, "said once: {err}");
 
     // The dyno's failure, passed through by --exit-code, fails the deploy.
     let path = stand_in_heroku(project.dir(), 7);

@@ -180,7 +180,8 @@ async fn a_well_behaved_plugin_uses_every_capability() {
     let vars: Vec<&str> = with_key.lines().nth(2).unwrap().split_whitespace().collect();
     for var in &vars {
         assert!(
-            ["GIT_SSH_COMMAND", "HOME", "LANG", "PATH", "PIER_SSH_KEY", "PWD", "SHLVL", "_", "OLDPWD"].contains(var),
+            ["GIT_SSH_COMMAND", "HOME", "LANG", "PATH", "PIER_SSH_KEY", "PWD", "SHLVL", "TMPDIR", "_", "OLDPWD"]
+                .contains(var),
             "unexpected variable {var} in {vars:?}"
         );
     }

@@ -7,7 +7,7 @@ struct Plugin;
 impl Method for Plugin {
     fn describe() -> Description {
         let field = Field::new("token", "Token", "", FieldKind::Secret, true);
-        describe_with("bad-describe", no_permissions(), vec![field.clone(), field])
+        describe_with("bad-describe", Permissions::none(), vec![field.clone(), field])
     }
     fn deploy(_: Context, _: Vec<Answer>, _: BuildInfo) -> Result<DeployReport, MethodError> {
         Err(unused("deploy"))

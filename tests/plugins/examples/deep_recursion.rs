@@ -15,7 +15,7 @@ fn dive(depth: u64) -> u64 {
 
 impl Method for Plugin {
     fn describe() -> Description {
-        describe_with("deep-recursion", no_permissions(), vec![])
+        describe_with("deep-recursion", Permissions::none(), vec![])
     }
     fn deploy(_: Context, _: Vec<Answer>, _: BuildInfo) -> Result<DeployReport, MethodError> {
         let n = dive(0);

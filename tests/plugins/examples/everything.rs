@@ -28,9 +28,16 @@ fn sh(script: &str, env: Vec<exec::EnvVar>, in_workspace: bool, ssh_key: Option<
 
 impl Method for Plugin {
     fn describe() -> Description {
-        let permissions = Permissions { endpoints: vec![api_endpoint()], origins: vec![], programs: vec!["sh".into()] };
-        let key = Field::new("api_key", "API key", "The provider's API key.", FieldKind::Secret, true);
-        describe_with("everything", permissions, vec![api_url_field(), key])
+        let permissions = Permissions {
+            endpoints: vec![api_endpoint()],
+            programs: vec![Program::new("sh", &[&["-c", "*"]]).with_env(&["GREETING"])],
+            secrets: vec![
+                SecretBinding::header("api_key", "api", "Authorization", "Bearer "),
+                SecretBinding::ssh_key("deploy_key", "sh"),
+            ],
+            ..Permissions::none()
+        };
+        describe_with("everything", permissions, vec![api_url_field(), api_key_field()])
     }
 
     fn deploy(ctx: Context, _: Vec<Answer>, build: BuildInfo) -> Result<DeployReport, MethodError> {

@@ -6,7 +6,8 @@ struct Plugin;
 
 impl Method for Plugin {
     fn describe() -> Description {
-        let permissions = Permissions { endpoints: vec![], origins: vec![], programs: vec!["true".into()] };
+        // `true` with no arguments: never run. What it runs instead is `sh`.
+        let permissions = Permissions { programs: vec![Program::new("true", &[&[]])], ..Permissions::none() };
         describe_with("forbidden-exec", permissions, vec![])
     }
     fn deploy(_: Context, _: Vec<Answer>, _: BuildInfo) -> Result<DeployReport, MethodError> {

@@ -6,7 +6,7 @@ struct Plugin;
 
 impl Method for Plugin {
     fn describe() -> Description {
-        let permissions = Permissions { endpoints: vec![api_endpoint()], origins: vec![], programs: vec![] };
+        let permissions = Permissions { endpoints: vec![api_endpoint()], ..Permissions::none() };
         describe_with("forbidden-http", permissions, vec![api_url_field()])
     }
     fn deploy(_: Context, _: Vec<Answer>, _: BuildInfo) -> Result<DeployReport, MethodError> {

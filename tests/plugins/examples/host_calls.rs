@@ -7,7 +7,7 @@ struct Plugin;
 
 impl Method for Plugin {
     fn describe() -> Description {
-        describe_with("host-calls", no_permissions(), vec![])
+        describe_with("host-calls", Permissions::none(), vec![])
     }
     fn deploy(_: Context, settings: Vec<Answer>, _: BuildInfo) -> Result<DeployReport, MethodError> {
         let calls: u64 = answer(&settings, "calls").and_then(|n| n.parse().ok()).unwrap_or(1);

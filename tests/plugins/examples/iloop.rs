@@ -6,7 +6,7 @@ struct Plugin;
 
 impl Method for Plugin {
     fn describe() -> Description {
-        describe_with("iloop", no_permissions(), vec![])
+        describe_with("iloop", Permissions::none(), vec![])
     }
     fn deploy(_: Context, _: Vec<Answer>, _: BuildInfo) -> Result<DeployReport, MethodError> {
         let mut n: u64 = 0;

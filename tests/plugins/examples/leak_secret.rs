@@ -1,4 +1,6 @@
-//! Tries every way it has to get a secret's value into the log or its results.
+//! Tries every way it has to get a secret's value into the log or its results. It may
+//! hand the secret to `sh` as `TOKEN` (its binding says so), so what is left to stop it
+//! is redaction of everything the program says.
 use pier_plugin_sdk::*;
 include!("common.rs");
 
@@ -6,8 +8,16 @@ struct Plugin;
 
 impl Method for Plugin {
     fn describe() -> Description {
-        let permissions = Permissions { endpoints: vec![], origins: vec![], programs: vec!["sh".into()] };
-        describe_with("leak-secret", permissions, vec![])
+        let token = SecretBinding {
+            secret: "api_key".into(),
+            use_: SecretUse::ProgramEnv(SecretEnv { program: "sh".into(), variable: "TOKEN".into() }),
+        };
+        let permissions = Permissions {
+            programs: vec![Program::new("sh", &[&["-c", "*"]]).with_env(&["TOKEN"])],
+            secrets: vec![token],
+            ..Permissions::none()
+        };
+        describe_with("leak-secret", permissions, vec![api_key_field()])
     }
     fn deploy(_: Context, _: Vec<Answer>, _: BuildInfo) -> Result<DeployReport, MethodError> {
         let token = exec::EnvVar { name: "TOKEN".into(), value: EnvValue::Secret("api_key".into()) };

@@ -6,7 +6,7 @@ struct Plugin;
 
 impl Method for Plugin {
     fn describe() -> Description {
-        describe_with("memory-bomb", no_permissions(), vec![])
+        describe_with("memory-bomb", Permissions::none(), vec![])
     }
     fn deploy(_: Context, _: Vec<Answer>, _: BuildInfo) -> Result<DeployReport, MethodError> {
         let mut hoard: Vec<Vec<u8>> = Vec::new();

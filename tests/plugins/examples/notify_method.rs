@@ -1,6 +1,6 @@
-// A small webhook method, included by the `notify*` test plugins. It follows the contract
-// unless the including file's `FLAW` says otherwise, so that the conformance runner can
-// be shown to catch each flaw and nothing else.
+// A small webhook method, included by the `notify*` and `conf-*` test plugins. It follows
+// the contract unless the including file's `FLAW` says otherwise, so that the conformance
+// runner can be shown to catch each flaw and nothing else.
 
 use pier_plugin_sdk::*;
 
@@ -16,6 +16,14 @@ enum Flaw {
     SloppyForm,
     /// Answers the same setup differently each time.
     Stateful,
+    /// Declares `true` with no environment, then runs it with `X=1`.
+    UndeclaredEnv,
+    /// Declares `true --ok`, then runs `true --other`.
+    UndeclaredArgs,
+    /// Binds the token to `Authorization: Bearer `, then sends it in `X-Api-Key`.
+    UnboundHeader,
+    /// Puts a terminal control sequence in its title.
+    ControlsInTitle,
 }
 
 struct Notify;
@@ -32,11 +40,58 @@ fn check(answers: &[Answer]) -> Result<String, MethodError> {
     Ok(url.to_string())
 }
 
+/// The program the flawed variants declare, if any.
+fn programs() -> Vec<Program> {
+    match FLAW {
+        Flaw::UndeclaredEnv => vec![Program::new("true", &[&["**"]])],
+        Flaw::UndeclaredArgs => vec![Program::new("true", &[&["--ok"]])],
+        _ => vec![],
+    }
+}
+
+fn run_true(args: &[&str], env: Vec<EnvVar>) -> Result<exec::Exit, exec::ExecError> {
+    exec::run(&exec::Command {
+        program: "true".into(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        env,
+        in_workspace: false,
+        ssh_key: None,
+        capture_stdout: false,
+        timeout_ms: Some(30_000),
+    })
+}
+
+/// Runs the declared program, if any, the flawed way first; where the host refuses that,
+/// the declared way, so that the flaw is the only difference from `notify`. A non-zero
+/// exit fails the deploy.
+fn run_program() -> Result<(), MethodError> {
+    let (flawed, declared): (Result<exec::Exit, exec::ExecError>, &[&str]) = match FLAW {
+        Flaw::UndeclaredEnv => {
+            let x = EnvVar { name: "X".into(), value: EnvValue::Text("1".into()) };
+            (run_true(&[], vec![x]), &[])
+        }
+        Flaw::UndeclaredArgs => (run_true(&["--other"], vec![]), &["--ok"]),
+        _ => return Ok(()),
+    };
+    let exit = match flawed {
+        Err(exec::ExecError::Denied(_)) => run_true(declared, vec![]),
+        other => other,
+    }
+    .map_err(|e| MethodError::Provider(format!("could not run `true`: {e:?}")))?;
+    if exit.code != 0 {
+        return Err(MethodError::DeployFailed(DeployFailure {
+            reason: format!("`true` exited with {}", exit.code),
+            tail: exit.tail,
+        }));
+    }
+    Ok(())
+}
+
 impl Method for Notify {
     fn describe() -> Description {
         Description {
             name: "notify".into(),
-            title: "Notify".into(),
+            title: if FLAW == Flaw::ControlsInTitle { "Notify\u{1b}[2K".into() } else { "Notify".into() },
             version: "0.1.0".into(),
             summary: "POSTs each deploy to a URL.".into(),
             fields: vec![
@@ -46,8 +101,9 @@ impl Method for Notify {
             ],
             permissions: Permissions {
                 endpoints: vec![Endpoint { id: "hook".into(), sources: vec![EndpointSource::Field("url".into())] }],
-                origins: vec![],
-                programs: vec![],
+                programs: programs(),
+                secrets: vec![SecretBinding::header("token", "hook", "Authorization", "Bearer ")],
+                ..Permissions::none()
             },
         }
     }
@@ -72,11 +128,20 @@ impl Method for Notify {
 
     fn deploy(ctx: Context, _: Vec<Answer>, build: BuildInfo) -> Result<DeployReport, MethodError> {
         let hook = endpoint(&ctx, "hook")?;
-        let mut request = api::Request::post(hook).json(&serde_json::json!({ "commit": build.commit, "branch": build.branch }));
-        if has_secret("token") {
-            request = request.bearer("token");
-        }
-        let response = request.send().map_err(|e| MethodError::Provider(api::describe_error(&e)))?;
+        run_program()?;
+        let request =
+            api::Request::post(hook).json(&serde_json::json!({ "commit": build.commit, "branch": build.branch }));
+        let bearer = |request: api::Request| if has_secret("token") { request.bearer("token") } else { request };
+        let sent = if FLAW == Flaw::UnboundHeader && has_secret("token") {
+            // The flawed way first; where the host refuses it, the bound way.
+            match request.clone().secret_header("X-Api-Key", "", "token", "").send() {
+                Err(http::HttpError::Denied(_)) => bearer(request).send(),
+                other => other,
+            }
+        } else {
+            bearer(request).send()
+        };
+        let response = sent.map_err(|e| MethodError::Provider(api::describe_error(&e)))?;
         if !response.ok() && FLAW != Flaw::SwallowsFailure {
             return Err(MethodError::DeployFailed(DeployFailure {
                 reason: format!("the hook answered HTTP {}", response.status()),
@@ -84,10 +149,6 @@ impl Method for Notify {
             }));
         }
         Ok(DeployReport { summary: format!("notified (HTTP {})", response.status()), url: None })
-    }
-
-    fn prepare_commands(_: Context, _: Vec<Answer>, commands: Vec<String>) -> Result<CommandPlan, MethodError> {
-        Ok(CommandPlan { env: vec![], commands, notes: vec![], tools: vec![] })
     }
 }
 

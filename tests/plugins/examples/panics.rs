@@ -6,7 +6,7 @@ struct Plugin;
 
 impl Method for Plugin {
     fn describe() -> Description {
-        describe_with("panics", no_permissions(), vec![])
+        describe_with("panics", Permissions::none(), vec![])
     }
     fn deploy(_: Context, _: Vec<Answer>, _: BuildInfo) -> Result<DeployReport, MethodError> {
         let settings: Vec<u32> = Vec::new();
