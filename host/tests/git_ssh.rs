@@ -126,9 +126,12 @@ fn git_ssh_pushes_with_the_stored_key_and_a_refused_key_fails_the_deploy() {
     let dir = home.path();
     // pier's own temporary files (the push's key file among them) go here, to be checked.
     let tmp = tempdir();
+    // The user's home is not the checkout: programs a plugin runs may read the checkout,
+    // never the home (where the master key is).
+    let user = tempdir();
     let pier = |dir: &Path| {
         let mut cmd = common::pier(dir);
-        cmd.env("TMPDIR", tmp.path());
+        cmd.env("TMPDIR", tmp.path()).env("HOME", user.path()).env("XDG_CONFIG_HOME", user.path().join(".config"));
         cmd
     };
     run(pier(dir).arg("init"), 0);
