@@ -80,8 +80,7 @@ impl EventSink for MemorySink {
 /// Removes terminal escape sequences and control characters from one line; a tab becomes
 /// four spaces.
 pub fn clean_line(text: &str) -> String {
-    let stripped = strip_ansi_escapes::strip_str(text.replace('\t', "    "));
-    let mut out: String = stripped.chars().filter(|c| !c.is_control() && !invisible(*c)).collect();
+    let mut out = strip(&text.replace('\t', "    "));
     if out.len() > MAX_LINE {
         let mut cut = MAX_LINE;
         while !out.is_char_boundary(cut) {
@@ -98,8 +97,12 @@ pub fn clean_line(text: &str) -> String {
 /// text (bidirectional overrides and isolates, zero-width characters) are removed. Every
 /// string a plugin hands the host passes through this before it is printed or stored.
 pub fn inert(text: &str) -> String {
-    let stripped = strip_ansi_escapes::strip_str(text.replace('\t', " "));
-    stripped.chars().filter(|c| !c.is_control() && !invisible(*c)).collect()
+    strip(&text.replace('\t', " "))
+}
+
+/// Escape sequences, control characters and invisible characters removed.
+fn strip(text: &str) -> String {
+    strip_ansi_escapes::strip_str(text).chars().filter(|c| !c.is_control() && !invisible(*c)).collect()
 }
 
 fn invisible(c: char) -> bool {

@@ -482,7 +482,6 @@ impl ExecCap {
             }
             audit.record(crate::caps::AuditRecord::Exec {
                 program: command.program.clone(),
-                allowed: checked.is_ok(),
                 refused: checked.as_ref().err().map(|(r, _)| *r),
                 plugin_text,
             });

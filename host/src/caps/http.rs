@@ -575,7 +575,6 @@ impl HttpPolicy {
         audit.record(crate::caps::AuditRecord::Http {
             method: method.to_string(),
             url: url.to_string(),
-            allowed: refused.is_none(),
             refused,
             secret_headers,
             plugin_text,
@@ -601,7 +600,8 @@ impl HttpPolicy {
 
     /// Remembers the URLs in a response from one of the plugin's endpoints.
     fn remember(&self, reach: &Reach, headers: &[(String, String)], body: &[u8]) {
-        if *reach != Reach::Endpoint {
+        // Only wildcard origins consult what was handed out: without one, skip the scan.
+        if *reach != Reach::Endpoint || self.grant.wildcards.is_empty() {
             return;
         }
         let mut urls = urls_in(body);
@@ -612,10 +612,7 @@ impl HttpPolicy {
 
     /// Which rule, if any, refuses a request to `url` with `headers`.
     fn decide(&self, url: &str, headers: &[http::Header]) -> Result<(url::Url, Reach), (Refusal, http::HttpError)> {
-        let (parsed, reach) = self.grant.check(url).map_err(|e| match e {
-            http::HttpError::Denied(_) => (Refusal::Origin, e),
-            other => (Refusal::Origin, other),
-        })?;
+        let (parsed, reach) = self.grant.check(url).map_err(|e| (Refusal::Origin, e))?;
         if reach == Reach::Wildcard {
             let handed_out = self.handed_out.lock().unwrap_or_else(|e| e.into_inner());
             if !normal(url).is_some_and(|u| handed_out.contains(&u)) {

@@ -12,7 +12,7 @@ pub mod keys;
 pub mod secrets;
 pub mod workspace;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::runtime::Contract;
@@ -90,11 +90,6 @@ impl Grant {
         let endpoints = resolved.into_iter().map(|r| r.endpoint).collect();
         Ok((Grant { http, programs, contract }, endpoints))
     }
-
-    /// The names of the programs granted.
-    pub fn program_names(&self) -> BTreeSet<String> {
-        self.programs.keys().cloned().collect()
-    }
 }
 
 /// Something a plugin did or tried, as the capabilities saw it before any policy or
@@ -102,21 +97,13 @@ impl Grant {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum AuditRecord {
-    /// An HTTP request (or workspace upload): its method and URL, whether the grant let it
-    /// through (and if not, which rule refused it), the names of headers carrying a
-    /// secret handle, and the text the plugin itself supplied (URL, plain header values,
-    /// body).
-    Http {
-        method: String,
-        url: String,
-        allowed: bool,
-        refused: Option<Refusal>,
-        secret_headers: Vec<String>,
-        plugin_text: String,
-    },
-    /// A program run: its name, whether granted (and if not, which rule refused it), and
-    /// the text the plugin supplied.
-    Exec { program: String, allowed: bool, refused: Option<Refusal>, plugin_text: String },
+    /// An HTTP request (or workspace upload): its method and URL, which rule of the grant
+    /// refused it (none: it went through), the names of headers carrying a secret handle,
+    /// and the text the plugin itself supplied (URL, plain header values, body).
+    Http { method: String, url: String, refused: Option<Refusal>, secret_headers: Vec<String>, plugin_text: String },
+    /// A program run: its name, which rule refused it (none: it ran), and the text the
+    /// plugin supplied.
+    Exec { program: String, refused: Option<Refusal>, plugin_text: String },
     /// An event line as the plugin wrote it, before cleaning and redaction.
     Event { text: String },
 }

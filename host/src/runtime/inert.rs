@@ -3,6 +3,7 @@
 //! are removed ([`crate::caps::events::inert`]). Applied once, where values leave the
 //! plugin, so no later printer can forget.
 
+use super::LegacyPlan;
 use super::bindings::{Answer, FieldKind};
 use super::bindings::{
     Choice, CommandEnv, CommandEnvValue, CommandRule, CommandSupport, DeployFailure, DeployReport, Description,
@@ -98,3 +99,11 @@ variant!(MethodError {
     Denied(x),
     Unsupported(x)
 });
+
+/// A 0.1.0 plan's notes and tools are shown; its commands and variables are checked
+/// (and commands rebuilt) by the host as they were returned, so they stay as they are.
+impl Inert for LegacyPlan {
+    fn inert(self) -> Self {
+        LegacyPlan { notes: self.notes.inert(), tools: self.tools.inert(), ..self }
+    }
+}

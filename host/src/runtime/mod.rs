@@ -618,8 +618,7 @@ impl Plugin {
             .call(runtime, env, Export::Choices, async |store, world| match world {
                 Instance::V0_2(w) => w.pier_deploy_method().call_choices(store, ctx, field, answers).await,
                 Instance::V0_1(w) => {
-                    let (ctx, answers): (bindings::v0_1::pier::deploy::types::Context, Vec<_>) =
-                        (ctx.clone().to(), answers.to_vec().to());
+                    let (ctx, answers) = v0_1::old_args(ctx, answers);
                     Ok(w.pier_deploy_method().call_choices(store, &ctx, field, &answers).await?.to())
                 }
             })
@@ -639,8 +638,7 @@ impl Plugin {
             .call(runtime, env, Export::Validate, async |store, world| match world {
                 Instance::V0_2(w) => w.pier_deploy_method().call_validate(store, ctx, answers).await,
                 Instance::V0_1(w) => {
-                    let (ctx, answers): (bindings::v0_1::pier::deploy::types::Context, Vec<_>) =
-                        (ctx.clone().to(), answers.to_vec().to());
+                    let (ctx, answers) = v0_1::old_args(ctx, answers);
                     Ok(w.pier_deploy_method().call_validate(store, &ctx, &answers).await?.to())
                 }
             })
@@ -660,8 +658,7 @@ impl Plugin {
             .call(runtime, env, Export::Setup, async |store, world| match world {
                 Instance::V0_2(w) => w.pier_deploy_method().call_setup(store, ctx, answers).await,
                 Instance::V0_1(w) => {
-                    let (ctx, answers): (bindings::v0_1::pier::deploy::types::Context, Vec<_>) =
-                        (ctx.clone().to(), answers.to_vec().to());
+                    let (ctx, answers) = v0_1::old_args(ctx, answers);
                     Ok(w.pier_deploy_method().call_setup(store, &ctx, &answers).await?.to())
                 }
             })
@@ -683,8 +680,7 @@ impl Plugin {
             .call(runtime, env, Export::Deploy, async |store, world| match world {
                 Instance::V0_2(w) => w.pier_deploy_method().call_deploy(store, ctx, settings, build).await,
                 Instance::V0_1(w) => {
-                    let (ctx, settings): (bindings::v0_1::pier::deploy::types::Context, Vec<_>) =
-                        (ctx.clone().to(), settings.to_vec().to());
+                    let (ctx, settings) = v0_1::old_args(ctx, settings);
                     let build: bindings::v0_1::pier::deploy::types::BuildInfo = build.clone().to();
                     Ok(w.pier_deploy_method().call_deploy(store, &ctx, &settings, &build).await?.to())
                 }
@@ -710,8 +706,7 @@ impl Plugin {
             .call(runtime, env, Export::PrepareCommands, async |store, world| match world {
                 Instance::V0_2(_) => Ok(None),
                 Instance::V0_1(w) => {
-                    let (ctx, settings): (bindings::v0_1::pier::deploy::types::Context, Vec<_>) =
-                        (ctx.clone().to(), settings.to_vec().to());
+                    let (ctx, settings) = v0_1::old_args(ctx, settings);
                     let plan = w.pier_deploy_method().call_prepare_commands(store, &ctx, &settings, commands).await?;
                     Ok(Some(plan.to()))
                 }
@@ -727,14 +722,7 @@ impl Plugin {
                 message: format!("returned {} commands for {} given", plan.commands.len(), commands.len()),
             }));
         }
-        Ok(value.map(|v| {
-            v.map(|plan| LegacyPlan {
-                notes: plan.notes.iter().map(|n| crate::caps::events::inert(n)).collect(),
-                tools: inert::Inert::inert(plan.tools),
-                ..plan
-            })
-            .map_err(inert::Inert::inert)
-        }))
+        Ok(inert::Inert::inert(value))
     }
 }
 

@@ -255,6 +255,14 @@ impl old::workspace::HostBlob for WorkspaceCap {
     }
 }
 
+/// A call's context and answers (or settings) in 0.1.0 types.
+pub(super) fn old_args(
+    ctx: &new_types::Context,
+    answers: &[new_types::Answer],
+) -> (old::types::Context, Vec<old::types::Answer>) {
+    (ctx.clone().to(), answers.to_vec().to())
+}
+
 /// What a 0.1.0 plugin's `prepare-commands` returned, in current types; the host checks
 /// it before use.
 #[derive(Debug, Clone)]
