@@ -245,3 +245,16 @@ async fn the_artifact_cache_is_keyed_by_content_and_survives_corruption() {
     assert_eq!(again.describe(&runtime).await.unwrap().name, "panics");
     assert_eq!(runtime.load_file(&path).unwrap().file().cache, CacheOutcome::Hit);
 }
+
+#[test]
+fn compiling_past_the_compile_time_limit_gives_up() {
+    // No cache, so the plugin must compile; no time at all, so it cannot finish in time.
+    let limits = Limits { compile_time: Duration::ZERO, ..Limits::default() };
+    let runtime = Runtime::new(limits, None).unwrap();
+    let error = runtime.load_file(Path::new(common::plugin("notify"))).err().expect("the load gives up");
+    assert!(matches!(error.kind, pier::runtime::LoadErrorKind::CompileTime { .. }), "{error}");
+    assert!(error.to_string().contains("to compile"), "{error}");
+    // The same plugin within the default limit loads.
+    let runtime = Runtime::new(Limits::default(), None).unwrap();
+    runtime.load_file(Path::new(common::plugin("notify"))).expect("loads within the limit");
+}

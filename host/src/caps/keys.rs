@@ -17,6 +17,10 @@ use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey};
 use crate::caps::secrets::Vault;
 use crate::runtime::bindings::pier::deploy::keys;
 
+/// The most key pairs one call may generate: each stays in the call's vault and is
+/// stored with the server's secrets.
+pub const MAX_KEYS: usize = 16;
+
 /// A key pair generated during a call, for the host to store if the call succeeds.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GeneratedKey {
@@ -150,6 +154,9 @@ impl keys::Host for KeysCap {
         if self.vault.contains(&name) {
             return Ok(Err(keys::KeyError::InvalidName(format!("`{name}` is already the name of a secret"))));
         }
+        if self.generated.len() >= MAX_KEYS {
+            return Ok(Err(keys::KeyError::Failed(format!("a call may generate at most {MAX_KEYS} key pairs"))));
+        }
         let comment: String = comment.chars().filter(|c| !c.is_control()).take(200).collect();
         match generate(&name, &comment) {
             Ok((private, public)) => {
@@ -193,6 +200,18 @@ mod tests {
         let path = file.path().to_path_buf();
         drop(file);
         assert!(!path.exists());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_call_generates_a_bounded_number_of_keys() {
+        use keys::Host as _;
+        let mut cap = KeysCap::new(Arc::new(Vault::new()));
+        for i in 0..MAX_KEYS {
+            assert!(cap.generate(format!("key_{i}"), String::new()).await.unwrap().is_ok());
+        }
+        let refused = cap.generate("one_more".into(), String::new()).await.unwrap();
+        assert!(matches!(&refused, Err(keys::KeyError::Failed(m)) if m.contains("at most 16")), "{refused:?}");
+        assert_eq!(cap.generated().len(), MAX_KEYS);
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub const IGNORE_FILE: &str = ".pierignore";
 /// Largest packed checkout, in bytes, unless configured otherwise.
 pub const DEFAULT_MAX_BLOB: u64 = 512 << 20;
 
+/// The most blobs one call may hold at once.
+pub const MAX_BLOBS: usize = 64;
+
 /// A packed checkout (the `blob` resource).
 pub struct Blob {
     bytes: bytes::Bytes,
@@ -107,7 +110,10 @@ pub fn pack(dir: &Path, max: u64) -> Result<Vec<u8>, PackError> {
 /// The per-call state of the `workspace` capability.
 pub struct WorkspaceCap {
     dir: Option<PathBuf>,
+    /// What the live blobs of this call may hold together, in bytes.
     max_blob: u64,
+    /// What they hold now.
+    live: u64,
     http: Arc<HttpPolicy>,
     table: ResourceTable,
 }
@@ -115,21 +121,27 @@ pub struct WorkspaceCap {
 impl WorkspaceCap {
     /// The checkout is `dir`, if this call has one; uploads follow `http`.
     pub fn new(dir: Option<PathBuf>, max_blob: u64, http: Arc<HttpPolicy>) -> Self {
-        WorkspaceCap { dir, max_blob, http, table: ResourceTable::new() }
+        let mut table = ResourceTable::new();
+        // Even empty blobs cost a table entry each: bound their number too.
+        table.set_max_capacity(MAX_BLOBS);
+        WorkspaceCap { dir, max_blob, live: 0, http, table }
     }
 }
 
 impl workspace::Host for WorkspaceCap {
     async fn pack(&mut self) -> wasmtime::Result<Result<Resource<Blob>, workspace::WorkspaceError>> {
         let Some(dir) = self.dir.clone() else { return Ok(Err(workspace::WorkspaceError::Unavailable)) };
-        let max = self.max_blob;
+        // Blobs held at once share one budget: a plugin that packs again and again
+        // without dropping gets `too-large`, never the host's memory.
+        let max = self.max_blob.saturating_sub(self.live);
         let packed = tokio::task::spawn_blocking(move || pack(&dir, max)).await?;
         match packed {
             Ok(bytes) => {
                 let sha256 = hex::encode(Sha256::digest(&bytes));
+                self.live += bytes.len() as u64;
                 Ok(Ok(self.table.push(Blob { bytes: bytes.into(), sha256 })?))
             }
-            Err(PackError::TooLarge(n)) => Ok(Err(workspace::WorkspaceError::TooLarge(n))),
+            Err(PackError::TooLarge(_)) => Ok(Err(workspace::WorkspaceError::TooLarge(self.max_blob))),
             Err(e) => Ok(Err(workspace::WorkspaceError::Io(e.to_string()))),
         }
     }
@@ -161,7 +173,8 @@ impl workspace::HostBlob for WorkspaceCap {
     }
 
     async fn drop(&mut self, blob: Resource<Blob>) -> wasmtime::Result<()> {
-        self.table.delete(blob)?;
+        let blob = self.table.delete(blob)?;
+        self.live = self.live.saturating_sub(blob.bytes.len() as u64);
         Ok(())
     }
 }

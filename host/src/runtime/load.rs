@@ -34,6 +34,8 @@ pub enum LoadErrorKind {
     UnknownEncoding,
     /// The component does not parse or validate (truncated, corrupt).
     Invalid(String),
+    /// Compiling took longer than the limit.
+    CompileTime { limit: std::time::Duration },
     /// The component targets a contract version outside the supported range.
     UnsupportedContract { found: String },
     /// The component lacks the method export.
@@ -74,6 +76,10 @@ impl fmt::Display for LoadError {
             LoadErrorKind::Invalid(e) => {
                 write!(f, "plugin {origin} is not a valid component (truncated or corrupt?): {e}")
             }
+            LoadErrorKind::CompileTime { limit } => write!(
+                f,
+                "plugin {origin} took longer than {limit:?} to compile and was given up: it is too large or too complex"
+            ),
             LoadErrorKind::UnsupportedContract { found } => write!(
                 f,
                 "plugin {origin} targets pier:deploy@{found}, but this pier supports pier:deploy {SUPPORTED_CONTRACTS} (0.2.x and 0.1.x)"
@@ -147,12 +153,39 @@ pub(super) fn load_bytes(runtime: &Runtime, origin: &str, bytes: Vec<u8>) -> Res
     }
     check_encoding(origin, &bytes)?;
     let sha256 = digest(&bytes);
-    let compiled = match &runtime.cache {
-        Some(cache) => cache.load_or_compile(&runtime.engine, &bytes, &sha256),
-        None => Component::new(&runtime.engine, &bytes).map(|c| (c, CacheOutcome::Compiled)),
-    };
-    let (component, outcome) = compiled.map_err(|e| error(origin, LoadErrorKind::Invalid(first_line(&e))))?;
-    link(runtime, origin, component, bytes.len() as u64, sha256, outcome)
+    let size = bytes.len() as u64;
+    let (component, outcome) = compile(runtime, origin, bytes.into(), sha256.clone())?;
+    link(runtime, origin, component, size, sha256, outcome)
+}
+
+/// Compiles `wasm` (or loads its artifact from the cache) within the compile time limit.
+/// wasmtime cannot stop a compilation, so it runs on its own thread; past the limit the
+/// load fails at once and the thread's result is dropped when it ends.
+fn compile(
+    runtime: &Runtime,
+    origin: &str,
+    wasm: std::sync::Arc<[u8]>,
+    sha256: String,
+) -> Result<(Component, CacheOutcome), LoadError> {
+    let engine = runtime.engine.clone();
+    let cache = runtime.cache.clone();
+    let (send, receive) = std::sync::mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new().name("pier-compile".into()).spawn(move || {
+        let compiled = match &cache {
+            Some(cache) => cache.load_or_compile(&engine, &wasm, &sha256),
+            None => Component::new(&engine, &wasm).map(|c| (c, CacheOutcome::Compiled)),
+        };
+        let _ = send.send(compiled.map_err(|e| first_line(&e)));
+    });
+    if let Err(e) = spawned {
+        return Err(error(origin, LoadErrorKind::Unreadable(format!("cannot start compiling: {e}"))));
+    }
+    let limit = runtime.limits.compile_time;
+    match receive.recv_timeout(limit) {
+        Ok(Ok(compiled)) => Ok(compiled),
+        Ok(Err(e)) => Err(error(origin, LoadErrorKind::Invalid(e))),
+        Err(_) => Err(error(origin, LoadErrorKind::CompileTime { limit })),
+    }
 }
 
 /// Loads a built-in plugin: its embedded artifact when it fits this machine, else its
@@ -174,11 +207,7 @@ pub(super) fn load_builtin(runtime: &Runtime, name: &str) -> Result<Plugin, Load
         Some(component) => (component, CacheOutcome::Hit),
         None => {
             tracing::debug!("embedded artifact of `{name}` does not fit this machine; compiling");
-            let compiled = match &runtime.cache {
-                Some(cache) => cache.load_or_compile(&runtime.engine, builtin.wasm, &sha256),
-                None => Component::new(&runtime.engine, builtin.wasm).map(|c| (c, CacheOutcome::Compiled)),
-            };
-            compiled.map_err(|e| error(&origin, LoadErrorKind::Invalid(first_line(&e))))?
+            compile(runtime, &origin, builtin.wasm.into(), sha256.clone())?
         }
     };
     link(runtime, &origin, component, builtin.wasm.len() as u64, sha256, outcome)

@@ -101,8 +101,14 @@ pub struct Limits {
     pub http: HttpLimits,
     /// Bounds of the `exec` capability.
     pub exec: ExecLimits,
-    /// Largest packed workspace, in bytes.
+    /// Most bytes the packed workspaces of one call may hold together.
     pub max_blob: u64,
+    /// How many instances, tables and memories one call's store may hold.
+    pub store: StoreCounts,
+    /// Largest value one export may return, in bytes (as the host holds it).
+    pub max_returned: usize,
+    /// Wall-clock limit of compiling a plugin.
+    pub compile_time: Duration,
 }
 
 impl Default for Limits {
@@ -116,6 +122,9 @@ impl Default for Limits {
             http: HttpLimits::default(),
             exec: ExecLimits::default(),
             max_blob: DEFAULT_MAX_BLOB,
+            store: StoreCounts::default(),
+            max_returned: 1 << 20,
+            compile_time: Duration::from_secs(60),
         }
     }
 }
@@ -160,6 +169,12 @@ pub enum PluginFault {
     TimeLimit { plugin: String, export: &'static str, limit: Duration },
     #[error("plugin `{plugin}` tried to use more than its memory limit of {} MiB in `{export}` and was stopped", .limit >> 20)]
     MemoryLimit { plugin: String, export: &'static str, limit: usize },
+    #[error("plugin `{plugin}` went over its resource limit in `{export}` ({what}) and was stopped")]
+    ResourceLimit { plugin: String, export: &'static str, what: String },
+    #[error("plugin `{plugin}` returned too much from `{export}`: its result is over the limit of {} MiB", .limit >> 20)]
+    TooLarge { plugin: String, export: &'static str, limit: usize },
+    #[error("plugin `{plugin}` made the host fail in `{export}`, which is a bug in pier: {message}")]
+    HostPanic { plugin: String, export: &'static str, message: String },
     #[error("plugin `{plugin}` overflowed its stack in `{export}` (too deep recursion) and was stopped")]
     StackOverflow { plugin: String, export: &'static str },
     #[error("plugin `{plugin}` crashed in `{export}`: {message}")]
@@ -251,12 +266,36 @@ pub struct CallOutput<R> {
     pub generated_keys: Vec<GeneratedKey>,
 }
 
-/// Memory accounting for one instance.
+/// Memory accounting for one call's store: linear memories and tables together stay
+/// under one byte limit, and the store holds a bounded number of instances, tables and
+/// memories, so a small component cannot make the host allocate outside the limit.
 struct Limiter {
     max: usize,
-    total: usize,
+    memory: usize,
+    tables: usize,
     hit: bool,
+    counts: StoreCounts,
 }
+
+/// How many instances, tables and memories one call's store may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreCounts {
+    /// Core instances.
+    pub instances: usize,
+    /// Tables.
+    pub tables: usize,
+    /// Linear memories.
+    pub memories: usize,
+}
+
+impl Default for StoreCounts {
+    fn default() -> Self {
+        StoreCounts { instances: 100, tables: 100, memories: 10 }
+    }
+}
+
+/// Bytes the host holds per table element: a pointer (wasmtime's own accounting).
+pub const TABLE_ELEMENT_BYTES: usize = size_of::<usize>();
 
 #[derive(Debug, thiserror::Error)]
 #[error("memory limit reached")]
@@ -266,19 +305,48 @@ struct MemoryLimitHit;
 #[error("time limit reached")]
 struct TimeLimitHit;
 
-impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let total = self.total - current.min(self.total) + desired;
-        if total > self.max {
+impl Limiter {
+    fn new(max: usize, counts: StoreCounts) -> Self {
+        Limiter { max, memory: 0, tables: 0, hit: false, counts }
+    }
+
+    /// Accounts one memory (or table) growing from `current` to `desired` bytes.
+    fn grow(&mut self, table: bool, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let (mine, other) = if table { (self.tables, self.memory) } else { (self.memory, self.tables) };
+        let total = mine.saturating_sub(current).saturating_add(desired);
+        if total.saturating_add(other) > self.max {
             self.hit = true;
             return Err(wasmtime::Error::new(MemoryLimitHit));
         }
-        self.total = total;
+        if table {
+            self.tables = total;
+        } else {
+            self.memory = total;
+        }
         Ok(true)
     }
+}
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.grow(false, current, desired)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let bytes = |n: usize| n.saturating_mul(TABLE_ELEMENT_BYTES);
+        self.grow(true, bytes(current), bytes(desired))
+    }
+
+    fn instances(&self) -> usize {
+        self.counts.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.counts.tables
+    }
+
+    fn memories(&self) -> usize {
+        self.counts.memories
     }
 }
 
@@ -325,6 +393,9 @@ struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// The most WASI resources one call may hold at once.
+pub const MAX_WASI_RESOURCES: usize = 10_000;
 
 /// How often running plugins yield and check their deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -445,11 +516,15 @@ impl Runtime {
             env.vault.clone(),
             env.audit.clone(),
         ));
+        // WASI resources (streams, pollables) a guest holds at once: a std guest holds a
+        // handful; a bound keeps a loop that never drops them from growing the host.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_WASI_RESOURCES);
         let state = CallState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             stderr,
-            limiter: Limiter { max: self.limits.max_memory, total: 0, hit: false },
+            limiter: Limiter::new(self.limits.max_memory, self.limits.store),
             events: EventsCap::new(env.sink.clone(), env.audit.clone()),
             secrets: SecretsCap::new(env.vault.clone()),
             http: HttpCap::new(policy.clone()),
@@ -535,15 +610,18 @@ impl Plugin {
         }
     }
 
-    async fn call<R>(
+    async fn call<R: std::fmt::Debug>(
         &self,
         runtime: &Runtime,
         env: &CallEnv,
         export: Export,
         run: impl AsyncFnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<CallOutput<R>, CallError> {
+        use futures_util::FutureExt as _;
         let mut store = runtime.store(&self.name, env, export)?;
         let limit = export.time_limit(&runtime.limits);
+        let plugin = self.name.clone();
+        let export_name = export.name();
         let result = {
             let work = async {
                 let instance = match &self.pre {
@@ -552,21 +630,54 @@ impl Plugin {
                 };
                 run(&mut store, &instance).await
             };
+            // A panic while serving the plugin is a host bug, but it must end this call,
+            // not the process (a `pier ci` run has other deploys to finish).
+            let work = std::panic::AssertUnwindSafe(work).catch_unwind();
             // The epoch deadline stops guest code; this stops host waits too.
-            tokio::time::timeout(limit + EPOCH_TICK * 10, work).await
+            match tokio::time::timeout(limit + EPOCH_TICK * 10, work).await {
+                Ok(Err(panic)) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into());
+                    let message = crate::caps::events::inert(&redact(&message));
+                    return Err(PluginFault::HostPanic { plugin, export: export_name, message }.into());
+                }
+                Ok(Ok(result)) => Ok(result),
+                Err(elapsed) => Err(elapsed),
+            }
         };
         let state = store.data_mut();
         state.events.flush();
-        let plugin = self.name.clone();
-        let export_name = export.name();
         match result {
             Err(_) => Err(PluginFault::TimeLimit { plugin, export: export_name, limit }.into()),
-            Ok(Ok(value)) => Ok(CallOutput { value, generated_keys: state.keys.take_generated() }),
+            Ok(Ok(value)) => {
+                if !fits(&value, runtime.limits.max_returned) {
+                    return Err(PluginFault::TooLarge {
+                        plugin,
+                        export: export_name,
+                        limit: runtime.limits.max_returned,
+                    }
+                    .into());
+                }
+                Ok(CallOutput { value, generated_keys: state.keys.take_generated() })
+            }
             Ok(Err(error)) => {
                 let fault = if state.limiter.hit || error.is::<MemoryLimitHit>() {
                     PluginFault::MemoryLimit { plugin, export: export_name, limit: runtime.limits.max_memory }
                 } else if error.is::<TimeLimitHit>() {
                     PluginFault::TimeLimit { plugin, export: export_name, limit }
+                } else if let Some(what) = count_limit(&error) {
+                    let counts = runtime.limits.store;
+                    PluginFault::ResourceLimit {
+                        plugin,
+                        export: export_name,
+                        what: format!(
+                            "{what}; a call may hold at most {} instances, {} tables and {} memories",
+                            counts.instances, counts.tables, counts.memories
+                        ),
+                    }
                 } else {
                     match error.downcast_ref::<Trap>() {
                         Some(Trap::StackOverflow) => PluginFault::StackOverflow { plugin, export: export_name },
@@ -724,6 +835,30 @@ impl Plugin {
         }
         Ok(inert::Inert::inert(value))
     }
+}
+
+/// Whether `value`, as the host holds it, is at most `limit` bytes: its debug form is
+/// counted, and counting stops at the limit.
+fn fits(value: &impl std::fmt::Debug, limit: usize) -> bool {
+    struct Count {
+        left: usize,
+    }
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.left = self.left.checked_sub(s.len()).ok_or(std::fmt::Error)?;
+            Ok(())
+        }
+    }
+    std::fmt::write(&mut Count { left: limit }, format_args!("{value:?}")).is_ok()
+}
+
+/// What an instantiation ran out of, when wasmtime refused it for a count limit (its
+/// error is text: "resource limit exceeded: instance count too high at 101").
+fn count_limit(error: &wasmtime::Error) -> Option<String> {
+    let text = format!("{error:#}");
+    let at = text.find("resource limit exceeded: ")?;
+    let what = &text[at + "resource limit exceeded: ".len()..];
+    Some(what.lines().next().unwrap_or(what).to_string())
 }
 
 /// One line explaining a trap: the guest's panic message if it printed one, else the
@@ -924,4 +1059,43 @@ pub fn check_description(d: &Description, contract: Contract) -> Result<(), Stri
 /// Turns stored settings or answers into the map endpoint resolution reads.
 pub fn values_of(answers: &[Answer]) -> BTreeMap<String, String> {
     answers.iter().map(|a| (a.field.clone(), a.value.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memories_and_tables_share_one_limit() {
+        let mut limiter = Limiter::new(1000, StoreCounts::default());
+        assert!(limiter.memory_growing(0, 600, None).unwrap());
+        // 50 elements of a table are 400 bytes: 1000 in all, at the limit.
+        assert!(limiter.table_growing(0, 50, None).unwrap());
+        assert!(!limiter.hit);
+        // One more element goes over, and so does any memory growth.
+        assert!(limiter.table_growing(50, 51, None).is_err());
+        assert!(limiter.hit);
+        let mut limiter = Limiter::new(1000, StoreCounts::default());
+        limiter.table_growing(0, 50, None).unwrap();
+        assert!(limiter.memory_growing(0, 601, None).is_err());
+        // Growing an existing memory counts only the difference.
+        assert!(limiter.memory_growing(0, 300, None).unwrap());
+        assert!(limiter.memory_growing(300, 600, None).unwrap());
+        // Sizes near usize::MAX saturate rather than wrap.
+        assert!(limiter.table_growing(0, usize::MAX, None).is_err());
+    }
+
+    #[test]
+    fn returned_values_are_measured_up_to_the_limit() {
+        assert!(fits(&"x".repeat(10), 12));
+        assert!(!fits(&"x".repeat(11), 12));
+        assert!(fits(&vec![0u8; 3], 100));
+    }
+
+    #[test]
+    fn count_limits_are_told_from_other_errors() {
+        let error = wasmtime::Error::msg("resource limit exceeded: instance count too high at 101");
+        assert_eq!(count_limit(&error).as_deref(), Some("instance count too high at 101"));
+        assert_eq!(count_limit(&wasmtime::Error::msg("wasm trap: unreachable")), None);
+    }
 }
