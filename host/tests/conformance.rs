@@ -41,9 +41,9 @@ fn a_conformant_plugin_passes_and_writes_junit() {
     let home = tempdir();
     let junit = home.path().join("conformance.xml");
     let (out, _) = run(pier(home.path()).args(["conformance", plugin("notify"), "--junit"]).arg(&junit), 0);
-    assert!(out.contains("17 checks: 15 passed, 0 failed, 2 skipped"), "{out}");
+    assert!(out.contains("20 checks: 18 passed, 0 failed, 2 skipped"), "{out}");
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains(r#"<testsuite name="notify 0.1.0" tests="17" skipped="2" errors="0" failures="0">"#), "{xml}");
+    assert!(xml.contains(r#"<testsuite name="notify 0.1.0" tests="20" skipped="2" errors="0" failures="0">"#), "{xml}");
     assert!(xml.contains(r#"<testcase name="deploy.provider-failure""#), "{xml}");
 }
 
@@ -67,6 +67,7 @@ fn each_broken_plugin_fails_exactly_its_checks() {
         ("conf-args", &["permissions.exec-args"]),
         ("conf-secret", &["secrets.bound"]),
         ("conf-controls", &["describe.inert"]),
+        ("memory-bomb", &["limits.resources"]),
     ];
     for (name, expected) in cases {
         let (code, failed, report) = conformance(plugin(name), &[]);

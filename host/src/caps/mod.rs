@@ -124,25 +124,93 @@ pub enum Refusal {
     Env,
 }
 
-/// A recorder of [`AuditRecord`]s, shared by the capabilities of a call.
+/// A recorder of [`AuditRecord`]s, shared by the capabilities of a call. It holds at
+/// most [`Audit::MAX_RECORDS`] records and [`Audit::MAX_BYTES`] of their text; past
+/// either it records nothing more and says so ([`Audit::overflowed`]), so a plugin can
+/// neither exhaust the recorder's memory nor hide what it did behind a flood.
 #[derive(Debug, Default)]
 pub struct Audit {
-    records: Mutex<Vec<AuditRecord>>,
+    inner: Mutex<AuditInner>,
+}
+
+#[derive(Debug, Default)]
+struct AuditInner {
+    records: Vec<AuditRecord>,
+    bytes: usize,
+    overflowed: bool,
+}
+
+impl AuditRecord {
+    /// The bytes of text the record holds.
+    fn size(&self) -> usize {
+        match self {
+            AuditRecord::Http { method, url, secret_headers, plugin_text, .. } => {
+                method.len() + url.len() + plugin_text.len() + secret_headers.iter().map(String::len).sum::<usize>()
+            }
+            AuditRecord::Exec { program, plugin_text, .. } => program.len() + plugin_text.len(),
+            AuditRecord::Event { text } => text.len(),
+        }
+    }
 }
 
 impl Audit {
-    /// Adds a record.
+    /// The most records one audit holds.
+    pub const MAX_RECORDS: usize = 10_000;
+    /// The most bytes of text one audit holds.
+    pub const MAX_BYTES: usize = 32 << 20;
+
+    /// Adds a record, unless the audit is full.
     pub fn record(&self, record: AuditRecord) {
-        self.records.lock().unwrap_or_else(|e| e.into_inner()).push(record);
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let size = record.size();
+        if inner.overflowed || inner.records.len() >= Self::MAX_RECORDS || inner.bytes + size > Self::MAX_BYTES {
+            inner.overflowed = true;
+            return;
+        }
+        inner.bytes += size;
+        inner.records.push(record);
     }
 
     /// Everything recorded so far.
     pub fn records(&self) -> Vec<AuditRecord> {
-        self.records.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).records.clone()
+    }
+
+    /// Whether something was not recorded because the audit was full.
+    pub fn overflowed(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).overflowed
     }
 
     /// Forgets everything recorded.
     pub fn clear(&self) {
-        self.records.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = AuditInner::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_audit_holds_a_bounded_number_of_records_and_bytes() {
+        let audit = Audit::default();
+        for _ in 0..Audit::MAX_RECORDS {
+            audit.record(AuditRecord::Event { text: "x".into() });
+        }
+        assert!(!audit.overflowed());
+        audit.record(AuditRecord::Event { text: "one too many".into() });
+        assert!(audit.overflowed());
+        assert_eq!(audit.records().len(), Audit::MAX_RECORDS);
+
+        let audit = Audit::default();
+        audit.record(AuditRecord::Event { text: "a".repeat(Audit::MAX_BYTES) });
+        assert!(!audit.overflowed());
+        audit.record(AuditRecord::Event { text: "b".into() });
+        assert!(audit.overflowed());
+        // Once full, it stays full: nothing recorded after a flood.
+        audit.record(AuditRecord::Event { text: String::new() });
+        assert_eq!(audit.records().len(), 1);
+        audit.clear();
+        assert!(!audit.overflowed() && audit.records().is_empty());
     }
 }

@@ -23,7 +23,9 @@ use crate::caps::keys::GeneratedKey;
 use crate::caps::secrets::{Vault, exposes};
 use crate::caps::{Audit, AuditRecord, Grant, Refusal};
 use crate::runtime::bindings::{FieldKind, ResolvedEndpoint, Trigger};
-use crate::runtime::{Answer, BuildInfo, CallEnv, CallError, Context, Description, MethodError, Plugin, Runtime};
+use crate::runtime::{
+    Answer, BuildInfo, CallEnv, CallError, Context, Description, MethodError, Plugin, PluginFault, Runtime,
+};
 use provider::{FakeProvider, stand_ins};
 
 /// How one check ended.
@@ -46,9 +48,14 @@ pub struct Check {
 
 /// Every check, in the order they run: (id, description).
 pub const CHECKS: &[(&str, &str)] = &[
+    ("describe.size", "describe returns at most 1 MiB"),
+    (
+        "describe.programs",
+        "every program and tool the plugin declares has a plain name (letters, digits, `.`, `_`, `+`, `-`)",
+    ),
     (
         "describe.well-formed",
-        "describe returns a well-formed form and permissions: unique field ids, labels, valid origins and programs",
+        "describe returns a well-formed form and permissions: unique field ids, labels, valid origins, patterns and bindings",
     ),
     ("describe.inert", "describe's text has no control characters or terminal escape sequences"),
     (
@@ -77,7 +84,11 @@ pub const CHECKS: &[(&str, &str)] = &[
     ),
     ("secrets.bound", "every secret goes only where the plugin's secret bindings send it"),
     ("calls.repeatable", "repeated setup and deploy calls with the same input behave the same (no hidden state)"),
-    ("limits.default", "every call stays within the default memory and time limits, without a trap"),
+    (
+        "limits.resources",
+        "every call stays within the default memory (tables included), instance, table and memory counts and result size",
+    ),
+    ("limits.default", "every call stays within the default time limits, without a trap"),
 ];
 
 /// The result of a run.
@@ -149,7 +160,11 @@ impl fmt::Display for Outcome {
 struct Call {
     export: &'static str,
     fault: Option<String>,
+    /// Whether the fault was a resource limit (memory, counts, result size).
+    resource_fault: bool,
     audit: Vec<AuditRecord>,
+    /// Whether the plugin did more than the audit records.
+    overflowed: bool,
     /// Everything the call returned, as text, for the secrets check.
     returned: String,
 }
@@ -163,6 +178,36 @@ pub enum ConformanceError {
     Scratch(std::io::Error),
 }
 
+/// The server name, build and placeholder answer of one run.
+struct Markers {
+    server: String,
+    word: String,
+    build: BuildInfo,
+}
+
+impl Markers {
+    fn new() -> Self {
+        const SERVERS: &[&str] = &["production", "staging", "prod", "web", "app", "live", "eu", "main"];
+        const WORDS: &[&str] = &["acme", "shop", "api", "site", "blog", "portal", "store", "backend"];
+        let mut random = [0u8; 24];
+        rand_core::OsRng.fill_bytes(&mut random);
+        let pick = |list: &[&str], byte: u8| list[usize::from(byte) % list.len()].to_string();
+        Markers {
+            server: pick(SERVERS, random[0]),
+            word: format!("{}-{}", pick(WORDS, random[1]), u16::from_le_bytes([random[2], random[3]]) % 1000),
+            build: BuildInfo {
+                deploy_id: crate::project::timeline::new_id(),
+                commit: hex::encode(&random[4..24]),
+                branch: "main".into(),
+                build_id: Some(
+                    (u32::from_le_bytes([random[4], random[5], random[6], random[7]]) % 100_000).to_string(),
+                ),
+                trigger: Trigger::Manual,
+            },
+        }
+    }
+}
+
 struct Runner<'a> {
     runtime: &'a Runtime,
     plugin: &'a Plugin,
@@ -172,6 +217,9 @@ struct Runner<'a> {
     fail_path: OsString,
     workspace: tempfile::TempDir,
     canaries: BTreeMap<String, String>,
+    /// What this run calls things, chosen afresh each run so a plugin cannot tell a
+    /// conformance run by a fixed name or id.
+    markers: Markers,
     /// Every vault a call used: canaries, and keys the plugin generated.
     vaults: Vec<Arc<Vault>>,
     calls: Vec<Call>,
@@ -179,6 +227,16 @@ struct Runner<'a> {
 
 fn fault_text(e: &CallError) -> String {
     e.to_string()
+}
+
+/// Whether a call ended for going over a resource bound rather than time or a trap.
+fn is_resource_fault(e: &CallError) -> bool {
+    matches!(
+        e,
+        CallError::Fault(
+            PluginFault::MemoryLimit { .. } | PluginFault::ResourceLimit { .. } | PluginFault::TooLarge { .. }
+        )
+    )
 }
 
 fn variant(e: &MethodError) -> &'static str {
@@ -236,10 +294,10 @@ impl<'a> Runner<'a> {
                     continue;
                 }
                 _ if url_fields.contains(&field.id.as_str()) => self.provider.url().to_string(),
-                FieldKind::Choice => choices.get(&field.id).cloned().unwrap_or_else(|| "conformance".into()),
+                FieldKind::Choice => choices.get(&field.id).cloned().unwrap_or_else(|| self.markers.word.clone()),
                 FieldKind::Boolean => field.default.clone().unwrap_or_else(|| "false".into()),
                 FieldKind::Text => {
-                    field.default.clone().or(field.example.clone()).unwrap_or_else(|| "conformance".into())
+                    field.default.clone().or(field.example.clone()).unwrap_or_else(|| self.markers.word.clone())
                 }
             };
             answers.push(Answer { field: field.id.clone(), value });
@@ -257,11 +315,18 @@ impl<'a> Runner<'a> {
             .with_workspace(self.workspace.path().to_path_buf())
             .with_audit(audit)
             .with_path(path);
-        (env, Context { endpoints, server: "conformance".into() })
+        (env, Context { endpoints, server: self.markers.server.clone() })
     }
 
-    fn record(&mut self, export: &'static str, audit: &Audit, fault: Option<String>, returned: String) {
-        self.calls.push(Call { export, fault, audit: audit.records(), returned });
+    fn record(&mut self, export: &'static str, audit: &Audit, fault: Option<&CallError>, returned: String) {
+        self.calls.push(Call {
+            export,
+            fault: fault.map(fault_text),
+            resource_fault: fault.is_some_and(is_resource_fault),
+            audit: audit.records(),
+            overflowed: audit.overflowed(),
+            returned: bounded(returned),
+        });
     }
 
     async fn choices(
@@ -273,8 +338,7 @@ impl<'a> Runner<'a> {
         let audit = Arc::new(Audit::default());
         let (env, ctx) = self.env(vault, audit.clone(), false);
         let result = self.plugin.choices(self.runtime, &env, &ctx, field, answers).await;
-        let fault = result.as_ref().err().map(fault_text);
-        self.record("choices", &audit, fault.clone(), format!("{result:?}"));
+        self.record("choices", &audit, result.as_ref().err(), format!("{result:?}"));
         result.map_err(|e| fault_text(&e))
     }
 
@@ -282,7 +346,7 @@ impl<'a> Runner<'a> {
         let audit = Arc::new(Audit::default());
         let (env, ctx) = self.env(vault, audit.clone(), false);
         let result = self.plugin.validate(self.runtime, &env, &ctx, answers).await;
-        self.record("validate", &audit, result.as_ref().err().map(fault_text), format!("{result:?}"));
+        self.record("validate", &audit, result.as_ref().err(), format!("{result:?}"));
         result.map_err(|e| fault_text(&e))
     }
 
@@ -299,7 +363,7 @@ impl<'a> Runner<'a> {
             Ok(out) => format!("{:?}", out.value),
             Err(e) => fault_text(e),
         };
-        self.record("setup", &audit, result.as_ref().err().map(fault_text), returned);
+        self.record("setup", &audit, result.as_ref().err(), returned);
         result.map(|out| (out.value, out.generated_keys, audit.records())).map_err(|e| fault_text(&e))
     }
 
@@ -312,15 +376,9 @@ impl<'a> Runner<'a> {
     ) -> Result<(Result<crate::runtime::DeployReport, MethodError>, Vec<AuditRecord>), String> {
         let audit = Arc::new(Audit::default());
         let (env, ctx) = self.env(vault, audit.clone(), failing_programs);
-        let build = BuildInfo {
-            deploy_id: "conformance-deploy".into(),
-            commit: "0123456789abcdef0123456789abcdef01234567".into(),
-            branch: "main".into(),
-            build_id: Some("1".into()),
-            trigger: Trigger::Manual,
-        };
+        let build = self.markers.build.clone();
         let result = self.plugin.deploy(self.runtime, &env, &ctx, settings, &build).await;
-        self.record("deploy", &audit, result.as_ref().err().map(fault_text), format!("{result:?}"));
+        self.record("deploy", &audit, result.as_ref().err(), format!("{result:?}"));
         result.map(|r| (r, audit.records())).map_err(|e| fault_text(&e))
     }
 
@@ -333,7 +391,7 @@ impl<'a> Runner<'a> {
         let commands =
             ["echo one".to_string(), "heroku run rake db:migrate".to_string(), "ls -la && echo 'a  b'".to_string()];
         let result = self.plugin.legacy_prepare_commands(self.runtime, &env, &ctx, settings, &commands).await;
-        self.record("prepare-commands", &audit, result.as_ref().err().map(fault_text), format!("{result:?}"));
+        self.record("prepare-commands", &audit, result.as_ref().err(), format!("{result:?}"));
         let plan = match result {
             Ok(None) => return Outcome::Pass,
             Ok(Some(Err(_))) => return Outcome::Pass,
@@ -441,22 +499,65 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
         let description = CHECKS.iter().find(|(i, _)| *i == id).map(|(_, d)| *d).unwrap_or("");
         Check { id, description, outcome }
     };
-    let (d, had_controls) = match plugin.describe_inert(runtime).await {
-        Ok(d) => d,
-        Err(e) => {
-            checks.push(check("describe.well-formed", Outcome::Fail(e.to_string())));
-            for (id, _) in CHECKS.iter().skip(1) {
-                checks.push(check(id, Outcome::Skip("describe failed, so nothing else can be checked".into())));
-            }
-            return Ok(Report {
-                plugin: file.source,
-                name: "?".into(),
-                version: "?".into(),
-                contract: file.contract,
-                checks,
-            });
+    // describe first: if it cannot be used, that one check fails and nothing else runs.
+    let stop = |id: &'static str, reason: String| {
+        let checks = CHECKS
+            .iter()
+            .map(|(i, _)| {
+                if *i == id {
+                    check(i, Outcome::Fail(reason.clone()))
+                } else {
+                    check(i, Outcome::Skip(format!("{id} failed, so nothing else can be checked")))
+                }
+            })
+            .collect();
+        Report {
+            plugin: file.source.clone(),
+            name: "?".into(),
+            version: "?".into(),
+            contract: file.contract.clone(),
+            checks,
         }
     };
+    let (d, had_controls) = match plugin.describe_unchecked(runtime).await {
+        Ok(d) => d,
+        Err(e) => {
+            let id = match &e {
+                CallError::Fault(PluginFault::TooLarge { .. }) => "describe.size",
+                e if is_resource_fault(e) => "limits.resources",
+                _ => "describe.well-formed",
+            };
+            return Ok(stop(id, e.to_string()));
+        }
+    };
+    let tools = d.permissions.commands.tools.iter().map(|t| &t.program);
+    let crooked: Vec<String> = d
+        .permissions
+        .programs
+        .iter()
+        .map(|p| &p.name)
+        .chain(tools)
+        .filter(|name| !crate::caps::exec::plain_program_name(name))
+        .map(|name| format!("`{name}`"))
+        .collect();
+    if !crooked.is_empty() {
+        return Ok(stop(
+            "describe.programs",
+            format!(
+                "program names must be plain (letters, digits, `.`, `_`, `+`, `-`), not paths or shell text: {}; \
+                 Pier refuses to load this plugin",
+                crooked.join(", ")
+            ),
+        ));
+    }
+    if let Err(message) = crate::runtime::check_description(&d, plugin.contract()) {
+        return Ok(stop(
+            "describe.well-formed",
+            format!("plugin `{}` broke the contract in `describe`: {message}", plugin.name()),
+        ));
+    }
+    checks.push(check("describe.size", Outcome::Pass));
+    checks.push(check("describe.programs", Outcome::Pass));
     checks.push(check("describe.well-formed", Outcome::Pass));
     checks.push(check(
         "describe.inert",
@@ -476,8 +577,12 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
     let ok_path = stand_ins(&scratch.path().join("ok"), &program_names, 0).map_err(ConformanceError::Scratch)?;
     let fail_path = stand_ins(&scratch.path().join("fail"), &program_names, 1).map_err(ConformanceError::Scratch)?;
     let workspace = tempfile::tempdir().map_err(ConformanceError::Scratch)?;
-    std::fs::write(workspace.path().join("README.md"), "A checkout for the conformance runner.\n")
-        .map_err(ConformanceError::Scratch)?;
+    let markers = Markers::new();
+    std::fs::write(
+        workspace.path().join("README.md"),
+        format!("# {}\n\nDeployed by {}.\n", markers.word, markers.server),
+    )
+    .map_err(ConformanceError::Scratch)?;
     let mut canaries = BTreeMap::new();
     for field in d.fields.iter().filter(|f| f.kind == FieldKind::Secret) {
         let mut bytes = [0u8; 8];
@@ -494,6 +599,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
         fail_path: fail_path.into_os_string(),
         workspace,
         canaries,
+        markers,
         vaults: Vec::new(),
         calls: Vec::new(),
     };
@@ -774,7 +880,24 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
         if differences.is_empty() { Outcome::Pass } else { Outcome::Fail(differences.join("; ")) },
     ));
 
-    let faults: Vec<String> = r.calls.iter().filter_map(|c| c.fault.clone()).collect();
+    let over: Vec<String> = r.calls.iter().filter(|c| c.resource_fault).filter_map(|c| c.fault.clone()).collect();
+    let flooded: Vec<&str> = r.calls.iter().filter(|c| c.overflowed).map(|c| c.export).collect();
+    checks.push(check(
+        "limits.resources",
+        if let Some(first) = over.first() {
+            Outcome::Fail(first.clone())
+        } else if let Some(export) = flooded.first() {
+            Outcome::Fail(format!(
+                "{export} did more than the conformance runner records for one call ({} host calls or {} MiB of \
+                 text), so it cannot vouch for the rest",
+                Audit::MAX_RECORDS,
+                Audit::MAX_BYTES >> 20
+            ))
+        } else {
+            Outcome::Pass
+        },
+    ));
+    let faults: Vec<String> = r.calls.iter().filter(|c| !c.resource_fault).filter_map(|c| c.fault.clone()).collect();
     checks.push(check(
         "limits.default",
         if faults.is_empty() { Outcome::Pass } else { Outcome::Fail(faults[0].clone()) },
@@ -783,6 +906,20 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
     // Report in the order of CHECKS.
     checks.sort_by_key(|c| CHECKS.iter().position(|(id, _)| *id == c.id));
     Ok(Report { plugin: file.source, name: d.name, version: d.version, contract: file.contract, checks })
+}
+
+/// `text`, cut to what the runner keeps of one returned value (results are already
+/// bounded by the runtime; this bounds fault texts and keeps memory predictable).
+fn bounded(mut text: String) -> String {
+    const MAX: usize = 2 << 20;
+    if text.len() > MAX {
+        let mut cut = MAX;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
 }
 
 /// Replaces the base64 run after every `marker` with `mask`.

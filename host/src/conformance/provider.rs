@@ -38,10 +38,7 @@ impl FakeProvider {
                         let failing = flag.load(Ordering::Relaxed);
                         async move {
                             let (status, body) = if failing {
-                                (
-                                    500,
-                                    r#"{"id":"conformance_failure","message":"the conformance provider fails every request"}"#,
-                                )
+                                (500, r#"{"id":"internal_server_error","message":"Internal server error."}"#)
                             } else {
                                 (200, "{}")
                             };
