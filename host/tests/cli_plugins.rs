@@ -210,3 +210,18 @@ fn every_test_plugin_is_covered_by_a_test() {
     built.sort();
     assert_eq!(built, tested);
 }
+
+#[test]
+fn limits_from_the_environment_are_checked_not_trusted() {
+    let home = tempdir();
+    for (name, value, says) in [
+        ("PIER_LIMIT_SECONDS", "1e30", "PIER_LIMIT_SECONDS must be at most 86400"),
+        ("PIER_LIMIT_SECONDS", "nan", "PIER_LIMIT_SECONDS must be a positive number"),
+        ("PIER_LIMIT_MEMORY_MB", "1e19", "PIER_LIMIT_MEMORY_MB must be at most 65536"),
+    ] {
+        let (_, stderr) = run(pier(home.path()).args(["plugins", "inspect", "heroku"]).env(name, value), 2);
+        assert!(stderr.contains(says), "{name}={value}: {stderr}");
+    }
+    // Within bounds, the same command works.
+    run(pier(home.path()).args(["plugins", "inspect", "heroku"]).env("PIER_LIMIT_SECONDS", "30"), 0);
+}

@@ -143,10 +143,17 @@ impl Globals {
     /// Applies `PIER_LIMIT_MEMORY_MB` and `PIER_LIMIT_SECONDS` to `limits`.
     pub fn apply_env_limits(&self, limits: &mut crate::runtime::Limits) -> Result<(), CliError> {
         if let Some(mb) = env_number("PIER_LIMIT_MEMORY_MB")? {
+            if mb > 65_536.0 {
+                return Err(CliError::Usage(format!("PIER_LIMIT_MEMORY_MB must be at most 65536, not {mb}")));
+            }
             limits.max_memory = (mb as usize) << 20;
         }
         if let Some(secs) = env_number("PIER_LIMIT_SECONDS")? {
-            let limit = std::time::Duration::from_secs_f64(secs);
+            // At most a day: a limit must be a number the clock can add to now.
+            let limit = std::time::Duration::try_from_secs_f64(secs)
+                .ok()
+                .filter(|d| d.as_secs() <= 86_400)
+                .ok_or_else(|| CliError::Usage(format!("PIER_LIMIT_SECONDS must be at most 86400, not {secs}")))?;
             limits.describe_time = limit;
             limits.setup_time = limit;
             limits.deploy_time = limit;
