@@ -16,6 +16,8 @@ pub mod cache;
 pub mod engine_config;
 pub mod inert;
 mod load;
+#[cfg(test)]
+mod no_panics;
 pub mod v0_1;
 
 use std::collections::BTreeMap;
