@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod bomb;
+
 /// Where tests cache compiled plugins: shared by every test so each plugin compiles once.
 pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compiled")
