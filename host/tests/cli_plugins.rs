@@ -172,10 +172,13 @@ fn a_closed_stdout_is_not_an_error() {
 #[test]
 fn every_test_plugin_is_covered_by_a_test() {
     // Adding a test plugin without a test fails here: name it in a test of this file,
-    // sandbox.rs, escapes.rs or conformance.rs, then add it below.
+    // sandbox.rs, escapes.rs, bounds.rs or conformance.rs, then add it below.
     let tested = [
         "bad-describe",
+        "bounds",
         "conf-args",
+        "conf-bad-program",
+        "conf-big-describe",
         "conf-controls",
         "conf-env",
         "conf-rewrite",
@@ -192,6 +195,7 @@ fn every_test_plugin_is_covered_by_a_test() {
         "host-calls",
         "iloop",
         "leak-secret",
+        "legacy-bounds",
         "legacy-notify",
         "legacy-rewrite",
         "legacy-secret",

@@ -3,27 +3,187 @@
 
 use std::path::PathBuf;
 
+pub mod bomb;
+
 /// Where tests cache compiled plugins: shared by every test so each plugin compiles once.
 pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compiled")
+}
+
+/// What the tests change in `pier`'s environment: no inherited `PIER_*` settings or
+/// Heroku variables (`None`: removed), the test cache, no colour, and `HOME` / config
+/// pointing into `home`.
+fn clean_env(home: &std::path::Path) -> Vec<(std::ffi::OsString, Option<std::ffi::OsString>)> {
+    let mut env: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)> = std::env::vars_os()
+        .map(|(key, _)| key)
+        .filter(|key| key.to_string_lossy().starts_with("PIER_") || key == "HEROKU_HOST" || key == "HEROKU_API_KEY")
+        .map(|key| (key, None))
+        .collect();
+    env.push(("RUST_BACKTRACE".into(), None));
+    env.push(("PIER_CACHE_DIR".into(), Some(cache_dir().into())));
+    env.push(("HOME".into(), Some(home.into())));
+    env.push(("XDG_CONFIG_HOME".into(), Some(home.join(".config").into())));
+    env.push(("NO_COLOR".into(), Some("1".into())));
+    env
 }
 
 /// The `pier` binary with a clean environment: no inherited `PIER_*` settings, the test
 /// cache, no colour, and `HOME` / config pointing into `home`.
 pub fn pier(home: &std::path::Path) -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_pier"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PIER_") || key == "HEROKU_HOST" || key == "HEROKU_API_KEY" {
-            cmd.env_remove(&key);
-        }
+    for (key, value) in clean_env(home) {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
     }
-    cmd.env("PIER_CACHE_DIR", cache_dir())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_BACKTRACE")
-        .current_dir(home);
+    cmd.current_dir(home);
     cmd
+}
+
+/// How a measured `pier` run ended.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Measured {
+    /// The exit code; `None` when a signal ended it.
+    pub code: Option<i32>,
+    /// The signal that ended it, if one did.
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Peak resident memory, in bytes.
+    pub max_rss: u64,
+}
+
+/// Set in a re-executed test binary: the file holding a measurement request.
+const MEASURE_REQUEST: &str = "PIER_TESTS_MEASURE_REQUEST";
+
+/// What a re-executed test binary is asked to measure, and where the answer goes.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MeasureRequest {
+    home: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    answer: PathBuf,
+}
+
+/// Runs `pier ARGS` in `home` with the environment of [`pier`] (and `extra_env` on top)
+/// and returns how it ended with its peak resident memory.
+///
+/// A child's `ru_maxrss` counts the memory of the process it was forked from (the test
+/// process, large with the in-process tests' runtimes), so `pier` is spawned and reaped
+/// by a fresh, small copy of this test binary running only [`measure_trampoline`]: the
+/// figure is then `pier`'s own. Each test binary that measures declares that trampoline
+/// test with `common::measure_trampoline!()`.
+pub fn pier_measured(home: &std::path::Path, args: &[&str], extra_env: &[(&str, &str)]) -> Measured {
+    let dir = tempdir();
+    let request = MeasureRequest {
+        home: home.to_path_buf(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        env: extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        answer: dir.path().join("answer.json"),
+    };
+    let file = dir.path().join("request.json");
+    std::fs::write(&file, serde_json::to_vec(&request).expect("a request as JSON")).expect("write the request");
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new(exe)
+        .args(["measure_trampoline", "--exact", "--nocapture", "--test-threads=1", "--quiet"])
+        .env(MEASURE_REQUEST, &file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("re-run the test binary to measure pier");
+    let answer = std::fs::read(&request.answer).unwrap_or_else(|e| {
+        panic!(
+            "no measurement ({e}): is `common::measure_trampoline!()` declared?\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    serde_json::from_slice(&answer).expect("a measurement")
+}
+
+/// The trampoline of [`pier_measured`]: in a test binary re-executed with a request,
+/// measures `pier` and writes the answer; otherwise does nothing.
+pub fn trampoline() {
+    let Some(file) = std::env::var_os(MEASURE_REQUEST) else { return };
+    let request: MeasureRequest =
+        serde_json::from_slice(&std::fs::read(file).expect("read the request")).expect("a request");
+    let args: Vec<&str> = request.args.iter().map(String::as_str).collect();
+    let env: Vec<(&str, &str)> = request.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let measured = measure_here(&request.home, &args, &env);
+    std::fs::write(&request.answer, serde_json::to_vec(&measured).expect("an answer as JSON")).expect("write it");
+}
+
+/// Declares the test that [`pier_measured`] re-executes its test binary to run.
+#[macro_export]
+macro_rules! measure_trampoline {
+    () => {
+        /// Measures `pier` when this test binary is re-executed to (see
+        /// `common::pier_measured`); passes at once otherwise.
+        #[test]
+        fn measure_trampoline() {
+            common::trampoline();
+        }
+    };
+}
+
+/// Spawns `pier ARGS` from this process, reaps it with `wait4` and returns how it ended
+/// with its `ru_maxrss` (which includes this process's own size at the fork).
+fn measure_here(home: &std::path::Path, args: &[&str], extra_env: &[(&str, &str)]) -> Measured {
+    use std::io::Read as _;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pier"));
+    for (key, value) in clean_env(home) {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd.envs(extra_env.iter().copied())
+        .args(args)
+        .current_dir(home)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // Reaped below with `wait4`, which `Child` does not know about.
+    #[allow(clippy::zombie_processes)]
+    let mut child = cmd.spawn().expect("spawn pier");
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let pid = nix::libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+    let mut status: nix::libc::c_int = 0;
+    // SAFETY: an all-zero `rusage` is a valid value of the plain C struct.
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `pid` is our own unreaped child; `status` and `usage` are valid for writes.
+        let reaped = unsafe { nix::libc::wait4(pid, &mut status, 0, &mut usage) };
+        if reaped == pid {
+            break;
+        }
+        let error = std::io::Error::last_os_error();
+        assert_eq!(error.kind(), std::io::ErrorKind::Interrupted, "wait4 of pier: {error}");
+    }
+    let (code, signal) = if nix::libc::WIFEXITED(status) {
+        (Some(nix::libc::WEXITSTATUS(status)), None)
+    } else if nix::libc::WIFSIGNALED(status) {
+        (None, Some(nix::libc::WTERMSIG(status)))
+    } else {
+        (None, None)
+    };
+    // Linux reports `ru_maxrss` in KiB.
+    let max_rss = u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024;
+    Measured {
+        code,
+        signal,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+        max_rss,
+    }
 }
 
 /// A fresh temporary directory.

@@ -24,6 +24,20 @@ enum Flaw {
     UnboundHeader,
     /// Puts a terminal control sequence in its title.
     ControlsInTitle,
+    /// Describes itself in more than 1 MiB of text: a URL help of 2 MiB.
+    BigDescribe,
+    /// Declares (and runs) a program whose name is shell: [`BAD_PROGRAM`].
+    BadProgram,
+}
+
+/// The program `BadProgram` declares: run by a shell, it would create
+/// `/tmp/pier-conformance-pwned`.
+#[allow(dead_code)]
+const BAD_PROGRAM: &str = "x$(touch${IFS}/tmp/pier-conformance-pwned)";
+
+/// The help of the `url` field: 2 MiB of text for `BigDescribe`.
+fn url_help() -> String {
+    if FLAW == Flaw::BigDescribe { "Where to POST. ".repeat((2 << 20) / 15 + 1) } else { "Where to POST.".into() }
 }
 
 struct Notify;
@@ -45,13 +59,19 @@ fn programs() -> Vec<Program> {
     match FLAW {
         Flaw::UndeclaredEnv => vec![Program::new("true", &[&["**"]])],
         Flaw::UndeclaredArgs => vec![Program::new("true", &[&["--ok"]])],
+        Flaw::BadProgram => vec![Program::new(BAD_PROGRAM, &[&[]])],
         _ => vec![],
     }
 }
 
+/// The name of the program the flawed variants run.
+fn program() -> &'static str {
+    if FLAW == Flaw::BadProgram { BAD_PROGRAM } else { "true" }
+}
+
 fn run_true(args: &[&str], env: Vec<EnvVar>) -> Result<exec::Exit, exec::ExecError> {
     exec::run(&exec::Command {
-        program: "true".into(),
+        program: program().into(),
         args: args.iter().map(|a| a.to_string()).collect(),
         env,
         in_workspace: false,
@@ -71,16 +91,17 @@ fn run_program() -> Result<(), MethodError> {
             (run_true(&[], vec![x]), &[])
         }
         Flaw::UndeclaredArgs => (run_true(&["--other"], vec![]), &["--ok"]),
+        Flaw::BadProgram => (run_true(&[], vec![]), &[]),
         _ => return Ok(()),
     };
     let exit = match flawed {
         Err(exec::ExecError::Denied(_)) => run_true(declared, vec![]),
         other => other,
     }
-    .map_err(|e| MethodError::Provider(format!("could not run `true`: {e:?}")))?;
+    .map_err(|e| MethodError::Provider(format!("could not run `{}`: {e:?}", program())))?;
     if exit.code != 0 {
         return Err(MethodError::DeployFailed(DeployFailure {
-            reason: format!("`true` exited with {}", exit.code),
+            reason: format!("`{}` exited with {}", program(), exit.code),
             tail: exit.tail,
         }));
     }
@@ -95,7 +116,7 @@ impl Method for Notify {
             version: "0.1.0".into(),
             summary: "POSTs each deploy to a URL.".into(),
             fields: vec![
-                Field::new("url", "URL", "Where to POST.", FieldKind::Text, true),
+                Field::new("url", "URL", &url_help(), FieldKind::Text, true),
                 Field::new("token", "Token", "Sent as a bearer token.", FieldKind::Secret, false),
                 Field::new("verbose", "Verbose", "Log the answer.", FieldKind::Boolean, false).with_default("false"),
             ],
