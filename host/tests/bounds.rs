@@ -360,10 +360,25 @@ fn a_description_over_1_mib_is_refused() {
 #[test]
 fn the_conformance_runner_refuses_a_description_over_1_mib() {
     let (code, failed, reasons) = conformance(plugin("conf-big-describe"));
-    assert_eq!(failed, ["describe.well-formed"], "{reasons:#?}");
+    assert_eq!(failed, ["describe.size"], "{reasons:#?}");
     assert_eq!(code, Some(3));
-    let reason = &reasons["describe.well-formed"];
+    let reason = &reasons["describe.size"];
     assert!(reason.contains("over the limit of 1 MiB"), "{reason}");
+}
+
+#[test]
+fn the_conformance_runner_fails_only_the_resource_check_of_a_bomb() {
+    let dir = tempdir();
+    let file = bomb::write(dir.path(), "bomb.wasm", "notify", &Bomb::tables(100, 0, 0));
+    let (code, failed, reasons) = conformance(file.to_str().unwrap());
+    assert_eq!(failed, ["limits.resources"], "{reasons:#?}");
+    assert_eq!(code, Some(3));
+    assert!(reasons["limits.resources"].contains("instance count too high"), "{reasons:#?}");
+    // The benign twin: a few more instances pass every check.
+    let file = bomb::write(dir.path(), "small.wasm", "notify", &Bomb::tables(3, 2, 1_000));
+    let (code, failed, reasons) = conformance(file.to_str().unwrap());
+    assert!(failed.is_empty(), "{reasons:#?}");
+    assert_eq!(code, Some(0));
 }
 
 /// What `conf-bad-program`'s program name would create, were a shell to run it.
@@ -373,9 +388,9 @@ const PWNED: &str = "/tmp/pier-conformance-pwned";
 fn a_program_named_with_shell_is_refused_and_never_run() {
     let _ = std::fs::remove_file(PWNED);
     let (code, failed, reasons) = conformance(plugin("conf-bad-program"));
-    assert_eq!(failed, ["describe.well-formed"], "{reasons:#?}");
+    assert_eq!(failed, ["describe.programs"], "{reasons:#?}");
     assert_eq!(code, Some(3));
-    assert!(reasons["describe.well-formed"].contains("must be a plain name"), "{reasons:#?}");
+    assert!(reasons["describe.programs"].contains("must be plain"), "{reasons:#?}");
 
     let home = tempdir();
     run(common::pier(home.path()).arg("init"), 0);
