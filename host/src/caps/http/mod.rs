@@ -13,6 +13,8 @@
 //!   host (and port) or an origin URL, and is never printed;
 //! - redirects are never followed (a 3xx reaches the plugin as it is), proxy variables
 //!   from the environment are ignored;
+//! - a wildcard origin must name a domain below a public suffix (`*.example.com`, not
+//!   `*.com`, `*.co.uk` or `*.herokuapp.com`);
 //! - request and response bodies are bounded ([`HttpLimits`]), every request has a time
 //!   limit;
 //! - a header value may name a secret handle, which is substituted here; secret values
@@ -95,6 +97,12 @@ pub enum OriginError {
     #[error("`{0}` is an origin pattern and must not have a path, query or credentials")]
     NotAnOrigin(String),
     #[error(
+        "`{0}` is too broad: a wildcard origin is `*.` and a domain that is not itself a public suffix \
+         (`https://*.example.com`), not a suffix anyone can register under such as `*.com`, `*.co.uk` or \
+         `*.herokuapp.com`"
+    )]
+    Wildcard(String),
+    #[error(
         "environment variable `{0}` must hold a host name (`api.example.com`, `127.0.0.1:5000`) or an http(s) \
          origin URL with no path, query or credentials; its value is not one (the value is not shown)"
     )]
@@ -121,10 +129,17 @@ impl OriginPattern {
             OriginError::Scheme(_) => OriginError::Scheme(text.to_string()),
             other => other,
         })?;
+        let host = match &origin.host {
+            HostPattern::Exact(host) | HostPattern::Subdomains(host) => host.clone(),
+        };
         if wildcard {
-            let HostPattern::Exact(host) = &origin.host else { unreachable!("parsed as exact") };
-            let suffix = host.strip_prefix("wildcard.").unwrap_or(host).to_string();
+            let suffix = match host.strip_prefix("wildcard.") {
+                Some(suffix) if wildcard_suffix_ok(suffix) => suffix.to_string(),
+                _ => return Err(OriginError::Wildcard(text.to_string())),
+            };
             origin.host = HostPattern::Subdomains(suffix);
+        } else if host.contains('*') {
+            return Err(OriginError::Wildcard(text.to_string()));
         }
         Ok(origin)
     }
@@ -167,6 +182,17 @@ impl fmt::Display for OriginPattern {
             write!(f, "{}://{host}:{}", self.scheme, self.port)
         }
     }
+}
+
+/// Whether `*.suffix` is narrow enough to be a wildcard origin: `suffix` is a domain
+/// name with a registrable part, so that the `*` and at least one label of `suffix` lie
+/// below its public suffix (the Public Suffix List, private domains included; an unlisted
+/// top-level name such as `localhost` counts as a public suffix).
+fn wildcard_suffix_ok(suffix: &str) -> bool {
+    let labels_ok = !suffix.is_empty()
+        && suffix.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    let numeric = suffix.rsplit('.').next().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    labels_ok && !numeric && psl::domain(suffix.as_bytes()).is_some()
 }
 
 /// Checks an endpoint's environment source when a plugin loads: the variable must not be
@@ -887,7 +913,7 @@ mod tests {
         assert_eq!(origin("https://api.heroku.com").to_string(), "https://api.heroku.com");
         assert_eq!(origin("https://api.heroku.com:443/").to_string(), "https://api.heroku.com");
         assert_eq!(origin("http://127.0.0.1:5000").to_string(), "http://127.0.0.1:5000");
-        assert_eq!(origin("https://*.s3.amazonaws.com").to_string(), "https://*.s3.amazonaws.com");
+        assert_eq!(origin("https://*.uploads.example.com").to_string(), "https://*.uploads.example.com");
         assert!(matches!(OriginPattern::parse("ftp://x"), Err(OriginError::Scheme(_))));
         assert!(matches!(OriginPattern::parse("https://x/path"), Err(OriginError::NotAnOrigin(_))));
         assert!(matches!(OriginPattern::parse("nonsense"), Err(OriginError::NotAUrl(_))));
@@ -895,16 +921,16 @@ mod tests {
 
     #[test]
     fn grant_checks_scheme_host_and_port() {
-        let grant = HttpGrant::of(vec![origin("https://api.heroku.com"), origin("https://*.s3.amazonaws.com")]);
+        let grant = HttpGrant::of(vec![origin("https://api.heroku.com"), origin("https://*.s3.example.com")]);
         assert!(grant.check("https://api.heroku.com/apps").is_ok());
         assert!(grant.check("https://API.heroku.com:443/apps").is_ok());
-        assert!(grant.check("https://bucket.s3.amazonaws.com/x?sig=1").is_ok());
+        assert!(grant.check("https://bucket.s3.example.com/x?sig=1").is_ok());
         for denied in [
             "http://api.heroku.com/apps",
             "https://api.heroku.com:8443/apps",
             "https://api.heroku.com.evil.example/",
-            "https://s3.amazonaws.com/",
-            "https://evilamazonaws.com/",
+            "https://s3.example.com/",
+            "https://evilexample.com/",
         ] {
             assert!(matches!(grant.check(denied), Err(http::HttpError::Denied(_))), "{denied}");
         }
@@ -986,6 +1012,45 @@ mod tests {
         ] {
             assert!(ok("DEPLOY_HOST", template).is_err(), "{template}");
         }
+    }
+
+    #[test]
+    fn wildcard_origins_need_a_domain_below_a_public_suffix() {
+        for ok in [
+            "https://*.example.com",
+            "http://*.uploads.test",
+            "https://*.eu.example.co.uk",
+            "https://*.my-bucket.s3.amazonaws.com",
+            "https://*.example.com:8443",
+        ] {
+            assert!(OriginPattern::parse(ok).is_ok(), "{ok}");
+        }
+        for broad in [
+            "https://*.com",
+            "https://*.co.uk",
+            "https://*.",
+            "https://*",
+            "https://*.localhost",
+            "https://*.test",
+            "https://*.herokuapp.com",
+            "https://*.s3.amazonaws.com",
+            "https://*.github.io",
+            "https://*.*.example.com",
+            "https://a*.example.com",
+            "https://api.*.example.com",
+        ] {
+            match OriginPattern::parse(broad) {
+                Err(OriginError::Wildcard(text)) => assert_eq!(text, broad),
+                Err(OriginError::NotAUrl(_)) if broad == "https://*" => {}
+                other => panic!("{broad}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            OriginPattern::parse("https://*.herokuapp.com").unwrap_err().to_string(),
+            "`https://*.herokuapp.com` is too broad: a wildcard origin is `*.` and a domain that is not itself a \
+             public suffix (`https://*.example.com`), not a suffix anyone can register under such as `*.com`, \
+             `*.co.uk` or `*.herokuapp.com`"
+        );
     }
 
     #[test]
