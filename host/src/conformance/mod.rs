@@ -201,13 +201,16 @@ impl<'a> Runner<'a> {
             .iter()
             .map(|e| ResolvedEndpoint { id: e.id.clone(), url: self.provider.url().to_string() })
             .collect();
-        // Every endpoint leads to the fake provider. describe.well-formed has checked the
-        // origins and programs parse.
+        // Every endpoint leads to the fake provider, as a setting the runner (standing in
+        // for the user) gives: a loopback address is reachable only as a user's value.
+        // describe.well-formed has checked the origins and programs parse.
+        const PROVIDER: &str = "conformance_provider_url";
         let mut permissions = self.d.permissions.clone();
         for endpoint in &mut permissions.endpoints {
-            endpoint.sources = vec![crate::runtime::bindings::EndpointSource::Fixed(self.provider.url().to_string())];
+            endpoint.sources = vec![crate::runtime::bindings::EndpointSource::Field(PROVIDER.into())];
         }
-        let grant = Grant::for_contract(self.plugin.contract(), &permissions, &BTreeMap::new(), &|_| None)
+        let values = BTreeMap::from([(PROVIDER.to_string(), self.provider.url().to_string())]);
+        let grant = Grant::for_contract(self.plugin.contract(), &permissions, &values, &|_| None)
             .map(|(grant, _)| grant)
             .unwrap_or_default();
         (grant, endpoints)

@@ -13,6 +13,13 @@
 //!   host (and port) or an origin URL, and is never printed;
 //! - redirects are never followed (a 3xx reaches the plugin as it is), proxy variables
 //!   from the environment are ignored;
+//! - a request connects only to public addresses: loopback, link-local, private,
+//!   unique-local, CGNAT, unspecified, multicast, broadcast and reserved addresses (and IPv6
+//!   forms embedding such an IPv4 address) are refused, after resolution for names
+//!   ([`address`]) and before anything is built for IP literals; the exception is an
+//!   endpoint whose URL the user wrote (a setting or an environment variable) as an IP
+//!   literal or `localhost`, and only on that endpoint's origin. A plugin's fixed default,
+//!   its extra and wildcard origins, and names resolving to such addresses never are;
 //! - a wildcard origin must name a domain below a public suffix (`*.example.com`, not
 //!   `*.com`, `*.co.uk` or `*.herokuapp.com`);
 //! - request and response bodies are bounded ([`HttpLimits`]), every request has a time
@@ -21,8 +28,11 @@
 //!   are redacted from every response before the plugin sees it, so a server that
 //!   echoes a header cannot hand a secret back to the plugin.
 
-use std::collections::{BTreeMap, BTreeSet};
+pub mod address;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,6 +65,9 @@ pub struct HttpLimits {
     pub max_timeout: Duration,
     /// Time limit for connecting.
     pub connect_timeout: Duration,
+    /// Addresses to use for these names instead of asking the system resolver (names are
+    /// lowercase, without a trailing dot). An overridden name is checked like any other.
+    pub resolve: BTreeMap<String, Vec<IpAddr>>,
 }
 
 impl Default for HttpLimits {
@@ -66,6 +79,7 @@ impl Default for HttpLimits {
             default_timeout: Duration::from_secs(30),
             max_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
+            resolve: BTreeMap::new(),
         }
     }
 }
@@ -348,6 +362,10 @@ pub enum Reach {
 #[derive(Debug, Clone, Default)]
 pub struct HttpGrant {
     endpoints: Vec<(String, OriginPattern)>,
+    /// The origins of endpoints whose URL the user gave (a setting or an environment
+    /// variable), not the plugin's fixed default: the only ones that may be private
+    /// addresses, when the user wrote the address or `localhost`.
+    user_origins: Vec<OriginPattern>,
     exact: Vec<OriginPattern>,
     wildcards: Vec<OriginPattern>,
     bindings: Vec<HeaderBinding>,
@@ -362,7 +380,11 @@ impl HttpGrant {
         for resolved in endpoints {
             let url = &resolved.endpoint.url;
             let url = url::Url::parse(url).map_err(|_| OriginError::NotAUrl(url.clone()))?;
-            grant.endpoints.push((resolved.endpoint.id.clone(), OriginPattern::of(&url)?));
+            let origin = OriginPattern::of(&url)?;
+            if matches!(resolved.source, SourceKind::Field | SourceKind::Env) {
+                grant.user_origins.push(origin.clone());
+            }
+            grant.endpoints.push((resolved.endpoint.id.clone(), origin));
         }
         for origin in &permissions.origins {
             let pattern = OriginPattern::parse(origin)?;
@@ -387,7 +409,13 @@ impl HttpGrant {
         Ok(grant)
     }
 
-    /// A grant of exactly these origins (exact ones as endpoints), with no secret bindings.
+    /// Whether `origin` is exactly the origin of an endpoint whose URL the user gave.
+    fn user_wrote(&self, origin: &OriginPattern) -> bool {
+        self.user_origins.iter().any(|o| o == origin)
+    }
+
+    /// A grant of exactly these origins (exact ones as endpoints, as if the plugin fixed
+    /// them), with no secret bindings.
     pub fn of(origins: Vec<OriginPattern>) -> Self {
         let mut grant = HttpGrant::default();
         for origin in origins {
@@ -507,35 +535,45 @@ fn normal(url: &str) -> Option<String> {
     url::Url::parse(url).ok().map(|u| u.to_string())
 }
 
-/// The HTTP client a runtime shares between calls, built on first use: loading the TLS
-/// roots takes milliseconds, which a call that makes no request should not pay.
+/// The HTTP clients a runtime shares between calls, one per set of names exempt from the
+/// address check, each built on first use: loading the TLS roots takes milliseconds, which
+/// a call that makes no request should not pay.
 #[derive(Clone)]
 pub struct SharedClient {
-    client: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+    clients: Arc<Mutex<HashMap<BTreeSet<String>, reqwest::Client>>>,
+    overrides: Arc<BTreeMap<String, Vec<IpAddr>>>,
     connect_timeout: Duration,
 }
 
 impl SharedClient {
-    /// A client that redirects nothing, ignores proxy variables and connects within
-    /// `limits.connect_timeout`.
+    /// Clients that redirect nothing, ignore proxy variables, connect within
+    /// `limits.connect_timeout` and resolve names with [`address::Resolver`] (with the
+    /// overrides of `limits.resolve`).
     pub fn new(limits: &HttpLimits) -> Self {
-        SharedClient { client: Arc::default(), connect_timeout: limits.connect_timeout }
+        SharedClient {
+            clients: Arc::default(),
+            overrides: Arc::new(limits.resolve.clone()),
+            connect_timeout: limits.connect_timeout,
+        }
     }
 
-    fn get(&self) -> Result<reqwest::Client, http::HttpError> {
-        self.client
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .no_proxy()
-                    .connect_timeout(self.connect_timeout)
-                    .user_agent(concat!("pier/", env!("CARGO_PKG_VERSION")))
-                    .tls_backend_rustls()
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
-            .clone()
-            .map_err(|e| http::HttpError::Connection(format!("the HTTP client could not start: {e}")))
+    /// The client whose resolver lets the names in `exempt` resolve to any address.
+    fn get(&self, exempt: BTreeSet<String>) -> Result<reqwest::Client, http::HttpError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&exempt) {
+            return Ok(client.clone());
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(self.connect_timeout)
+            .user_agent(concat!("pier/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(address::Resolver::new(self.overrides.clone(), exempt.clone()))
+            .tls_backend_rustls()
+            .build()
+            .map_err(|e| http::HttpError::Connection(format!("the HTTP client could not start: {e}")))?;
+        clients.insert(exempt, client.clone());
+        Ok(client)
     }
 }
 
@@ -636,6 +674,12 @@ impl HttpPolicy {
         handed_out.extend(urls.iter().filter_map(|u| normal(u)));
     }
 
+    /// Whether a request to `url`, under `reach`, goes to an endpoint whose URL the user
+    /// wrote: only there may an IP literal or `localhost` be a private address.
+    fn user_endpoint(&self, url: &url::Url, reach: &Reach) -> bool {
+        *reach == Reach::Endpoint && OriginPattern::of(url).is_ok_and(|o| self.grant.user_wrote(&o))
+    }
+
     /// Which rule, if any, refuses a request to `url` with `headers`.
     fn decide(&self, url: &str, headers: &[http::Header]) -> Result<(url::Url, Reach), (Refusal, http::HttpError)> {
         let (parsed, reach) = self.grant.check(url).map_err(|e| (Refusal::Origin, e))?;
@@ -658,6 +702,24 @@ impl HttpPolicy {
                     .check_secret(&secret.handle, &header.name, &secret.prefix, &secret.suffix, &parsed, &reach)
                     .map_err(|m| (Refusal::Secret, http::HttpError::Denied(m)))?;
             }
+        }
+        // IP literals never reach the resolver: check them here.
+        let literal = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(ip) = literal
+            && let Some(class) = address::forbidden(ip)
+            && !self.user_endpoint(&parsed, &reach)
+        {
+            return Err((
+                Refusal::Address,
+                http::HttpError::Denied(format!(
+                    "{ip} is a {class} address, which plugins may not reach (only an address that the user wrote as \
+                     the endpoint may be private)"
+                )),
+            ));
         }
         Ok((parsed, reach))
     }
@@ -717,7 +779,13 @@ impl HttpPolicy {
             };
             map.append(name, value);
         }
-        let mut request = self.client.get()?.request(method, url).headers(map);
+        // The names that may resolve to private addresses for this request: `localhost`
+        // when the user wrote it as this endpoint.
+        let mut exempt = BTreeSet::new();
+        if is_localhost(&url) && self.user_endpoint(&url, &reach) {
+            exempt.insert("localhost".to_string());
+        }
+        let mut request = self.client.get(exempt)?.request(method, url).headers(map);
         if let Some(body) = body {
             request = request.body(body);
         }
@@ -731,8 +799,7 @@ impl HttpPolicy {
     ) -> Result<reqwest::Response, http::HttpError> {
         match tokio::time::timeout(timeout, request.send()).await {
             Err(_) => Err(http::HttpError::Timeout),
-            Ok(Err(e)) if e.is_timeout() => Err(http::HttpError::Timeout),
-            Ok(Err(e)) => Err(http::HttpError::Connection(connection_error(e))),
+            Ok(Err(e)) => Err(request_error(e)),
             Ok(Ok(response)) => Ok(response),
         }
     }
@@ -760,6 +827,23 @@ impl HttpPolicy {
         };
         tokio::time::timeout(timeout, work).await.unwrap_or(Err(http::HttpError::Timeout))
     }
+}
+
+/// Whether `url`'s host is the name `localhost`.
+fn is_localhost(url: &url::Url) -> bool {
+    matches!(url.host(), Some(url::Host::Domain(host)) if host.eq_ignore_ascii_case("localhost"))
+}
+
+/// The plugin's view of a failed request: `denied` when the resolver refused the
+/// addresses, `timeout`, else `connection` with one line saying why.
+fn request_error(e: reqwest::Error) -> http::HttpError {
+    if let Some(refused) = address::refusal_in(&e) {
+        return http::HttpError::Denied(redact(&refused.to_string()).into_owned());
+    }
+    if e.is_timeout() {
+        return http::HttpError::Timeout;
+    }
+    http::HttpError::Connection(connection_error(e))
 }
 
 /// One line naming why a connection failed, without the URL's query.
@@ -1051,6 +1135,113 @@ mod tests {
              public suffix (`https://*.example.com`), not a suffix anyone can register under such as `*.com`, \
              `*.co.uk` or `*.herokuapp.com`"
         );
+    }
+
+    /// Permissions with endpoint `api` from setting `api_url` (else `fixed_url` as its
+    /// fixed default), endpoint `fixed` from `fixed_url`, and the extra `origins`.
+    fn permissions(fixed_url: &str, origins: &[&str]) -> Permissions {
+        use crate::runtime::bindings::pier::deploy::types::Endpoint;
+        Permissions {
+            endpoints: vec![
+                Endpoint {
+                    id: "api".into(),
+                    sources: vec![EndpointSource::Field("api_url".into()), EndpointSource::Fixed(fixed_url.into())],
+                },
+                Endpoint { id: "fixed".into(), sources: vec![EndpointSource::Fixed(fixed_url.into())] },
+            ],
+            origins: origins.iter().map(|o| o.to_string()).collect(),
+            programs: vec![],
+            secrets: vec![],
+            commands: crate::runtime::bindings::CommandSupport { env: vec![], rules: vec![], tools: vec![] },
+        }
+    }
+
+    /// A policy for `permissions` with `api_url` set to `api_url` (if any), recording into
+    /// the returned audit.
+    fn policy(
+        permissions: &Permissions,
+        api_url: Option<&str>,
+        limits: HttpLimits,
+    ) -> (HttpPolicy, Arc<crate::caps::Audit>) {
+        let values: BTreeMap<String, String> =
+            api_url.map(|u| ("api_url".to_string(), u.to_string())).into_iter().collect();
+        let resolved = resolve_endpoints(permissions, &values, &|_| None).unwrap();
+        let grant = HttpGrant::new(Contract::CURRENT, permissions, &resolved).unwrap();
+        let audit = Arc::new(crate::caps::Audit::default());
+        let client = SharedClient::new(&limits);
+        (HttpPolicy::new(grant, limits, client, Arc::new(Vault::new()), Some(audit.clone())), audit)
+    }
+
+    fn denial(result: Result<Prepared, http::HttpError>) -> String {
+        match result {
+            Err(http::HttpError::Denied(message)) => message,
+            Err(other) => panic!("not denied: {other:?}"),
+            Ok(_) => panic!("not denied: built"),
+        }
+    }
+
+    #[test]
+    fn an_internal_ip_literal_is_refused_unless_the_user_wrote_it_as_the_endpoint() {
+        let permissions = permissions("http://10.1.2.3:8080", &["http://127.0.0.1:6000", "http://[::1]:6001"]);
+        let (user, audit) = policy(&permissions, Some("http://127.0.0.1:5000/base"), HttpLimits::default());
+        let get = |p: &HttpPolicy, url: &str| p.build(reqwest::Method::GET, url, &[], None);
+        // The benign twin: the address the user wrote, on its own origin.
+        assert!(get(&user, "http://127.0.0.1:5000/x?y=1").is_ok());
+        // The same host on a declared extra origin, and the plugin's fixed default.
+        for url in ["http://127.0.0.1:6000/x", "http://[::1]:6001/x", "http://10.1.2.3:8080/x"] {
+            let message = denial(get(&user, url));
+            assert!(message.contains("may not reach"), "{url}: {message}");
+        }
+        assert_eq!(
+            denial(get(&user, "http://127.0.0.1:6000/")),
+            "127.0.0.1 is a loopback address, which plugins may not reach (only an address that the user wrote as \
+             the endpoint may be private)"
+        );
+        assert_eq!(
+            denial(get(&user, "http://10.1.2.3:8080/")).split(',').next(),
+            Some("10.1.2.3 is a private address")
+        );
+        let refused: Vec<Option<Refusal>> = audit
+            .records()
+            .into_iter()
+            .map(|r| match r {
+                crate::caps::AuditRecord::Http { refused, .. } => refused,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(refused[0], None);
+        assert!(refused[1..].iter().all(|r| *r == Some(Refusal::Address)), "{refused:?}");
+
+        // With no setting, `api` takes the fixed default: not the user's, so refused.
+        let (fixed, _) = policy(&permissions, None, HttpLimits::default());
+        denial(get(&fixed, "http://10.1.2.3:8080/x"));
+        // A public literal is fine wherever it comes from.
+        let public_permissions = self::permissions("http://93.184.215.14", &[]);
+        let (public, _) = policy(&public_permissions, None, HttpLimits::default());
+        assert!(get(&public, "http://93.184.215.14/x").is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_an_internal_address_is_denied_without_connecting() {
+        let limits = HttpLimits {
+            resolve: BTreeMap::from([
+                ("api.example.test".to_string(), vec!["127.0.0.1".parse().unwrap()]),
+                ("meta.test".to_string(), vec!["169.254.169.254".parse().unwrap()]),
+            ]),
+            ..HttpLimits::default()
+        };
+        let permissions = permissions("http://meta.test", &[]);
+        let (policy, _) = policy(&permissions, Some("http://api.example.test:9"), limits);
+        for (url, expected) in [
+            ("http://api.example.test:9/x", "api.example.test resolves to 127.0.0.1, a loopback address"),
+            ("http://meta.test/latest/meta-data", "meta.test resolves to 169.254.169.254, a link-local address"),
+        ] {
+            let prepared = policy.build(reqwest::Method::GET, url, &[], None).unwrap();
+            match policy.send(prepared, Some(10_000)).await {
+                Err(http::HttpError::Denied(message)) => assert!(message.starts_with(expected), "{message}"),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
     }
 
     #[test]
