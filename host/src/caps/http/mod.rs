@@ -23,7 +23,8 @@
 //! - a wildcard origin must name a domain below a public suffix (`*.example.com`, not
 //!   `*.com`, `*.co.uk` or `*.herokuapp.com`);
 //! - request and response bodies are bounded ([`HttpLimits`]), every request has a time
-//!   limit;
+//!   limit; a request has at most [`MAX_HEADERS`] headers of at most [`MAX_HEADER_BYTES`]
+//!   in all, and at most [`MAX_STREAMS`] response streams are open at once in a call;
 //! - a header value may name a secret handle, which is substituted here; secret values
 //!   are redacted from every response before the plugin sees it, so a server that
 //!   echoes a header cannot hand a secret back to the plugin.
@@ -49,6 +50,12 @@ use crate::runtime::bindings::pier::deploy::types::{
 
 /// The most headers one request may carry.
 pub const MAX_HEADERS: usize = 100;
+
+/// The most bytes of header names and values one request may carry, in all.
+pub const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// The most response streams one call may have open at once.
+pub const MAX_STREAMS: usize = 16;
 
 /// Size and time bounds of the `http` capability.
 #[derive(Debug, Clone)]
@@ -595,6 +602,37 @@ pub struct Prepared {
     reach: Reach,
 }
 
+/// Checks the bounds on a request's headers, given their number and the bytes of each
+/// one's name and value: at most [`MAX_HEADERS`], and at most [`MAX_HEADER_BYTES`] in all.
+/// Allocates nothing.
+pub fn header_bounds(count: usize, sizes: impl IntoIterator<Item = usize>) -> Result<(), http::HttpError> {
+    if count > MAX_HEADERS {
+        return Err(http::HttpError::InvalidRequest(format!(
+            "a request may carry at most {MAX_HEADERS} headers, and this one has {count}"
+        )));
+    }
+    let total = sizes.into_iter().fold(0usize, usize::saturating_add);
+    if total > MAX_HEADER_BYTES {
+        return Err(http::HttpError::InvalidRequest(format!(
+            "a request's header names and values may total at most {MAX_HEADER_BYTES} bytes, and this one's total \
+             {total}"
+        )));
+    }
+    Ok(())
+}
+
+/// [`header_bounds`] of `headers`; a secret counts as its handle, prefix and suffix.
+fn check_header_bounds(headers: &[http::Header]) -> Result<(), http::HttpError> {
+    let size = |h: &http::Header| {
+        h.name.len()
+            + match &h.value {
+                http::HeaderValue::Text(t) => t.len(),
+                http::HeaderValue::Secret(s) => s.handle.len() + s.prefix.len() + s.suffix.len(),
+            }
+    };
+    header_bounds(headers.len(), headers.iter().map(size))
+}
+
 impl HttpPolicy {
     /// A policy for one call; requests are recorded in `audit`, if set.
     pub fn new(
@@ -724,8 +762,8 @@ impl HttpPolicy {
         Ok((parsed, reach))
     }
 
-    /// Builds a request after checking the URL and every secret header against the
-    /// grant, substituting secret handles in header values.
+    /// Builds a request after checking the header bounds, the URL and every secret header
+    /// against the grant, substituting secret handles in header values.
     pub fn build(
         &self,
         method: reqwest::Method,
@@ -733,6 +771,7 @@ impl HttpPolicy {
         headers: &[http::Header],
         body: Option<reqwest::Body>,
     ) -> Result<Prepared, http::HttpError> {
+        check_header_bounds(headers)?;
         let decided = self.decide(url, headers);
         if self.audit.is_some() {
             // A malformed URL is a plugin bug, not an attempt to leave the grant.
@@ -744,9 +783,6 @@ impl HttpPolicy {
             self.audit(&method, url, refused, headers, bytes);
         }
         let (url, reach) = decided.map_err(|(_, e)| e)?;
-        if headers.len() > MAX_HEADERS {
-            return Err(http::HttpError::InvalidRequest(format!("more than {MAX_HEADERS} headers")));
-        }
         let mut map = reqwest::header::HeaderMap::new();
         for header in headers {
             let name = reqwest::header::HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| {
@@ -883,15 +919,18 @@ pub struct ResponseStream {
 pub struct HttpCap {
     policy: Arc<HttpPolicy>,
     table: ResourceTable,
+    /// Response streams open now (at most [`MAX_STREAMS`]).
+    streams: usize,
 }
 
 impl HttpCap {
     /// Requests follow `policy`.
     pub fn new(policy: Arc<HttpPolicy>) -> Self {
-        HttpCap { policy, table: ResourceTable::new() }
+        HttpCap { policy, table: ResourceTable::new(), streams: 0 }
     }
 
     fn prepare(&self, request: http::Request) -> Result<(Prepared, Option<u32>), http::HttpError> {
+        check_header_bounds(&request.headers)?;
         if let Some(body) = &request.body
             && body.len() > self.policy.limits.max_request_body
         {
@@ -923,6 +962,11 @@ impl http::Host for HttpCap {
         &mut self,
         request: http::Request,
     ) -> wasmtime::Result<Result<Resource<ResponseStream>, http::HttpError>> {
+        if self.streams >= MAX_STREAMS {
+            return Ok(Err(http::HttpError::Denied(format!(
+                "at most {MAX_STREAMS} response streams may be open at once in a call; drop one before opening another"
+            ))));
+        }
         let (built, timeout) = match self.prepare(request) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
@@ -940,7 +984,9 @@ impl http::Host for HttpCap {
             read: 0,
             max: self.policy.limits.max_stream,
         };
-        Ok(Ok(self.table.push(stream)?))
+        let stream = self.table.push(stream)?;
+        self.streams += 1;
+        Ok(Ok(stream))
     }
 }
 
@@ -980,6 +1026,7 @@ impl http::HostResponseStream for HttpCap {
 
     async fn drop(&mut self, stream: Resource<ResponseStream>) -> wasmtime::Result<()> {
         self.table.delete(stream)?;
+        self.streams = self.streams.saturating_sub(1);
         Ok(())
     }
 }
@@ -1219,6 +1266,38 @@ mod tests {
         let public_permissions = self::permissions("http://93.184.215.14", &[]);
         let (public, _) = policy(&public_permissions, None, HttpLimits::default());
         assert!(get(&public, "http://93.184.215.14/x").is_ok());
+    }
+
+    #[test]
+    fn header_bounds_are_checked_before_anything_else() {
+        let permissions = permissions("https://api.example.com", &[]);
+        let (policy, audit) = policy(&permissions, None, HttpLimits::default());
+        let text =
+            |name: &str, value: String| http::Header { name: name.into(), value: http::HeaderValue::Text(value) };
+        let many: Vec<http::Header> = (0..30_000).map(|i| text(&format!("x-h{i}"), "v".into())).collect();
+        let huge = vec![text("x-big", "a".repeat(1 << 20))];
+        let at_limit: Vec<http::Header> = (0..MAX_HEADERS).map(|i| text(&format!("x-h{i}"), "v".into())).collect();
+        let build = |url: &str, headers: &[http::Header]| policy.build(reqwest::Method::GET, url, headers, None);
+        let invalid = |result: Result<Prepared, http::HttpError>| match result {
+            Err(http::HttpError::InvalidRequest(message)) => message,
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("built"),
+        };
+        assert_eq!(
+            invalid(build("https://api.example.com/", &many)),
+            "a request may carry at most 100 headers, and this one has 30000"
+        );
+        assert_eq!(
+            invalid(build("https://api.example.com/", &huge)),
+            "a request's header names and values may total at most 65536 bytes, and this one's total 1048581"
+        );
+        // Checked before the grant: even a request to an origin not granted is not recorded.
+        invalid(build("https://elsewhere.example/", &many));
+        assert!(audit.records().is_empty(), "{:?}", audit.records());
+        // The benign twins.
+        assert!(build("https://api.example.com/", &at_limit).is_ok());
+        let (name, value) = ("x-big", "a".repeat(MAX_HEADER_BYTES - "x-big".len()));
+        assert!(build("https://api.example.com/", &[text(name, value)]).is_ok());
     }
 
     #[tokio::test]
