@@ -204,12 +204,17 @@ pub struct CallEnv {
     /// Where programs' scratch directories (and private key files) go, instead of the
     /// system's temporary directory: a deploy's run directory, cleaned up even after a kill.
     pub scratch: Option<PathBuf>,
+    /// An origin (`http://127.0.0.1:PORT`) that every request which passed the policy is
+    /// sent to instead of its own: scheme, host and port replaced, path and query kept, no
+    /// lookup of the original host. Audit records keep the original URL. For the
+    /// conformance runner.
+    pub divert: Option<String>,
 }
 
 impl CallEnv {
     /// A call with `grant` and the secrets of `vault`, whose events go to `sink`.
     pub fn new(grant: Grant, vault: Arc<Vault>, sink: Arc<dyn EventSink>) -> Self {
-        CallEnv { grant, vault, workspace: None, sink, audit: None, path: None, scratch: None }
+        CallEnv { grant, vault, workspace: None, sink, audit: None, path: None, scratch: None, divert: None }
     }
 
     /// Nothing granted, no secrets, events dropped: the environment of `describe`.
@@ -238,6 +243,13 @@ impl CallEnv {
     /// The same, looking programs up on `path`.
     pub fn with_path(mut self, path: std::ffi::OsString) -> Self {
         self.path = Some(path);
+        self
+    }
+
+    /// The same, sending every request that passes the policy to the origin `origin`
+    /// (like `http://127.0.0.1:PORT`) instead.
+    pub fn with_divert(mut self, origin: impl Into<String>) -> Self {
+        self.divert = Some(origin.into());
         self
     }
 }
@@ -438,13 +450,16 @@ impl Runtime {
     fn store(&self, plugin: &str, env: &CallEnv, export: Export) -> Result<Store<CallState>, HostError> {
         let stderr = MemoryOutputPipe::new(16 << 10);
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
-        let policy = Arc::new(HttpPolicy::new(
+        let policy = HttpPolicy::new(
             env.grant.http.clone(),
             self.limits.http.clone(),
             self.http.clone(),
             env.vault.clone(),
             env.audit.clone(),
-        ));
+            env.divert.as_deref(),
+        )
+        .map_err(|e| HostError::Setup(format!("divert origin: {e}")))?;
+        let policy = Arc::new(policy);
         let state = CallState {
             wasi,
             table: ResourceTable::new(),

@@ -591,6 +591,9 @@ pub struct HttpPolicy {
     client: SharedClient,
     vault: Arc<Vault>,
     audit: Option<Arc<crate::caps::Audit>>,
+    /// Where every request that passed the policy goes instead, if set: scheme, host and
+    /// port replaced, path and query kept.
+    divert: Option<url::Url>,
     /// URLs that responses from the plugin's endpoints contained in this call: the only
     /// ones reachable on wildcard origins.
     handed_out: Mutex<BTreeSet<String>>,
@@ -633,16 +636,45 @@ fn check_header_bounds(headers: &[http::Header]) -> Result<(), http::HttpError> 
     header_bounds(headers.len(), headers.iter().map(size))
 }
 
+/// `url` sent to `divert` instead: its scheme, host and port replaced, path and query kept.
+fn diverted(url: &url::Url, divert: &url::Url) -> Result<url::Url, http::HttpError> {
+    let mut target = url.clone();
+    let failed = || http::HttpError::InvalidRequest(format!("cannot divert `{url}` to {divert}"));
+    target.set_scheme(divert.scheme()).map_err(|()| failed())?;
+    target.set_host(divert.host_str()).map_err(|_| failed())?;
+    target.set_port(divert.port()).map_err(|()| failed())?;
+    Ok(target)
+}
+
 impl HttpPolicy {
-    /// A policy for one call; requests are recorded in `audit`, if set.
+    /// A policy for one call; requests are recorded in `audit`, if set, and sent to the
+    /// origin `divert` instead of their own, if set. A `divert` that is not an http(s)
+    /// origin is an error.
     pub fn new(
         grant: HttpGrant,
         limits: HttpLimits,
         client: SharedClient,
         vault: Arc<Vault>,
         audit: Option<Arc<crate::caps::Audit>>,
-    ) -> Self {
-        HttpPolicy { grant, limits, client, vault, audit, handed_out: Mutex::default() }
+        divert: Option<&str>,
+    ) -> Result<Self, OriginError> {
+        let divert = match divert {
+            None => None,
+            Some(text) => {
+                let url = url::Url::parse(text).map_err(|_| OriginError::NotAUrl(text.to_string()))?;
+                OriginPattern::of(&url)?;
+                if !url.username().is_empty()
+                    || url.password().is_some()
+                    || url.query().is_some()
+                    || url.fragment().is_some()
+                    || !matches!(url.path(), "" | "/")
+                {
+                    return Err(OriginError::NotAnOrigin(text.to_string()));
+                }
+                Some(url)
+            }
+        };
+        Ok(HttpPolicy { grant, limits, client, vault, audit, divert, handed_out: Mutex::default() })
     }
 
     fn audit(
@@ -816,12 +848,21 @@ impl HttpPolicy {
             map.append(name, value);
         }
         // The names that may resolve to private addresses for this request: `localhost`
-        // when the user wrote it as this endpoint.
+        // when the user wrote it as this endpoint, and the host-chosen divert origin.
         let mut exempt = BTreeSet::new();
         if is_localhost(&url) && self.user_endpoint(&url, &reach) {
             exempt.insert("localhost".to_string());
         }
-        let mut request = self.client.get(exempt)?.request(method, url).headers(map);
+        let target = match &self.divert {
+            Some(divert) => {
+                if let Some(url::Host::Domain(host)) = divert.host() {
+                    exempt.insert(host.to_ascii_lowercase());
+                }
+                diverted(&url, divert)?
+            }
+            None => url,
+        };
+        let mut request = self.client.get(exempt)?.request(method, target).headers(map);
         if let Some(body) = body {
             request = request.body(body);
         }
@@ -1204,11 +1245,12 @@ mod tests {
     }
 
     /// A policy for `permissions` with `api_url` set to `api_url` (if any), recording into
-    /// the returned audit.
+    /// the returned audit and diverting to `divert`.
     fn policy(
         permissions: &Permissions,
         api_url: Option<&str>,
         limits: HttpLimits,
+        divert: Option<&str>,
     ) -> (HttpPolicy, Arc<crate::caps::Audit>) {
         let values: BTreeMap<String, String> =
             api_url.map(|u| ("api_url".to_string(), u.to_string())).into_iter().collect();
@@ -1216,7 +1258,8 @@ mod tests {
         let grant = HttpGrant::new(Contract::CURRENT, permissions, &resolved).unwrap();
         let audit = Arc::new(crate::caps::Audit::default());
         let client = SharedClient::new(&limits);
-        (HttpPolicy::new(grant, limits, client, Arc::new(Vault::new()), Some(audit.clone())), audit)
+        let policy = HttpPolicy::new(grant, limits, client, Arc::new(Vault::new()), Some(audit.clone()), divert);
+        (policy.unwrap(), audit)
     }
 
     fn denial(result: Result<Prepared, http::HttpError>) -> String {
@@ -1230,7 +1273,7 @@ mod tests {
     #[test]
     fn an_internal_ip_literal_is_refused_unless_the_user_wrote_it_as_the_endpoint() {
         let permissions = permissions("http://10.1.2.3:8080", &["http://127.0.0.1:6000", "http://[::1]:6001"]);
-        let (user, audit) = policy(&permissions, Some("http://127.0.0.1:5000/base"), HttpLimits::default());
+        let (user, audit) = policy(&permissions, Some("http://127.0.0.1:5000/base"), HttpLimits::default(), None);
         let get = |p: &HttpPolicy, url: &str| p.build(reqwest::Method::GET, url, &[], None);
         // The benign twin: the address the user wrote, on its own origin.
         assert!(get(&user, "http://127.0.0.1:5000/x?y=1").is_ok());
@@ -1260,18 +1303,18 @@ mod tests {
         assert!(refused[1..].iter().all(|r| *r == Some(Refusal::Address)), "{refused:?}");
 
         // With no setting, `api` takes the fixed default: not the user's, so refused.
-        let (fixed, _) = policy(&permissions, None, HttpLimits::default());
+        let (fixed, _) = policy(&permissions, None, HttpLimits::default(), None);
         denial(get(&fixed, "http://10.1.2.3:8080/x"));
         // A public literal is fine wherever it comes from.
         let public_permissions = self::permissions("http://93.184.215.14", &[]);
-        let (public, _) = policy(&public_permissions, None, HttpLimits::default());
+        let (public, _) = policy(&public_permissions, None, HttpLimits::default(), None);
         assert!(get(&public, "http://93.184.215.14/x").is_ok());
     }
 
     #[test]
     fn header_bounds_are_checked_before_anything_else() {
         let permissions = permissions("https://api.example.com", &[]);
-        let (policy, audit) = policy(&permissions, None, HttpLimits::default());
+        let (policy, audit) = policy(&permissions, None, HttpLimits::default(), None);
         let text =
             |name: &str, value: String| http::Header { name: name.into(), value: http::HeaderValue::Text(value) };
         let many: Vec<http::Header> = (0..30_000).map(|i| text(&format!("x-h{i}"), "v".into())).collect();
@@ -1300,6 +1343,70 @@ mod tests {
         assert!(build("https://api.example.com/", &[text(name, value)]).is_ok());
     }
 
+    /// A one-request HTTP server on loopback: returns its origin and a receiver of the
+    /// request line and `Host` header it got.
+    async fn one_request_server() -> (String, tokio::sync::oneshot::Receiver<(String, String)>) {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut reader = tokio::io::BufReader::new(stream);
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).await.unwrap();
+            let mut host = String::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).await.unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some(value) = line.strip_prefix("host:").or_else(|| line.strip_prefix("Host:")) {
+                    host = value.trim().to_string();
+                }
+            }
+            let _ = tx.send((request_line.trim().to_string(), host));
+            let mut stream = reader.into_inner();
+            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await.unwrap();
+        });
+        (origin, rx)
+    }
+
+    #[tokio::test]
+    async fn divert_sends_a_request_that_passed_the_policy_to_another_origin() {
+        let (server, seen) = one_request_server().await;
+        // `api.example.test` is resolved by nobody: the override map would refuse it.
+        let limits = HttpLimits {
+            resolve: BTreeMap::from([("api.example.test".to_string(), vec!["127.0.0.1".parse().unwrap()])]),
+            ..HttpLimits::default()
+        };
+        let permissions = permissions("https://api.example.test", &[]);
+        let (policy, audit) = policy(&permissions, None, limits, Some(&server));
+        let url = "https://api.example.test/v1/apps?page=2";
+        let prepared = policy.build(reqwest::Method::GET, url, &[], None).unwrap();
+        let response = policy.send(prepared, Some(10_000)).await.unwrap();
+        assert_eq!((response.status, response.body.as_slice()), (200, b"ok".as_slice()));
+        let (line, host) = seen.await.unwrap();
+        assert_eq!(line, "GET /v1/apps?page=2 HTTP/1.1");
+        assert_eq!(host, server.trim_start_matches("http://"));
+        match &audit.records()[..] {
+            [crate::caps::AuditRecord::Http { url: recorded, refused: None, .. }] => assert_eq!(recorded, url),
+            other => panic!("{other:?}"),
+        }
+        // Diverting does not widen the grant.
+        denial(policy.build(reqwest::Method::GET, "https://other.example.test/", &[], None));
+        let bad = HttpPolicy::new(
+            HttpGrant::default(),
+            HttpLimits::default(),
+            SharedClient::new(&HttpLimits::default()),
+            Arc::new(Vault::new()),
+            None,
+            Some("http://127.0.0.1:9/path"),
+        );
+        assert!(matches!(bad, Err(OriginError::NotAnOrigin(_))));
+    }
+
     #[tokio::test]
     async fn a_name_resolving_to_an_internal_address_is_denied_without_connecting() {
         let limits = HttpLimits {
@@ -1310,7 +1417,7 @@ mod tests {
             ..HttpLimits::default()
         };
         let permissions = permissions("http://meta.test", &[]);
-        let (policy, _) = policy(&permissions, Some("http://api.example.test:9"), limits);
+        let (policy, _) = policy(&permissions, Some("http://api.example.test:9"), limits, None);
         for (url, expected) in [
             ("http://api.example.test:9/x", "api.example.test resolves to 127.0.0.1, a loopback address"),
             ("http://meta.test/latest/meta-data", "meta.test resolves to 169.254.169.254, a link-local address"),
