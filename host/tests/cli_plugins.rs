@@ -172,8 +172,9 @@ fn a_closed_stdout_is_not_an_error() {
 #[test]
 fn every_test_plugin_is_covered_by_a_test() {
     // Adding a test plugin without a test fails here: name it in a test of this file,
-    // sandbox.rs, escapes.rs or conformance.rs, then add it below.
+    // sandbox.rs, escapes.rs, addresses.rs or conformance.rs, then add it below.
     let tested = [
+        "addresses",
         "bad-describe",
         "conf-args",
         "conf-controls",
@@ -192,6 +193,7 @@ fn every_test_plugin_is_covered_by_a_test() {
         "host-calls",
         "iloop",
         "leak-secret",
+        "legacy-addresses",
         "legacy-notify",
         "legacy-rewrite",
         "legacy-secret",
