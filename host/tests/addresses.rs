@@ -360,3 +360,34 @@ fn pier_resolve_overrides_are_checked_like_any_other_address() {
     assert!(out.contains("ok 200"), "{out}");
     assert_eq!(provider.seen(), ["/ping"]);
 }
+
+#[test]
+fn setup_cannot_point_an_endpoint_at_an_internal_address_the_user_did_not_give() {
+    let provider = Provider::start();
+    let home = tempdir();
+    let pier = || common::pier(home.path());
+    run(pier().arg("init"), 0);
+    std::fs::create_dir_all(home.path().join("plugins")).unwrap();
+    std::fs::copy(plugin("addresses"), home.path().join("plugins/addresses.wasm")).unwrap();
+    run(pier().args(["plugins", "add", "plugins/addresses.wasm", "--yes"]), 0);
+    let add = |name: &str, api_url: &str, target: &str| {
+        let mut cmd = pier();
+        cmd.args(["server", "add", "--method", "addresses", "--name", name, "--strategy", "manual"]).args([
+            "--set",
+            &format!("api_url={api_url}"),
+            "--set",
+            "mode=swap-endpoint",
+            "--set",
+            &format!("target={target}"),
+        ]);
+        cmd
+    };
+    let before = std::fs::read_to_string(home.path().join("pier.toml")).unwrap();
+    let (_, err) = run(&mut add("Swap", "https://api.example.com", "http://169.254.169.254/latest"), 3);
+    assert!(err.contains("`api_url`") && err.contains("169.254.169.254 is a link-local address"), "{err}");
+    assert_eq!(std::fs::read_to_string(home.path().join("pier.toml")).unwrap(), before, "nothing is saved");
+    // The benign twin: setup keeps the address the user gave (the same origin).
+    let (_, err) = run(&mut add("Same", &provider.url, &format!("{}/other", provider.url)), 0);
+    assert!(!err.contains("did not give"), "{err}");
+    assert!(std::fs::read_to_string(home.path().join("pier.toml")).unwrap().contains("[servers.same]"));
+}

@@ -811,6 +811,17 @@ pub fn check_description(d: &Description, contract: Contract) -> Result<(), Stri
                 bindings::EndpointSource::Field(f) if !ids.contains(f.as_str()) => {
                     return Err(format!("endpoint `{}` names field `{f}`, which the form does not have", endpoint.id));
                 }
+                bindings::EndpointSource::Field(f) => {
+                    let default =
+                        d.fields.iter().find(|field| field.id == *f).and_then(|field| field.default.as_deref());
+                    if let Some(why) = default.and_then(crate::caps::http::internal_address) {
+                        return Err(format!(
+                            "endpoint `{}`: the default of field `{f}` is an internal address ({why}); only the user \
+                             may point an endpoint at one",
+                            endpoint.id
+                        ));
+                    }
+                }
                 bindings::EndpointSource::Fixed(url) => {
                     crate::caps::http::OriginPattern::of(
                         &url::Url::parse(url)
@@ -822,7 +833,6 @@ pub fn check_description(d: &Description, contract: Contract) -> Result<(), Stri
                     crate::caps::http::check_env_endpoint(env)
                         .map_err(|e| format!("endpoint `{}`: {e}", endpoint.id))?;
                 }
-                _ => {}
             }
         }
     }
@@ -939,4 +949,52 @@ pub fn check_description(d: &Description, contract: Contract) -> Result<(), Stri
 /// Turns stored settings or answers into the map endpoint resolution reads.
 pub fn values_of(answers: &[Answer]) -> BTreeMap<String, String> {
     answers.iter().map(|a| (a.field.clone(), a.value.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bindings::{CommandSupport, Endpoint, EndpointSource, Field, FieldKind, Permissions};
+
+    /// A description whose endpoint `api` comes from field `api_url`, defaulting to `default`.
+    fn with_default(default: Option<&str>) -> Description {
+        Description {
+            name: "test".into(),
+            title: "Test".into(),
+            version: "0.1.0".into(),
+            summary: "A test.".into(),
+            fields: vec![Field {
+                id: "api_url".into(),
+                label: "API URL".into(),
+                help: "Where the API is.".into(),
+                kind: FieldKind::Text,
+                required: false,
+                default: default.map(String::from),
+                advanced: true,
+                example: None,
+            }],
+            permissions: Permissions {
+                endpoints: vec![Endpoint { id: "api".into(), sources: vec![EndpointSource::Field("api_url".into())] }],
+                origins: vec![],
+                programs: vec![],
+                secrets: vec![],
+                commands: CommandSupport { env: vec![], rules: vec![], tools: vec![] },
+            },
+        }
+    }
+
+    #[test]
+    fn an_endpoint_field_cannot_default_to_an_internal_address() {
+        for default in ["http://169.254.169.254", "http://127.0.0.1:5000", "http://localhost:8080", "http://[fd00::1]"]
+        {
+            let message = check_description(&with_default(Some(default)), Contract::CURRENT).unwrap_err();
+            assert!(
+                message.starts_with("endpoint `api`: the default of field `api_url` is an internal address"),
+                "{message}"
+            );
+        }
+        // The benign twins: a public default, or none.
+        assert_eq!(check_description(&with_default(Some("https://api.example.com")), Contract::CURRENT), Ok(()));
+        assert_eq!(check_description(&with_default(None), Contract::CURRENT), Ok(()));
+    }
 }

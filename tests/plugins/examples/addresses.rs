@@ -4,6 +4,8 @@
 //! than allowed or one huge header, through more response streams than allowed, and as a
 //! workspace upload. Its `mode` setting says which; the deploy summary says what happened,
 //! as `ok STATUS[: BODY]`, `denied: ...`, `invalid-request: ...`, `connection: ...` and so on.
+//! In mode `swap-endpoint` its `setup` stores the `target` answer as `api_url`, pointing
+//! the endpoint where the user did not.
 use pier_plugin_sdk::*;
 include!("common.rs");
 
@@ -86,7 +88,23 @@ impl Method for Plugin {
         report(summary)
     }
 
-    accepting_exports!();
+    fn choices(_: Context, field: String, _: Vec<Answer>) -> Result<Vec<Choice>, MethodError> {
+        Err(MethodError::Unsupported(format!("`{field}` is not a choice field")))
+    }
+
+    fn validate(_: Context, _: Vec<Answer>) -> Result<String, MethodError> {
+        Ok("nothing to check".into())
+    }
+
+    fn setup(_: Context, answers: Vec<Answer>) -> Result<SetupResult, MethodError> {
+        let mut settings = answers.clone();
+        if setting(&answers, "mode") == "swap-endpoint" {
+            let target = setting(&answers, "target").to_string();
+            settings.retain(|a| a.field != "api_url");
+            settings.push(Answer::new("api_url", target));
+        }
+        Ok(SetupResult { settings, notes: vec![] })
+    }
 }
 
 export_method!(Plugin);

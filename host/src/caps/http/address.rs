@@ -24,6 +24,12 @@ pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// `class` with its indefinite article: `a loopback`, `an unspecified`.
+pub fn a(class: &str) -> String {
+    let article = if class == "unspecified" { "an" } else { "a" };
+    format!("{article} {class}")
+}
+
 fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
     let [a, b, _, _] = ip.octets();
     let class = match (a, b) {
@@ -88,8 +94,9 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 /// A resolver refused every address of a name.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "{host} resolves to {address}, a {class} address, which plugins may not reach (only an address or `localhost` \
-     that the user wrote as the endpoint may be private)"
+    "{host} resolves to {address}, {} address, which plugins may not reach (only an address or `localhost` that \
+     the user wrote as the endpoint may be private)",
+    a(class)
 )]
 pub struct AddressRefused {
     /// The name asked for.

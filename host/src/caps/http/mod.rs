@@ -288,6 +288,47 @@ pub fn env_endpoint_url(env: &EnvEndpoint, value: &str) -> Result<String, Origin
     Ok(OriginPattern::of(&parsed).map_err(|_| bad())?.to_string())
 }
 
+/// Why `url` reaches an internal address that only the user may name as an endpoint: its
+/// host is a forbidden IP literal (see [`address::forbidden`]) or `localhost`. `None` for
+/// any other URL, or text that is not a URL.
+pub fn internal_address(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url.trim()).ok()?;
+    match parsed.host()? {
+        url::Host::Ipv4(ip) => address::forbidden(IpAddr::V4(ip)).map(|c| format!("{ip} is {} address", address::a(c))),
+        url::Host::Ipv6(ip) => address::forbidden(IpAddr::V6(ip)).map(|c| format!("{ip} is {} address", address::a(c))),
+        url::Host::Domain(host) if host.eq_ignore_ascii_case("localhost") => Some("localhost is this machine".into()),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// Checks the settings a plugin's `setup` returned against the user's `answers`: a
+/// setting that is the URL of an endpoint may name an internal address
+/// ([`internal_address`]) only if the user's answer for it has that same origin, since only
+/// the user may point an endpoint at one.
+pub fn check_endpoint_settings(
+    permissions: &Permissions,
+    answers: &BTreeMap<String, String>,
+    settings: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    let origin = |url: &str| url::Url::parse(url.trim()).ok().and_then(|u| OriginPattern::of(&u).ok());
+    for endpoint in &permissions.endpoints {
+        for source in &endpoint.sources {
+            let EndpointSource::Field(field) = source else { continue };
+            let Some(value) = settings.get(field) else { continue };
+            let Some(why) = internal_address(value) else { continue };
+            let answered = answers.get(field).and_then(|a| origin(a));
+            if answered.is_none() || answered != origin(value) {
+                return Err(format!(
+                    "setup set `{field}`, the URL of endpoint `{}`, to an address the user did not give ({why}); \
+                     only the user may point an endpoint at an internal address",
+                    endpoint.id
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Where an endpoint's URL in force came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -786,8 +827,9 @@ impl HttpPolicy {
             return Err((
                 Refusal::Address,
                 http::HttpError::Denied(format!(
-                    "{ip} is a {class} address, which plugins may not reach (only an address that the user wrote as \
-                     the endpoint may be private)"
+                    "{ip} is {} address, which plugins may not reach (only an address that the user wrote as the \
+                     endpoint may be private)",
+                    address::a(class)
                 )),
             ));
         }
@@ -1309,6 +1351,35 @@ mod tests {
         let public_permissions = self::permissions("http://93.184.215.14", &[]);
         let (public, _) = policy(&public_permissions, None, HttpLimits::default(), None);
         assert!(get(&public, "http://93.184.215.14/x").is_ok());
+    }
+
+    #[test]
+    fn setup_may_not_point_an_endpoint_at_an_internal_address_the_user_did_not_give() {
+        assert_eq!(internal_address("http://0.0.0.0:9/x").as_deref(), Some("0.0.0.0 is an unspecified address"));
+        assert_eq!(internal_address("http://[::1]:9").as_deref(), Some("::1 is a loopback address"));
+        assert_eq!(internal_address("http://LOCALHOST:9").as_deref(), Some("localhost is this machine"));
+        for external in ["https://api.example.com", "http://93.184.215.14", "not a url", ""] {
+            assert_eq!(internal_address(external), None, "{external}");
+        }
+        let permissions = permissions("https://api.example.com", &[]);
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let check = |answers: &[(&str, &str)], settings: &[(&str, &str)]| {
+            check_endpoint_settings(&permissions, &map(answers), &map(settings))
+        };
+        let message =
+            check(&[("api_url", "https://api.example.com")], &[("api_url", "http://169.254.169.254/")]).unwrap_err();
+        assert_eq!(
+            message,
+            "setup set `api_url`, the URL of endpoint `api`, to an address the user did not give (169.254.169.254 is a \
+             link-local address); only the user may point an endpoint at an internal address"
+        );
+        assert!(check(&[], &[("api_url", "http://localhost:5000")]).is_err());
+        assert!(check(&[("api_url", "http://127.0.0.1:5000")], &[("api_url", "http://127.0.0.1:6000")]).is_err());
+        // The benign twins: the user's own address (normalised), and public URLs.
+        assert!(check(&[("api_url", "http://127.0.0.1:5000")], &[("api_url", "http://127.0.0.1:5000/v1/")]).is_ok());
+        assert!(check(&[], &[("api_url", "https://api.example.org"), ("other", "http://127.0.0.1")]).is_ok());
     }
 
     #[test]
