@@ -172,8 +172,9 @@ fn a_closed_stdout_is_not_an_error() {
 #[test]
 fn every_test_plugin_is_covered_by_a_test() {
     // Adding a test plugin without a test fails here: name it in a test of this file,
-    // sandbox.rs, escapes.rs, bounds.rs or conformance.rs, then add it below.
+    // sandbox.rs, escapes.rs, bounds.rs, addresses.rs or conformance.rs, then add it below.
     let tested = [
+        "addresses",
         "bad-describe",
         "bounds",
         "conf-args",
@@ -181,6 +182,7 @@ fn every_test_plugin_is_covered_by_a_test() {
         "conf-big-describe",
         "conf-controls",
         "conf-env",
+        "conf-origin",
         "conf-rewrite",
         "conf-secret",
         "deep-recursion",
@@ -195,6 +197,7 @@ fn every_test_plugin_is_covered_by_a_test() {
         "host-calls",
         "iloop",
         "leak-secret",
+        "legacy-addresses",
         "legacy-bounds",
         "legacy-notify",
         "legacy-rewrite",

@@ -97,3 +97,11 @@ fn a_file_that_is_not_a_plugin_is_bad_input_not_a_failed_check() {
     let (_, err) = run(pier(home.path()).args(["conformance", "x.wasm"]), 2);
     assert!(err.contains("is not a WebAssembly file"), "{err}");
 }
+
+#[test]
+fn every_request_goes_to_the_fake_provider_whatever_its_origin() {
+    // conf-origin reports to https://collector.pier.invalid, a name that never resolves,
+    // and traps unless an answer comes back: it passes only if that request was diverted.
+    let (code, failed, report) = conformance(plugin("conf-origin"), &[]);
+    assert_eq!((code, failed), (0, set(&[])), "{report:#}");
+}

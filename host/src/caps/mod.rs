@@ -114,6 +114,9 @@ pub enum AuditRecord {
 pub enum Refusal {
     /// The URL's origin is not granted (or a wildcard URL no response handed out).
     Origin,
+    /// The URL is an IP literal of a private, loopback or otherwise internal address that
+    /// the user did not write as the endpoint.
+    Address,
     /// A secret was used where its bindings do not allow.
     Secret,
     /// The program is not granted.

@@ -133,15 +133,26 @@ impl Globals {
     }
 
     /// A runtime with the default limits, overridable by `PIER_LIMIT_MEMORY_MB` and
-    /// `PIER_LIMIT_SECONDS` (every call's wall-clock limit).
+    /// `PIER_LIMIT_SECONDS` (every call's wall-clock limit), resolving the names
+    /// `PIER_RESOLVE` lists to its addresses.
     pub fn runtime(&self) -> Result<Runtime, CliError> {
         let mut limits = crate::runtime::Limits::default();
         self.apply_env_limits(&mut limits)?;
         self.runtime_with(limits)
     }
 
-    /// Applies `PIER_LIMIT_MEMORY_MB` and `PIER_LIMIT_SECONDS` to `limits`.
+    /// Applies `PIER_LIMIT_MEMORY_MB`, `PIER_LIMIT_SECONDS` and `PIER_RESOLVE`
+    /// (`host=address[,address...]` pairs separated by whitespace: the addresses to use
+    /// for these names; they are checked like any other) to `limits`.
     pub fn apply_env_limits(&self, limits: &mut crate::runtime::Limits) -> Result<(), CliError> {
+        if let Some(text) = std::env::var_os("PIER_RESOLVE") {
+            let text = text.into_string().map_err(|_| CliError::Usage("PIER_RESOLVE is not valid UTF-8".into()))?;
+            limits.http.resolve = crate::caps::http::address::parse_overrides(&text).map_err(|e| {
+                CliError::Usage(format!(
+                    "PIER_RESOLVE must be `host=address[,address...]` pairs separated by spaces: {e}"
+                ))
+            })?;
+        }
         if let Some(mb) = env_number("PIER_LIMIT_MEMORY_MB")? {
             if mb > 65_536.0 {
                 return Err(CliError::Usage(format!("PIER_LIMIT_MEMORY_MB must be at most 65536, not {mb}")));

@@ -535,6 +535,16 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
     let (env, ctx) = setup_env(&plugin, &d, &answers, vault.clone(), &alias)?;
     let setup = ask::spin("setting up", plugin.setup(&runtime, &env, &ctx, &answers)).await?;
     let result = setup.value.map_err(|e| method_error(&d, e))?;
+    let settings: BTreeMap<String, String> =
+        result.settings.iter().map(|a| (a.field.clone(), a.value.clone())).collect();
+    crate::caps::http::check_endpoint_settings(&d.permissions, &crate::runtime::values_of(&answers), &settings)
+        .map_err(|message| {
+            CliError::Call(crate::runtime::CallError::Fault(crate::runtime::PluginFault::Contract {
+                plugin: plugin.name().to_string(),
+                export: "setup",
+                message,
+            }))
+        })?;
 
     let server = Server {
         alias: alias.clone(),

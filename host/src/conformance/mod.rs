@@ -68,7 +68,10 @@ pub const CHECKS: &[(&str, &str)] = &[
         "answers.rejects-invalid",
         "validate rejects a boolean answer that is not true or false with invalid-answer naming the field",
     ),
-    ("permissions.http", "the plugin makes no HTTP request outside the origins it declares"),
+    (
+        "permissions.http",
+        "the plugin makes no HTTP request outside the origins it declares, nor to an internal address",
+    ),
     ("permissions.exec", "the plugin runs no program it does not declare"),
     ("permissions.exec-args", "every program runs with arguments that match one of its declared patterns"),
     ("permissions.exec-env", "every variable the plugin gives a program is declared for it and not a refused one"),
@@ -251,19 +254,32 @@ fn variant(e: &MethodError) -> &'static str {
 }
 
 impl<'a> Runner<'a> {
+    /// The URL endpoint `id` gets: its fixed default if it has one (what a user who keeps
+    /// the defaults gets), else a made-up one. Either way every request is diverted to
+    /// the fake provider, so the URL only has to look like a real one.
+    fn endpoint_url(&self, endpoint: &crate::runtime::bindings::Endpoint) -> String {
+        endpoint
+            .sources
+            .iter()
+            .find_map(|s| match s {
+                crate::runtime::bindings::EndpointSource::Fixed(url) => Some(url.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| format!("https://{}.{}.net", endpoint.id.replace('_', "-"), self.markers.word))
+    }
+
     fn grant(&self) -> (Grant, Vec<ResolvedEndpoint>) {
         let endpoints: Vec<ResolvedEndpoint> = self
             .d
             .permissions
             .endpoints
             .iter()
-            .map(|e| ResolvedEndpoint { id: e.id.clone(), url: self.provider.url().to_string() })
+            .map(|e| ResolvedEndpoint { id: e.id.clone(), url: self.endpoint_url(e) })
             .collect();
-        // Every endpoint leads to the fake provider. describe.well-formed has checked the
-        // origins and programs parse.
+        // describe.well-formed has checked the origins and programs parse.
         let mut permissions = self.d.permissions.clone();
-        for endpoint in &mut permissions.endpoints {
-            endpoint.sources = vec![crate::runtime::bindings::EndpointSource::Fixed(self.provider.url().to_string())];
+        for (endpoint, resolved) in permissions.endpoints.iter_mut().zip(&endpoints) {
+            endpoint.sources = vec![crate::runtime::bindings::EndpointSource::Fixed(resolved.url.clone())];
         }
         let grant = Grant::for_contract(self.plugin.contract(), &permissions, &BTreeMap::new(), &|_| None)
             .map(|(grant, _)| grant)
@@ -275,14 +291,15 @@ impl<'a> Runner<'a> {
     /// canaries for secrets (in the returned vault).
     fn answers(&self, choices: &BTreeMap<String, String>) -> (Vec<Answer>, Arc<Vault>) {
         let vault = Arc::new(Vault::new());
-        let url_fields: Vec<&str> = self
+        // A field that feeds an endpoint is answered with that endpoint's URL.
+        let url_fields: BTreeMap<&str, String> = self
             .d
             .permissions
             .endpoints
             .iter()
-            .flat_map(|e| e.sources.iter())
-            .filter_map(|s| match s {
-                crate::runtime::bindings::EndpointSource::Field(f) => Some(f.as_str()),
+            .flat_map(|e| e.sources.iter().map(move |s| (e, s)))
+            .filter_map(|(e, s)| match s {
+                crate::runtime::bindings::EndpointSource::Field(f) => Some((f.as_str(), self.endpoint_url(e))),
                 _ => None,
             })
             .collect();
@@ -293,7 +310,7 @@ impl<'a> Runner<'a> {
                     vault.insert(&field.id, SecretString::from(self.canaries[&field.id].clone()));
                     continue;
                 }
-                _ if url_fields.contains(&field.id.as_str()) => self.provider.url().to_string(),
+                _ if url_fields.contains_key(field.id.as_str()) => url_fields[field.id.as_str()].clone(),
                 FieldKind::Choice => choices.get(&field.id).cloned().unwrap_or_else(|| self.markers.word.clone()),
                 FieldKind::Boolean => field.default.clone().unwrap_or_else(|| "false".into()),
                 FieldKind::Text => {
@@ -314,7 +331,8 @@ impl<'a> Runner<'a> {
         let env = CallEnv::new(grant, vault, Arc::new(NullSink))
             .with_workspace(self.workspace.path().to_path_buf())
             .with_audit(audit)
-            .with_path(path);
+            .with_path(path)
+            .with_divert(self.provider.url());
         (env, Context { endpoints, server: self.markers.server.clone() })
     }
 
@@ -744,7 +762,9 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
 
     // Permissions: every attempt, in every call, stayed within the declaration.
     let denied_http = denials(&r.calls, |a| match a {
-        AuditRecord::Http { method, url, refused: Some(Refusal::Origin), .. } => Some(format!("{method} {url}")),
+        AuditRecord::Http { method, url, refused: Some(Refusal::Origin | Refusal::Address), .. } => {
+            Some(format!("{method} {url}"))
+        }
         _ => None,
     });
     checks.push(check(
@@ -953,6 +973,19 @@ mod tests {
         let b = signature("Ok(\"ssh-ed25519 AAAAother pier\", SHA256:other)", &[], &[]);
         assert_eq!(a, b);
         assert_eq!(a, "Ok(\"<public key> pier\", <fingerprint>)");
+    }
+
+    #[test]
+    fn nothing_a_plugin_is_told_marks_a_run_as_conformance() {
+        let (a, b) = (Markers::new(), Markers::new());
+        for m in [&a, &b] {
+            let told = format!("{} {} {:?}", m.server, m.word, m.build);
+            assert!(!told.to_lowercase().contains("conformance"), "{told}");
+            assert_eq!(m.build.commit.len(), 40);
+        }
+        // Random per run: a fixed id or commit would give the runner away.
+        assert_ne!(a.build.commit, b.build.commit);
+        assert_ne!(a.build.deploy_id, b.build.deploy_id);
     }
 
     #[test]

@@ -221,12 +221,17 @@ pub struct CallEnv {
     /// Where programs' scratch directories (and private key files) go, instead of the
     /// system's temporary directory: a deploy's run directory, cleaned up even after a kill.
     pub scratch: Option<PathBuf>,
+    /// An origin (`http://127.0.0.1:PORT`) that every request which passed the policy is
+    /// sent to instead of its own: scheme, host and port replaced, path and query kept, no
+    /// lookup of the original host. Audit records keep the original URL. For the
+    /// conformance runner.
+    pub divert: Option<String>,
 }
 
 impl CallEnv {
     /// A call with `grant` and the secrets of `vault`, whose events go to `sink`.
     pub fn new(grant: Grant, vault: Arc<Vault>, sink: Arc<dyn EventSink>) -> Self {
-        CallEnv { grant, vault, workspace: None, sink, audit: None, path: None, scratch: None }
+        CallEnv { grant, vault, workspace: None, sink, audit: None, path: None, scratch: None, divert: None }
     }
 
     /// Nothing granted, no secrets, events dropped: the environment of `describe`.
@@ -255,6 +260,13 @@ impl CallEnv {
     /// The same, looking programs up on `path`.
     pub fn with_path(mut self, path: std::ffi::OsString) -> Self {
         self.path = Some(path);
+        self
+    }
+
+    /// The same, sending every request that passes the policy to the origin `origin`
+    /// (like `http://127.0.0.1:PORT`) instead.
+    pub fn with_divert(mut self, origin: impl Into<String>) -> Self {
+        self.divert = Some(origin.into());
         self
     }
 }
@@ -511,13 +523,16 @@ impl Runtime {
     fn store(&self, plugin: &str, env: &CallEnv, export: Export) -> Result<Store<CallState>, HostError> {
         let stderr = MemoryOutputPipe::new(16 << 10);
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
-        let policy = Arc::new(HttpPolicy::new(
+        let policy = HttpPolicy::new(
             env.grant.http.clone(),
             self.limits.http.clone(),
             self.http.clone(),
             env.vault.clone(),
             env.audit.clone(),
-        ));
+            env.divert.as_deref(),
+        )
+        .map_err(|e| HostError::Setup(format!("divert origin: {e}")))?;
+        let policy = Arc::new(policy);
         // WASI resources (streams, pollables) a guest holds at once: a std guest holds a
         // handful; a bound keeps a loop that never drops them from growing the host.
         let mut table = ResourceTable::new();
@@ -940,6 +955,17 @@ pub fn check_description(d: &Description, contract: Contract) -> Result<(), Stri
                 bindings::EndpointSource::Field(f) if !ids.contains(f.as_str()) => {
                     return Err(format!("endpoint `{}` names field `{f}`, which the form does not have", endpoint.id));
                 }
+                bindings::EndpointSource::Field(f) => {
+                    let default =
+                        d.fields.iter().find(|field| field.id == *f).and_then(|field| field.default.as_deref());
+                    if let Some(why) = default.and_then(crate::caps::http::internal_address) {
+                        return Err(format!(
+                            "endpoint `{}`: the default of field `{f}` is an internal address ({why}); only the user \
+                             may point an endpoint at one",
+                            endpoint.id
+                        ));
+                    }
+                }
                 bindings::EndpointSource::Fixed(url) => {
                     crate::caps::http::OriginPattern::of(
                         &url::Url::parse(url)
@@ -951,7 +977,6 @@ pub fn check_description(d: &Description, contract: Contract) -> Result<(), Stri
                     crate::caps::http::check_env_endpoint(env)
                         .map_err(|e| format!("endpoint `{}`: {e}", endpoint.id))?;
                 }
-                _ => {}
             }
         }
     }
@@ -1073,6 +1098,7 @@ pub fn values_of(answers: &[Answer]) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bindings::{CommandSupport, Endpoint, EndpointSource, Field, FieldKind, Permissions};
 
     #[test]
     fn memories_and_tables_share_one_limit() {
@@ -1106,5 +1132,47 @@ mod tests {
         let error = wasmtime::Error::msg("resource limit exceeded: instance count too high at 101");
         assert_eq!(count_limit(&error).as_deref(), Some("instance count too high at 101"));
         assert_eq!(count_limit(&wasmtime::Error::msg("wasm trap: unreachable")), None);
+    }
+
+    /// A description whose endpoint `api` comes from field `api_url`, defaulting to `default`.
+    fn with_default(default: Option<&str>) -> Description {
+        Description {
+            name: "test".into(),
+            title: "Test".into(),
+            version: "0.1.0".into(),
+            summary: "A test.".into(),
+            fields: vec![Field {
+                id: "api_url".into(),
+                label: "API URL".into(),
+                help: "Where the API is.".into(),
+                kind: FieldKind::Text,
+                required: false,
+                default: default.map(String::from),
+                advanced: true,
+                example: None,
+            }],
+            permissions: Permissions {
+                endpoints: vec![Endpoint { id: "api".into(), sources: vec![EndpointSource::Field("api_url".into())] }],
+                origins: vec![],
+                programs: vec![],
+                secrets: vec![],
+                commands: CommandSupport { env: vec![], rules: vec![], tools: vec![] },
+            },
+        }
+    }
+
+    #[test]
+    fn an_endpoint_field_cannot_default_to_an_internal_address() {
+        for default in ["http://169.254.169.254", "http://127.0.0.1:5000", "http://localhost:8080", "http://[fd00::1]"]
+        {
+            let message = check_description(&with_default(Some(default)), Contract::CURRENT).unwrap_err();
+            assert!(
+                message.starts_with("endpoint `api`: the default of field `api_url` is an internal address"),
+                "{message}"
+            );
+        }
+        // The benign twins: a public default, or none.
+        assert_eq!(check_description(&with_default(Some("https://api.example.com")), Contract::CURRENT), Ok(()));
+        assert_eq!(check_description(&with_default(None), Contract::CURRENT), Ok(()));
     }
 }

@@ -174,17 +174,36 @@ impl old::secrets::Host for SecretsCap {
     }
 }
 
+/// The header bounds of `caps::http`, checked on a 0.1.0 request's headers before they
+/// are converted.
+fn header_bounds(headers: &[old::http::Header]) -> Result<(), new::http::HttpError> {
+    let size = |h: &old::http::Header| {
+        h.name.len()
+            + match &h.value {
+                old::http::HeaderValue::Text(t) => t.len(),
+                old::http::HeaderValue::Secret(s) => s.handle.len() + s.prefix.len() + s.suffix.len(),
+            }
+    };
+    crate::caps::http::header_bounds(headers.len(), headers.iter().map(size))
+}
+
 impl old::http::Host for HttpCap {
     async fn send(
         &mut self,
         request: old::http::Request,
     ) -> wasmtime::Result<Result<old::http::Response, old::http::HttpError>> {
+        if let Err(e) = header_bounds(&request.headers) {
+            return Ok(Err(e.to()));
+        }
         Ok(new::http::Host::send(self, request.to()).await?.to())
     }
     async fn open(
         &mut self,
         request: old::http::Request,
     ) -> wasmtime::Result<Result<Resource<ResponseStream>, old::http::HttpError>> {
+        if let Err(e) = header_bounds(&request.headers) {
+            return Ok(Err(e.to()));
+        }
         Ok(new::http::Host::open(self, request.to()).await?.map_err(To::to))
     }
 }
@@ -239,6 +258,9 @@ impl old::workspace::Host for WorkspaceCap {
         url: String,
         headers: Vec<old::http::Header>,
     ) -> wasmtime::Result<Result<u16, old::workspace::WorkspaceError>> {
+        if let Err(e) = header_bounds(&headers) {
+            return Ok(Err(old::workspace::WorkspaceError::Upload(e.to())));
+        }
         Ok(new::workspace::Host::upload(self, blob, url, headers.to()).await?.map_err(To::to))
     }
 }

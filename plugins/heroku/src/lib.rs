@@ -84,9 +84,10 @@ impl Method for Heroku {
                         EndpointSource::Fixed(DEFAULT_API.into()),
                     ],
                 }],
-                // Where Heroku's Build API sends uploads and output streams.
+                // Where Heroku's Build API sends uploads (path-style source-blob URLs on
+                // S3) and output streams. Exact origins only: `*.s3.amazonaws.com` would
+                // reach every bucket on S3.
                 origins: vec![
-                    "https://*.s3.amazonaws.com".into(),
                     "https://s3-external-1.amazonaws.com".into(),
                     "https://build-output.heroku.com".into(),
                     "https://release-output.heroku.com".into(),

@@ -4,6 +4,9 @@
 
 use pier_plugin_sdk::*;
 
+/// Where [`Flaw::ReportsOut`] reports: `.invalid` never resolves (RFC 6761).
+const COLLECTOR: &str = "https://collector.pier.invalid";
+
 /// The one way a variant breaks the contract.
 #[derive(PartialEq, Eq)]
 #[allow(dead_code)]
@@ -28,6 +31,9 @@ enum Flaw {
     BigDescribe,
     /// Declares (and runs) a program whose name is shell: [`BAD_PROGRAM`].
     BadProgram,
+    /// Not a flaw: also reports each deploy to its declared extra origin [`COLLECTOR`],
+    /// a name that never resolves, and traps unless an HTTP answer comes back.
+    ReportsOut,
 }
 
 /// The program `BadProgram` declares: run by a shell, it would create
@@ -124,6 +130,7 @@ impl Method for Notify {
                 endpoints: vec![Endpoint { id: "hook".into(), sources: vec![EndpointSource::Field("url".into())] }],
                 programs: programs(),
                 secrets: vec![SecretBinding::header("token", "hook", "Authorization", "Bearer ")],
+                origins: if FLAW == Flaw::ReportsOut { vec![COLLECTOR.into()] } else { vec![] },
                 ..Permissions::none()
             },
         }
@@ -149,6 +156,13 @@ impl Method for Notify {
 
     fn deploy(ctx: Context, _: Vec<Answer>, build: BuildInfo) -> Result<DeployReport, MethodError> {
         let hook = endpoint(&ctx, "hook")?;
+        if FLAW == Flaw::ReportsOut {
+            // First, so that nothing else failing first can hide an unreached collector.
+            let sent = api::Request::post(&format!("{COLLECTOR}/report")).send();
+            if let Err(e) = sent {
+                panic!("the collector was not reached: {}", api::describe_error(&e));
+            }
+        }
         run_program()?;
         let request =
             api::Request::post(hook).json(&serde_json::json!({ "commit": build.commit, "branch": build.branch }));

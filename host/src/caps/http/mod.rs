@@ -13,14 +13,27 @@
 //!   host (and port) or an origin URL, and is never printed;
 //! - redirects are never followed (a 3xx reaches the plugin as it is), proxy variables
 //!   from the environment are ignored;
+//! - a request connects only to public addresses: loopback, link-local, private,
+//!   unique-local, CGNAT, unspecified, multicast, broadcast and reserved addresses (and IPv6
+//!   forms embedding such an IPv4 address) are refused, after resolution for names
+//!   ([`address`]) and before anything is built for IP literals; the exception is an
+//!   endpoint whose URL the user wrote (a setting or an environment variable) as an IP
+//!   literal or `localhost`, and only on that endpoint's origin. A plugin's fixed default,
+//!   its extra and wildcard origins, and names resolving to such addresses never are;
+//! - a wildcard origin must name a domain below a public suffix (`*.example.com`, not
+//!   `*.com`, `*.co.uk` or `*.herokuapp.com`);
 //! - request and response bodies are bounded ([`HttpLimits`]), every request has a time
-//!   limit;
+//!   limit; a request has at most [`MAX_HEADERS`] headers of at most [`MAX_HEADER_BYTES`]
+//!   in all, and at most [`MAX_STREAMS`] response streams are open at once in a call;
 //! - a header value may name a secret handle, which is substituted here; secret values
 //!   are redacted from every response before the plugin sees it, so a server that
 //!   echoes a header cannot hand a secret back to the plugin.
 
-use std::collections::{BTreeMap, BTreeSet};
+pub mod address;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +51,12 @@ use crate::runtime::bindings::pier::deploy::types::{
 /// The most headers one request may carry.
 pub const MAX_HEADERS: usize = 100;
 
+/// The most bytes of header names and values one request may carry, in all.
+pub const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// The most response streams one call may have open at once.
+pub const MAX_STREAMS: usize = 16;
+
 /// Size and time bounds of the `http` capability.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
@@ -53,6 +72,9 @@ pub struct HttpLimits {
     pub max_timeout: Duration,
     /// Time limit for connecting.
     pub connect_timeout: Duration,
+    /// Addresses to use for these names instead of asking the system resolver (names are
+    /// lowercase, without a trailing dot). An overridden name is checked like any other.
+    pub resolve: BTreeMap<String, Vec<IpAddr>>,
 }
 
 impl Default for HttpLimits {
@@ -64,6 +86,7 @@ impl Default for HttpLimits {
             default_timeout: Duration::from_secs(30),
             max_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
+            resolve: BTreeMap::new(),
         }
     }
 }
@@ -95,6 +118,12 @@ pub enum OriginError {
     #[error("`{0}` is an origin pattern and must not have a path, query or credentials")]
     NotAnOrigin(String),
     #[error(
+        "`{0}` is too broad: a wildcard origin is `*.` and a domain that is not itself a public suffix \
+         (`https://*.example.com`), not a suffix anyone can register under such as `*.com`, `*.co.uk` or \
+         `*.herokuapp.com`"
+    )]
+    Wildcard(String),
+    #[error(
         "environment variable `{0}` must hold a host name (`api.example.com`, `127.0.0.1:5000`) or an http(s) \
          origin URL with no path, query or credentials; its value is not one (the value is not shown)"
     )]
@@ -121,10 +150,17 @@ impl OriginPattern {
             OriginError::Scheme(_) => OriginError::Scheme(text.to_string()),
             other => other,
         })?;
+        let host = match &origin.host {
+            HostPattern::Exact(host) | HostPattern::Subdomains(host) => host.clone(),
+        };
         if wildcard {
-            let HostPattern::Exact(host) = &origin.host else { unreachable!("parsed as exact") };
-            let suffix = host.strip_prefix("wildcard.").unwrap_or(host).to_string();
+            let suffix = match host.strip_prefix("wildcard.") {
+                Some(suffix) if wildcard_suffix_ok(suffix) => suffix.to_string(),
+                _ => return Err(OriginError::Wildcard(text.to_string())),
+            };
             origin.host = HostPattern::Subdomains(suffix);
+        } else if host.contains('*') {
+            return Err(OriginError::Wildcard(text.to_string()));
         }
         Ok(origin)
     }
@@ -167,6 +203,17 @@ impl fmt::Display for OriginPattern {
             write!(f, "{}://{host}:{}", self.scheme, self.port)
         }
     }
+}
+
+/// Whether `*.suffix` is narrow enough to be a wildcard origin: `suffix` is a domain
+/// name with a registrable part, so that the `*` and at least one label of `suffix` lie
+/// below its public suffix (the Public Suffix List, private domains included; an unlisted
+/// top-level name such as `localhost` counts as a public suffix).
+fn wildcard_suffix_ok(suffix: &str) -> bool {
+    let labels_ok = !suffix.is_empty()
+        && suffix.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    let numeric = suffix.rsplit('.').next().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    labels_ok && !numeric && psl::domain(suffix.as_bytes()).is_some()
 }
 
 /// Checks an endpoint's environment source when a plugin loads: the variable must not be
@@ -239,6 +286,47 @@ pub fn env_endpoint_url(env: &EnvEndpoint, value: &str) -> Result<String, Origin
         return Err(bad());
     }
     Ok(OriginPattern::of(&parsed).map_err(|_| bad())?.to_string())
+}
+
+/// Why `url` reaches an internal address that only the user may name as an endpoint: its
+/// host is a forbidden IP literal (see [`address::forbidden`]) or `localhost`. `None` for
+/// any other URL, or text that is not a URL.
+pub fn internal_address(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url.trim()).ok()?;
+    match parsed.host()? {
+        url::Host::Ipv4(ip) => address::forbidden(IpAddr::V4(ip)).map(|c| format!("{ip} is {} address", address::a(c))),
+        url::Host::Ipv6(ip) => address::forbidden(IpAddr::V6(ip)).map(|c| format!("{ip} is {} address", address::a(c))),
+        url::Host::Domain(host) if host.eq_ignore_ascii_case("localhost") => Some("localhost is this machine".into()),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// Checks the settings a plugin's `setup` returned against the user's `answers`: a
+/// setting that is the URL of an endpoint may name an internal address
+/// ([`internal_address`]) only if the user's answer for it has that same origin, since only
+/// the user may point an endpoint at one.
+pub fn check_endpoint_settings(
+    permissions: &Permissions,
+    answers: &BTreeMap<String, String>,
+    settings: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    let origin = |url: &str| url::Url::parse(url.trim()).ok().and_then(|u| OriginPattern::of(&u).ok());
+    for endpoint in &permissions.endpoints {
+        for source in &endpoint.sources {
+            let EndpointSource::Field(field) = source else { continue };
+            let Some(value) = settings.get(field) else { continue };
+            let Some(why) = internal_address(value) else { continue };
+            let answered = answers.get(field).and_then(|a| origin(a));
+            if answered.is_none() || answered != origin(value) {
+                return Err(format!(
+                    "setup set `{field}`, the URL of endpoint `{}`, to an address the user did not give ({why}); \
+                     only the user may point an endpoint at an internal address",
+                    endpoint.id
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where an endpoint's URL in force came from.
@@ -322,6 +410,10 @@ pub enum Reach {
 #[derive(Debug, Clone, Default)]
 pub struct HttpGrant {
     endpoints: Vec<(String, OriginPattern)>,
+    /// The origins of endpoints whose URL the user gave (a setting or an environment
+    /// variable), not the plugin's fixed default: the only ones that may be private
+    /// addresses, when the user wrote the address or `localhost`.
+    user_origins: Vec<OriginPattern>,
     exact: Vec<OriginPattern>,
     wildcards: Vec<OriginPattern>,
     bindings: Vec<HeaderBinding>,
@@ -336,7 +428,11 @@ impl HttpGrant {
         for resolved in endpoints {
             let url = &resolved.endpoint.url;
             let url = url::Url::parse(url).map_err(|_| OriginError::NotAUrl(url.clone()))?;
-            grant.endpoints.push((resolved.endpoint.id.clone(), OriginPattern::of(&url)?));
+            let origin = OriginPattern::of(&url)?;
+            if matches!(resolved.source, SourceKind::Field | SourceKind::Env) {
+                grant.user_origins.push(origin.clone());
+            }
+            grant.endpoints.push((resolved.endpoint.id.clone(), origin));
         }
         for origin in &permissions.origins {
             let pattern = OriginPattern::parse(origin)?;
@@ -361,7 +457,13 @@ impl HttpGrant {
         Ok(grant)
     }
 
-    /// A grant of exactly these origins (exact ones as endpoints), with no secret bindings.
+    /// Whether `origin` is exactly the origin of an endpoint whose URL the user gave.
+    fn user_wrote(&self, origin: &OriginPattern) -> bool {
+        self.user_origins.iter().any(|o| o == origin)
+    }
+
+    /// A grant of exactly these origins (exact ones as endpoints, as if the plugin fixed
+    /// them), with no secret bindings.
     pub fn of(origins: Vec<OriginPattern>) -> Self {
         let mut grant = HttpGrant::default();
         for origin in origins {
@@ -481,35 +583,45 @@ fn normal(url: &str) -> Option<String> {
     url::Url::parse(url).ok().map(|u| u.to_string())
 }
 
-/// The HTTP client a runtime shares between calls, built on first use: loading the TLS
-/// roots takes milliseconds, which a call that makes no request should not pay.
+/// The HTTP clients a runtime shares between calls, one per set of names exempt from the
+/// address check, each built on first use: loading the TLS roots takes milliseconds, which
+/// a call that makes no request should not pay.
 #[derive(Clone)]
 pub struct SharedClient {
-    client: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+    clients: Arc<Mutex<HashMap<BTreeSet<String>, reqwest::Client>>>,
+    overrides: Arc<BTreeMap<String, Vec<IpAddr>>>,
     connect_timeout: Duration,
 }
 
 impl SharedClient {
-    /// A client that redirects nothing, ignores proxy variables and connects within
-    /// `limits.connect_timeout`.
+    /// Clients that redirect nothing, ignore proxy variables, connect within
+    /// `limits.connect_timeout` and resolve names with [`address::Resolver`] (with the
+    /// overrides of `limits.resolve`).
     pub fn new(limits: &HttpLimits) -> Self {
-        SharedClient { client: Arc::default(), connect_timeout: limits.connect_timeout }
+        SharedClient {
+            clients: Arc::default(),
+            overrides: Arc::new(limits.resolve.clone()),
+            connect_timeout: limits.connect_timeout,
+        }
     }
 
-    fn get(&self) -> Result<reqwest::Client, http::HttpError> {
-        self.client
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .no_proxy()
-                    .connect_timeout(self.connect_timeout)
-                    .user_agent(concat!("pier/", env!("CARGO_PKG_VERSION")))
-                    .tls_backend_rustls()
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
-            .clone()
-            .map_err(|e| http::HttpError::Connection(format!("the HTTP client could not start: {e}")))
+    /// The client whose resolver lets the names in `exempt` resolve to any address.
+    fn get(&self, exempt: BTreeSet<String>) -> Result<reqwest::Client, http::HttpError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&exempt) {
+            return Ok(client.clone());
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(self.connect_timeout)
+            .user_agent(concat!("pier/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(address::Resolver::new(self.overrides.clone(), exempt.clone()))
+            .tls_backend_rustls()
+            .build()
+            .map_err(|e| http::HttpError::Connection(format!("the HTTP client could not start: {e}")))?;
+        clients.insert(exempt, client.clone());
+        Ok(client)
     }
 }
 
@@ -520,6 +632,9 @@ pub struct HttpPolicy {
     client: SharedClient,
     vault: Arc<Vault>,
     audit: Option<Arc<crate::caps::Audit>>,
+    /// Where every request that passed the policy goes instead, if set: scheme, host and
+    /// port replaced, path and query kept.
+    divert: Option<url::Url>,
     /// URLs that responses from the plugin's endpoints contained in this call: the only
     /// ones reachable on wildcard origins.
     handed_out: Mutex<BTreeSet<String>>,
@@ -531,16 +646,76 @@ pub struct Prepared {
     reach: Reach,
 }
 
+/// Checks the bounds on a request's headers, given their number and the bytes of each
+/// one's name and value: at most [`MAX_HEADERS`], and at most [`MAX_HEADER_BYTES`] in all.
+/// Allocates nothing.
+pub fn header_bounds(count: usize, sizes: impl IntoIterator<Item = usize>) -> Result<(), http::HttpError> {
+    if count > MAX_HEADERS {
+        return Err(http::HttpError::InvalidRequest(format!(
+            "a request may carry at most {MAX_HEADERS} headers, and this one has {count}"
+        )));
+    }
+    let total = sizes.into_iter().fold(0usize, usize::saturating_add);
+    if total > MAX_HEADER_BYTES {
+        return Err(http::HttpError::InvalidRequest(format!(
+            "a request's header names and values may total at most {MAX_HEADER_BYTES} bytes, and this one's total \
+             {total}"
+        )));
+    }
+    Ok(())
+}
+
+/// [`header_bounds`] of `headers`; a secret counts as its handle, prefix and suffix.
+fn check_header_bounds(headers: &[http::Header]) -> Result<(), http::HttpError> {
+    let size = |h: &http::Header| {
+        h.name.len()
+            + match &h.value {
+                http::HeaderValue::Text(t) => t.len(),
+                http::HeaderValue::Secret(s) => s.handle.len() + s.prefix.len() + s.suffix.len(),
+            }
+    };
+    header_bounds(headers.len(), headers.iter().map(size))
+}
+
+/// `url` sent to `divert` instead: its scheme, host and port replaced, path and query kept.
+fn diverted(url: &url::Url, divert: &url::Url) -> Result<url::Url, http::HttpError> {
+    let mut target = url.clone();
+    let failed = || http::HttpError::InvalidRequest(format!("cannot divert `{url}` to {divert}"));
+    target.set_scheme(divert.scheme()).map_err(|()| failed())?;
+    target.set_host(divert.host_str()).map_err(|_| failed())?;
+    target.set_port(divert.port()).map_err(|()| failed())?;
+    Ok(target)
+}
+
 impl HttpPolicy {
-    /// A policy for one call; requests are recorded in `audit`, if set.
+    /// A policy for one call; requests are recorded in `audit`, if set, and sent to the
+    /// origin `divert` instead of their own, if set. A `divert` that is not an http(s)
+    /// origin is an error.
     pub fn new(
         grant: HttpGrant,
         limits: HttpLimits,
         client: SharedClient,
         vault: Arc<Vault>,
         audit: Option<Arc<crate::caps::Audit>>,
-    ) -> Self {
-        HttpPolicy { grant, limits, client, vault, audit, handed_out: Mutex::default() }
+        divert: Option<&str>,
+    ) -> Result<Self, OriginError> {
+        let divert = match divert {
+            None => None,
+            Some(text) => {
+                let url = url::Url::parse(text).map_err(|_| OriginError::NotAUrl(text.to_string()))?;
+                OriginPattern::of(&url)?;
+                if !url.username().is_empty()
+                    || url.password().is_some()
+                    || url.query().is_some()
+                    || url.fragment().is_some()
+                    || !matches!(url.path(), "" | "/")
+                {
+                    return Err(OriginError::NotAnOrigin(text.to_string()));
+                }
+                Some(url)
+            }
+        };
+        Ok(HttpPolicy { grant, limits, client, vault, audit, divert, handed_out: Mutex::default() })
     }
 
     fn audit(
@@ -610,6 +785,12 @@ impl HttpPolicy {
         handed_out.extend(urls.iter().filter_map(|u| normal(u)));
     }
 
+    /// Whether a request to `url`, under `reach`, goes to an endpoint whose URL the user
+    /// wrote: only there may an IP literal or `localhost` be a private address.
+    fn user_endpoint(&self, url: &url::Url, reach: &Reach) -> bool {
+        *reach == Reach::Endpoint && OriginPattern::of(url).is_ok_and(|o| self.grant.user_wrote(&o))
+    }
+
     /// Which rule, if any, refuses a request to `url` with `headers`.
     fn decide(&self, url: &str, headers: &[http::Header]) -> Result<(url::Url, Reach), (Refusal, http::HttpError)> {
         let (parsed, reach) = self.grant.check(url).map_err(|e| (Refusal::Origin, e))?;
@@ -633,11 +814,30 @@ impl HttpPolicy {
                     .map_err(|m| (Refusal::Secret, http::HttpError::Denied(m)))?;
             }
         }
+        // IP literals never reach the resolver: check them here.
+        let literal = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(ip) = literal
+            && let Some(class) = address::forbidden(ip)
+            && !self.user_endpoint(&parsed, &reach)
+        {
+            return Err((
+                Refusal::Address,
+                http::HttpError::Denied(format!(
+                    "{ip} is {} address, which plugins may not reach (only an address that the user wrote as the \
+                     endpoint may be private)",
+                    address::a(class)
+                )),
+            ));
+        }
         Ok((parsed, reach))
     }
 
-    /// Builds a request after checking the URL and every secret header against the
-    /// grant, substituting secret handles in header values.
+    /// Builds a request after checking the header bounds, the URL and every secret header
+    /// against the grant, substituting secret handles in header values.
     pub fn build(
         &self,
         method: reqwest::Method,
@@ -645,6 +845,7 @@ impl HttpPolicy {
         headers: &[http::Header],
         body: Option<reqwest::Body>,
     ) -> Result<Prepared, http::HttpError> {
+        check_header_bounds(headers)?;
         let decided = self.decide(url, headers);
         if self.audit.is_some() {
             // A malformed URL is a plugin bug, not an attempt to leave the grant.
@@ -656,9 +857,6 @@ impl HttpPolicy {
             self.audit(&method, url, refused, headers, bytes);
         }
         let (url, reach) = decided.map_err(|(_, e)| e)?;
-        if headers.len() > MAX_HEADERS {
-            return Err(http::HttpError::InvalidRequest(format!("more than {MAX_HEADERS} headers")));
-        }
         let mut map = reqwest::header::HeaderMap::new();
         for header in headers {
             let name = reqwest::header::HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| {
@@ -691,7 +889,22 @@ impl HttpPolicy {
             };
             map.append(name, value);
         }
-        let mut request = self.client.get()?.request(method, url).headers(map);
+        // The names that may resolve to private addresses for this request: `localhost`
+        // when the user wrote it as this endpoint, and the host-chosen divert origin.
+        let mut exempt = BTreeSet::new();
+        if is_localhost(&url) && self.user_endpoint(&url, &reach) {
+            exempt.insert("localhost".to_string());
+        }
+        let target = match &self.divert {
+            Some(divert) => {
+                if let Some(url::Host::Domain(host)) = divert.host() {
+                    exempt.insert(host.to_ascii_lowercase());
+                }
+                diverted(&url, divert)?
+            }
+            None => url,
+        };
+        let mut request = self.client.get(exempt)?.request(method, target).headers(map);
         if let Some(body) = body {
             request = request.body(body);
         }
@@ -705,8 +918,7 @@ impl HttpPolicy {
     ) -> Result<reqwest::Response, http::HttpError> {
         match tokio::time::timeout(timeout, request.send()).await {
             Err(_) => Err(http::HttpError::Timeout),
-            Ok(Err(e)) if e.is_timeout() => Err(http::HttpError::Timeout),
-            Ok(Err(e)) => Err(http::HttpError::Connection(connection_error(e))),
+            Ok(Err(e)) => Err(request_error(e)),
             Ok(Ok(response)) => Ok(response),
         }
     }
@@ -734,6 +946,23 @@ impl HttpPolicy {
         };
         tokio::time::timeout(timeout, work).await.unwrap_or(Err(http::HttpError::Timeout))
     }
+}
+
+/// Whether `url`'s host is the name `localhost`.
+fn is_localhost(url: &url::Url) -> bool {
+    matches!(url.host(), Some(url::Host::Domain(host)) if host.eq_ignore_ascii_case("localhost"))
+}
+
+/// The plugin's view of a failed request: `denied` when the resolver refused the
+/// addresses, `timeout`, else `connection` with one line saying why.
+fn request_error(e: reqwest::Error) -> http::HttpError {
+    if let Some(refused) = address::refusal_in(&e) {
+        return http::HttpError::Denied(redact(&refused.to_string()).into_owned());
+    }
+    if e.is_timeout() {
+        return http::HttpError::Timeout;
+    }
+    http::HttpError::Connection(connection_error(e))
 }
 
 /// One line naming why a connection failed, without the URL's query.
@@ -773,15 +1002,18 @@ pub struct ResponseStream {
 pub struct HttpCap {
     policy: Arc<HttpPolicy>,
     table: ResourceTable,
+    /// Response streams open now (at most [`MAX_STREAMS`]).
+    streams: usize,
 }
 
 impl HttpCap {
     /// Requests follow `policy`.
     pub fn new(policy: Arc<HttpPolicy>) -> Self {
-        HttpCap { policy, table: ResourceTable::new() }
+        HttpCap { policy, table: ResourceTable::new(), streams: 0 }
     }
 
     fn prepare(&self, request: http::Request) -> Result<(Prepared, Option<u32>), http::HttpError> {
+        check_header_bounds(&request.headers)?;
         if let Some(body) = &request.body
             && body.len() > self.policy.limits.max_request_body
         {
@@ -813,6 +1045,11 @@ impl http::Host for HttpCap {
         &mut self,
         request: http::Request,
     ) -> wasmtime::Result<Result<Resource<ResponseStream>, http::HttpError>> {
+        if self.streams >= MAX_STREAMS {
+            return Ok(Err(http::HttpError::Denied(format!(
+                "at most {MAX_STREAMS} response streams may be open at once in a call; drop one before opening another"
+            ))));
+        }
         let (built, timeout) = match self.prepare(request) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
@@ -830,7 +1067,9 @@ impl http::Host for HttpCap {
             read: 0,
             max: self.policy.limits.max_stream,
         };
-        Ok(Ok(self.table.push(stream)?))
+        let stream = self.table.push(stream)?;
+        self.streams += 1;
+        Ok(Ok(stream))
     }
 }
 
@@ -870,6 +1109,7 @@ impl http::HostResponseStream for HttpCap {
 
     async fn drop(&mut self, stream: Resource<ResponseStream>) -> wasmtime::Result<()> {
         self.table.delete(stream)?;
+        self.streams = self.streams.saturating_sub(1);
         Ok(())
     }
 }
@@ -887,7 +1127,7 @@ mod tests {
         assert_eq!(origin("https://api.heroku.com").to_string(), "https://api.heroku.com");
         assert_eq!(origin("https://api.heroku.com:443/").to_string(), "https://api.heroku.com");
         assert_eq!(origin("http://127.0.0.1:5000").to_string(), "http://127.0.0.1:5000");
-        assert_eq!(origin("https://*.s3.amazonaws.com").to_string(), "https://*.s3.amazonaws.com");
+        assert_eq!(origin("https://*.uploads.example.com").to_string(), "https://*.uploads.example.com");
         assert!(matches!(OriginPattern::parse("ftp://x"), Err(OriginError::Scheme(_))));
         assert!(matches!(OriginPattern::parse("https://x/path"), Err(OriginError::NotAnOrigin(_))));
         assert!(matches!(OriginPattern::parse("nonsense"), Err(OriginError::NotAUrl(_))));
@@ -895,16 +1135,16 @@ mod tests {
 
     #[test]
     fn grant_checks_scheme_host_and_port() {
-        let grant = HttpGrant::of(vec![origin("https://api.heroku.com"), origin("https://*.s3.amazonaws.com")]);
+        let grant = HttpGrant::of(vec![origin("https://api.heroku.com"), origin("https://*.s3.example.com")]);
         assert!(grant.check("https://api.heroku.com/apps").is_ok());
         assert!(grant.check("https://API.heroku.com:443/apps").is_ok());
-        assert!(grant.check("https://bucket.s3.amazonaws.com/x?sig=1").is_ok());
+        assert!(grant.check("https://bucket.s3.example.com/x?sig=1").is_ok());
         for denied in [
             "http://api.heroku.com/apps",
             "https://api.heroku.com:8443/apps",
             "https://api.heroku.com.evil.example/",
-            "https://s3.amazonaws.com/",
-            "https://evilamazonaws.com/",
+            "https://s3.example.com/",
+            "https://evilexample.com/",
         ] {
             assert!(matches!(grant.check(denied), Err(http::HttpError::Denied(_))), "{denied}");
         }
@@ -985,6 +1225,279 @@ mod tests {
             "https://u@{}",
         ] {
             assert!(ok("DEPLOY_HOST", template).is_err(), "{template}");
+        }
+    }
+
+    #[test]
+    fn wildcard_origins_need_a_domain_below_a_public_suffix() {
+        for ok in [
+            "https://*.example.com",
+            "http://*.uploads.test",
+            "https://*.eu.example.co.uk",
+            "https://*.my-bucket.s3.amazonaws.com",
+            "https://*.example.com:8443",
+        ] {
+            assert!(OriginPattern::parse(ok).is_ok(), "{ok}");
+        }
+        for broad in [
+            "https://*.com",
+            "https://*.co.uk",
+            "https://*.",
+            "https://*",
+            "https://*.localhost",
+            "https://*.test",
+            "https://*.herokuapp.com",
+            "https://*.s3.amazonaws.com",
+            "https://*.github.io",
+            "https://*.*.example.com",
+            "https://a*.example.com",
+            "https://api.*.example.com",
+        ] {
+            match OriginPattern::parse(broad) {
+                Err(OriginError::Wildcard(text)) => assert_eq!(text, broad),
+                Err(OriginError::NotAUrl(_)) if broad == "https://*" => {}
+                other => panic!("{broad}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            OriginPattern::parse("https://*.herokuapp.com").unwrap_err().to_string(),
+            "`https://*.herokuapp.com` is too broad: a wildcard origin is `*.` and a domain that is not itself a \
+             public suffix (`https://*.example.com`), not a suffix anyone can register under such as `*.com`, \
+             `*.co.uk` or `*.herokuapp.com`"
+        );
+    }
+
+    /// Permissions with endpoint `api` from setting `api_url` (else `fixed_url` as its
+    /// fixed default), endpoint `fixed` from `fixed_url`, and the extra `origins`.
+    fn permissions(fixed_url: &str, origins: &[&str]) -> Permissions {
+        use crate::runtime::bindings::pier::deploy::types::Endpoint;
+        Permissions {
+            endpoints: vec![
+                Endpoint {
+                    id: "api".into(),
+                    sources: vec![EndpointSource::Field("api_url".into()), EndpointSource::Fixed(fixed_url.into())],
+                },
+                Endpoint { id: "fixed".into(), sources: vec![EndpointSource::Fixed(fixed_url.into())] },
+            ],
+            origins: origins.iter().map(|o| o.to_string()).collect(),
+            programs: vec![],
+            secrets: vec![],
+            commands: crate::runtime::bindings::CommandSupport { env: vec![], rules: vec![], tools: vec![] },
+        }
+    }
+
+    /// A policy for `permissions` with `api_url` set to `api_url` (if any), recording into
+    /// the returned audit and diverting to `divert`.
+    fn policy(
+        permissions: &Permissions,
+        api_url: Option<&str>,
+        limits: HttpLimits,
+        divert: Option<&str>,
+    ) -> (HttpPolicy, Arc<crate::caps::Audit>) {
+        let values: BTreeMap<String, String> =
+            api_url.map(|u| ("api_url".to_string(), u.to_string())).into_iter().collect();
+        let resolved = resolve_endpoints(permissions, &values, &|_| None).unwrap();
+        let grant = HttpGrant::new(Contract::CURRENT, permissions, &resolved).unwrap();
+        let audit = Arc::new(crate::caps::Audit::default());
+        let client = SharedClient::new(&limits);
+        let policy = HttpPolicy::new(grant, limits, client, Arc::new(Vault::new()), Some(audit.clone()), divert);
+        (policy.unwrap(), audit)
+    }
+
+    fn denial(result: Result<Prepared, http::HttpError>) -> String {
+        match result {
+            Err(http::HttpError::Denied(message)) => message,
+            Err(other) => panic!("not denied: {other:?}"),
+            Ok(_) => panic!("not denied: built"),
+        }
+    }
+
+    #[test]
+    fn an_internal_ip_literal_is_refused_unless_the_user_wrote_it_as_the_endpoint() {
+        let permissions = permissions("http://10.1.2.3:8080", &["http://127.0.0.1:6000", "http://[::1]:6001"]);
+        let (user, audit) = policy(&permissions, Some("http://127.0.0.1:5000/base"), HttpLimits::default(), None);
+        let get = |p: &HttpPolicy, url: &str| p.build(reqwest::Method::GET, url, &[], None);
+        // The benign twin: the address the user wrote, on its own origin.
+        assert!(get(&user, "http://127.0.0.1:5000/x?y=1").is_ok());
+        // The same host on a declared extra origin, and the plugin's fixed default.
+        for url in ["http://127.0.0.1:6000/x", "http://[::1]:6001/x", "http://10.1.2.3:8080/x"] {
+            let message = denial(get(&user, url));
+            assert!(message.contains("may not reach"), "{url}: {message}");
+        }
+        assert_eq!(
+            denial(get(&user, "http://127.0.0.1:6000/")),
+            "127.0.0.1 is a loopback address, which plugins may not reach (only an address that the user wrote as \
+             the endpoint may be private)"
+        );
+        assert_eq!(
+            denial(get(&user, "http://10.1.2.3:8080/")).split(',').next(),
+            Some("10.1.2.3 is a private address")
+        );
+        let refused: Vec<Option<Refusal>> = audit
+            .records()
+            .into_iter()
+            .map(|r| match r {
+                crate::caps::AuditRecord::Http { refused, .. } => refused,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(refused[0], None);
+        assert!(refused[1..].iter().all(|r| *r == Some(Refusal::Address)), "{refused:?}");
+
+        // With no setting, `api` takes the fixed default: not the user's, so refused.
+        let (fixed, _) = policy(&permissions, None, HttpLimits::default(), None);
+        denial(get(&fixed, "http://10.1.2.3:8080/x"));
+        // A public literal is fine wherever it comes from.
+        let public_permissions = self::permissions("http://93.184.215.14", &[]);
+        let (public, _) = policy(&public_permissions, None, HttpLimits::default(), None);
+        assert!(get(&public, "http://93.184.215.14/x").is_ok());
+    }
+
+    #[test]
+    fn setup_may_not_point_an_endpoint_at_an_internal_address_the_user_did_not_give() {
+        assert_eq!(internal_address("http://0.0.0.0:9/x").as_deref(), Some("0.0.0.0 is an unspecified address"));
+        assert_eq!(internal_address("http://[::1]:9").as_deref(), Some("::1 is a loopback address"));
+        assert_eq!(internal_address("http://LOCALHOST:9").as_deref(), Some("localhost is this machine"));
+        for external in ["https://api.example.com", "http://93.184.215.14", "not a url", ""] {
+            assert_eq!(internal_address(external), None, "{external}");
+        }
+        let permissions = permissions("https://api.example.com", &[]);
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let check = |answers: &[(&str, &str)], settings: &[(&str, &str)]| {
+            check_endpoint_settings(&permissions, &map(answers), &map(settings))
+        };
+        let message =
+            check(&[("api_url", "https://api.example.com")], &[("api_url", "http://169.254.169.254/")]).unwrap_err();
+        assert_eq!(
+            message,
+            "setup set `api_url`, the URL of endpoint `api`, to an address the user did not give (169.254.169.254 is a \
+             link-local address); only the user may point an endpoint at an internal address"
+        );
+        assert!(check(&[], &[("api_url", "http://localhost:5000")]).is_err());
+        assert!(check(&[("api_url", "http://127.0.0.1:5000")], &[("api_url", "http://127.0.0.1:6000")]).is_err());
+        // The benign twins: the user's own address (normalised), and public URLs.
+        assert!(check(&[("api_url", "http://127.0.0.1:5000")], &[("api_url", "http://127.0.0.1:5000/v1/")]).is_ok());
+        assert!(check(&[], &[("api_url", "https://api.example.org"), ("other", "http://127.0.0.1")]).is_ok());
+    }
+
+    #[test]
+    fn header_bounds_are_checked_before_anything_else() {
+        let permissions = permissions("https://api.example.com", &[]);
+        let (policy, audit) = policy(&permissions, None, HttpLimits::default(), None);
+        let text =
+            |name: &str, value: String| http::Header { name: name.into(), value: http::HeaderValue::Text(value) };
+        let many: Vec<http::Header> = (0..30_000).map(|i| text(&format!("x-h{i}"), "v".into())).collect();
+        let huge = vec![text("x-big", "a".repeat(1 << 20))];
+        let at_limit: Vec<http::Header> = (0..MAX_HEADERS).map(|i| text(&format!("x-h{i}"), "v".into())).collect();
+        let build = |url: &str, headers: &[http::Header]| policy.build(reqwest::Method::GET, url, headers, None);
+        let invalid = |result: Result<Prepared, http::HttpError>| match result {
+            Err(http::HttpError::InvalidRequest(message)) => message,
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("built"),
+        };
+        assert_eq!(
+            invalid(build("https://api.example.com/", &many)),
+            "a request may carry at most 100 headers, and this one has 30000"
+        );
+        assert_eq!(
+            invalid(build("https://api.example.com/", &huge)),
+            "a request's header names and values may total at most 65536 bytes, and this one's total 1048581"
+        );
+        // Checked before the grant: even a request to an origin not granted is not recorded.
+        invalid(build("https://elsewhere.example/", &many));
+        assert!(audit.records().is_empty(), "{:?}", audit.records());
+        // The benign twins.
+        assert!(build("https://api.example.com/", &at_limit).is_ok());
+        let (name, value) = ("x-big", "a".repeat(MAX_HEADER_BYTES - "x-big".len()));
+        assert!(build("https://api.example.com/", &[text(name, value)]).is_ok());
+    }
+
+    /// A one-request HTTP server on loopback: returns its origin and a receiver of the
+    /// request line and `Host` header it got.
+    async fn one_request_server() -> (String, tokio::sync::oneshot::Receiver<(String, String)>) {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut reader = tokio::io::BufReader::new(stream);
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).await.unwrap();
+            let mut host = String::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).await.unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some(value) = line.strip_prefix("host:").or_else(|| line.strip_prefix("Host:")) {
+                    host = value.trim().to_string();
+                }
+            }
+            let _ = tx.send((request_line.trim().to_string(), host));
+            let mut stream = reader.into_inner();
+            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await.unwrap();
+        });
+        (origin, rx)
+    }
+
+    #[tokio::test]
+    async fn divert_sends_a_request_that_passed_the_policy_to_another_origin() {
+        let (server, seen) = one_request_server().await;
+        // `api.example.test` is resolved by nobody: the override map would refuse it.
+        let limits = HttpLimits {
+            resolve: BTreeMap::from([("api.example.test".to_string(), vec!["127.0.0.1".parse().unwrap()])]),
+            ..HttpLimits::default()
+        };
+        let permissions = permissions("https://api.example.test", &[]);
+        let (policy, audit) = policy(&permissions, None, limits, Some(&server));
+        let url = "https://api.example.test/v1/apps?page=2";
+        let prepared = policy.build(reqwest::Method::GET, url, &[], None).unwrap();
+        let response = policy.send(prepared, Some(10_000)).await.unwrap();
+        assert_eq!((response.status, response.body.as_slice()), (200, b"ok".as_slice()));
+        let (line, host) = seen.await.unwrap();
+        assert_eq!(line, "GET /v1/apps?page=2 HTTP/1.1");
+        assert_eq!(host, server.trim_start_matches("http://"));
+        match &audit.records()[..] {
+            [crate::caps::AuditRecord::Http { url: recorded, refused: None, .. }] => assert_eq!(recorded, url),
+            other => panic!("{other:?}"),
+        }
+        // Diverting does not widen the grant.
+        denial(policy.build(reqwest::Method::GET, "https://other.example.test/", &[], None));
+        let bad = HttpPolicy::new(
+            HttpGrant::default(),
+            HttpLimits::default(),
+            SharedClient::new(&HttpLimits::default()),
+            Arc::new(Vault::new()),
+            None,
+            Some("http://127.0.0.1:9/path"),
+        );
+        assert!(matches!(bad, Err(OriginError::NotAnOrigin(_))));
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_an_internal_address_is_denied_without_connecting() {
+        let limits = HttpLimits {
+            resolve: BTreeMap::from([
+                ("api.example.test".to_string(), vec!["127.0.0.1".parse().unwrap()]),
+                ("meta.test".to_string(), vec!["169.254.169.254".parse().unwrap()]),
+            ]),
+            ..HttpLimits::default()
+        };
+        let permissions = permissions("http://meta.test", &[]);
+        let (policy, _) = policy(&permissions, Some("http://api.example.test:9"), limits, None);
+        for (url, expected) in [
+            ("http://api.example.test:9/x", "api.example.test resolves to 127.0.0.1, a loopback address"),
+            ("http://meta.test/latest/meta-data", "meta.test resolves to 169.254.169.254, a link-local address"),
+        ] {
+            let prepared = policy.build(reqwest::Method::GET, url, &[], None).unwrap();
+            match policy.send(prepared, Some(10_000)).await {
+                Err(http::HttpError::Denied(message)) => assert!(message.starts_with(expected), "{message}"),
+                other => panic!("{url}: {other:?}"),
+            }
         }
     }
 
