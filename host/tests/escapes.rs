@@ -70,6 +70,19 @@ fn vault_with_key() -> Arc<Vault> {
 /// the grant its own permissions give for the contract it is built against. Returns the
 /// deploy summary.
 fn deploy(name: &str, settings: &[(&str, &str)], vault: Arc<Vault>, workspace: &Path, scratch: &Path) -> String {
+    deploy_diverted(name, settings, vault, workspace, scratch, None)
+}
+
+/// The same, with every request that passes the policy sent to `divert`, if set (as the
+/// conformance runner does), so no name is ever looked up.
+fn deploy_diverted(
+    name: &str,
+    settings: &[(&str, &str)],
+    vault: Arc<Vault>,
+    workspace: &Path,
+    scratch: &Path,
+    divert: Option<&str>,
+) -> String {
     TOKIO.block_on(async {
         let runtime = &*RUNTIME;
         let loaded = runtime.load_file(Path::new(plugin(name))).unwrap_or_else(|e| panic!("load {name}: {e}"));
@@ -78,9 +91,12 @@ fn deploy(name: &str, settings: &[(&str, &str)], vault: Arc<Vault>, workspace: &
         let (grant, endpoints) = Grant::for_contract(loaded.contract(), &description.permissions, &values, &|_| None)
             .unwrap_or_else(|e| panic!("grant of {name}: {e}"));
         let sink = Arc::new(MemorySink::default());
-        let env = CallEnv::new(grant, vault, sink.clone())
+        let mut env = CallEnv::new(grant, vault, sink.clone())
             .with_workspace(workspace.to_path_buf())
             .with_scratch(scratch.to_path_buf());
+        if let Some(origin) = divert {
+            env = env.with_divert(origin);
+        }
         let ctx = Context { endpoints, server: "escapes".into() };
         let answers: Vec<Answer> =
             settings.iter().map(|(k, v)| Answer { field: k.to_string(), value: v.to_string() }).collect();
@@ -416,13 +432,21 @@ fn a_plugin_cannot_reach_a_wildcard_url_of_its_own_choosing() {
 
 #[test]
 fn a_wildcard_url_the_endpoint_handed_out_is_reachable() {
-    // `.test` never resolves: not being denied means trying to connect.
-    for mode in ["wildcard-listed", "wildcard-listed-upload"] {
+    // Diverted to the provider, so `bucket.uploads.test` is never looked up: the handed-out
+    // URL must be sent, and arrive.
+    for (mode, path) in [("wildcard-listed", "/put?sig=1"), ("wildcard-listed-upload", "/put?sig=1")] {
         let provider = Provider::start();
-        let summary = send("secret-policy", &provider, mode);
-        assert!(!summary.starts_with("denied:"), "{mode}: {summary}");
-        assert!(summary.starts_with("connection:"), "{mode}: {summary}");
-        assert!(provider.seen().iter().any(|s| s.path == "/handout"), "{mode}: /handout was not asked");
+        let dir = tempdir();
+        let workspace = dir.path().join("checkout");
+        std::fs::create_dir_all(&workspace).unwrap();
+        std::fs::write(workspace.join("README"), "to upload\n").unwrap();
+        let settings = [("api_url", provider.url.as_str()), ("mode", mode)];
+        let summary =
+            deploy_diverted("secret-policy", &settings, vault_with_key(), &workspace, dir.path(), Some(&provider.url));
+        assert!(!summary.starts_with("denied:") && !summary.starts_with("connection:"), "{mode}: {summary}");
+        let seen = provider.seen();
+        assert!(seen.iter().any(|s| s.path == "/handout"), "{mode}: /handout was not asked");
+        assert!(seen.iter().any(|s| s.path == path), "{mode}: {path} did not arrive: {seen:?}");
     }
 }
 
