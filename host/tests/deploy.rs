@@ -356,6 +356,70 @@ fn pier_ci_deploys_only_the_automatic_servers_of_the_build_branch() {
         err.contains("cannot tell which build this is (no CI environment recognised): set PIER_BRANCH and PIER_COMMIT"),
         "{err}"
     );
+
+    // Pull- and merge-request builds deploy nothing, on every CI, whatever their branch is
+    // called (a fork may call its branch `main`).
+    let deploys = timeline(&project).as_array().map(Vec::len);
+    let sha = commit.as_str();
+    let pull_requests: [&[(&str, &str)]; 8] = [
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_EVENT_NAME", "pull_request_target"),
+            ("GITHUB_REF_NAME", "main"),
+            ("GITHUB_HEAD_REF", "main"),
+            ("GITHUB_SHA", sha),
+        ],
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_EVENT_NAME", "pull_request"),
+            ("GITHUB_HEAD_REF", "main"),
+            ("GITHUB_SHA", sha),
+        ],
+        &[("GITLAB_CI", "true"), ("CI_MERGE_REQUEST_IID", "4"), ("CI_COMMIT_BRANCH", "main"), ("CI_COMMIT_SHA", sha)],
+        &[("GITLAB_CI", "true"), ("CI_PIPELINE_SOURCE", "merge_request_event"), ("CI_COMMIT_SHA", sha)],
+        &[
+            ("SEMAPHORE", "true"),
+            ("SEMAPHORE_GIT_PR_NUMBER", "12"),
+            ("SEMAPHORE_GIT_BRANCH", "main"),
+            ("SEMAPHORE_GIT_SHA", sha),
+        ],
+        &[
+            ("CIRCLECI", "true"),
+            ("CIRCLE_PULL_REQUEST", "https://github.com/o/r/pull/3"),
+            ("CIRCLE_BRANCH", "main"),
+            ("CIRCLE_SHA1", sha),
+        ],
+        &[
+            ("BUILDKITE", "true"),
+            ("BUILDKITE_PULL_REQUEST", "7"),
+            ("BUILDKITE_BRANCH", "main"),
+            ("BUILDKITE_COMMIT", sha),
+        ],
+        &[("JENKINS_URL", "http://jenkins.test"), ("CHANGE_ID", "9"), ("BRANCH_NAME", "main"), ("GIT_COMMIT", sha)],
+    ];
+    for vars in pull_requests {
+        let mut cmd = project.pier();
+        cmd.args(["ci", "--json"]).envs(vars.iter().copied()).env("PIER_BRANCH", "main");
+        let (out, _) = run(&mut cmd, 0);
+        let results: Vec<serde_json::Value> =
+            out.lines().map(json).filter(|l| l["type"] == "result").map(|l| l["data"].clone()).collect();
+        assert_eq!(results.len(), 3, "{vars:?}: {out}");
+        for r in &results {
+            assert_eq!(r["status"], "skipped", "{vars:?}: {r}");
+            assert!(r["summary"].as_str().unwrap().contains("pull requests never deploy"), "{vars:?}: {r}");
+        }
+    }
+    assert_eq!(timeline(&project).as_array().map(Vec::len), deploys, "a pull-request build deployed");
+    // The benign twin: the same project deploys a push to main.
+    let mut cmd = project.pier();
+    cmd.args(["ci"]).envs([
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_EVENT_NAME", "push"),
+        ("GITHUB_REF_NAME", "main"),
+        ("GITHUB_SHA", sha),
+    ]);
+    let (out, _) = run(&mut cmd, 0);
+    assert!(out.contains("staging: succeeded"), "{out}");
 }
 
 #[test]

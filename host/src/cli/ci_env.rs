@@ -1,6 +1,10 @@
 //! What build a CI job is running: branch, commit and build id from the environment of
 //! GitHub Actions, GitLab CI, Semaphore, CircleCI, Buildkite and Jenkins. `PIER_BRANCH`,
 //! `PIER_COMMIT` and `PIER_BUILD` override whatever the CI says.
+//!
+//! A pull-request or merge-request build is recognised on each of them and never
+//! deploys: its branch name is whatever the pull request's author chose (a fork can call
+//! its branch `main`), and nothing overrides that, not even `PIER_BRANCH`.
 
 /// A build as the environment describes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -10,6 +14,8 @@ pub struct CiBuild {
     pub branch: Option<String>,
     pub commit: Option<String>,
     pub build: Option<String>,
+    /// Set when this is a pull-request or merge-request build: what says so.
+    pub pull_request: Option<String>,
 }
 
 impl CiBuild {
@@ -26,29 +32,43 @@ impl CiBuild {
 pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiBuild {
     let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
     let set = |name: &str| get(name).is_some();
+    let said = |name: &str, value: &str| Some(format!("{name}={value}"));
     let mut build = if get("GITHUB_ACTIONS").as_deref() == Some("true") {
-        // On pull requests GITHUB_REF_NAME is `N/merge`: the branch is the head ref.
-        let branch = if get("GITHUB_EVENT_NAME").as_deref().is_some_and(|e| e.starts_with("pull_request")) {
-            get("GITHUB_HEAD_REF")
-        } else if get("GITHUB_REF_TYPE").as_deref() == Some("tag") {
+        let event = get("GITHUB_EVENT_NAME");
+        let pull_request =
+            event.as_deref().filter(|e| e.starts_with("pull_request")).and_then(|e| said("GITHUB_EVENT_NAME", e));
+        let branch = if pull_request.is_some() || get("GITHUB_REF_TYPE").as_deref() == Some("tag") {
             None
         } else {
             get("GITHUB_REF_NAME")
         };
-        CiBuild { provider: Some("GitHub Actions"), branch, commit: get("GITHUB_SHA"), build: get("GITHUB_RUN_ID") }
+        CiBuild {
+            provider: Some("GitHub Actions"),
+            branch,
+            commit: get("GITHUB_SHA"),
+            build: get("GITHUB_RUN_ID"),
+            pull_request,
+        }
     } else if set("GITLAB_CI") {
+        let pull_request = get("CI_MERGE_REQUEST_IID").and_then(|v| said("CI_MERGE_REQUEST_IID", &v)).or_else(|| {
+            get("CI_PIPELINE_SOURCE")
+                .filter(|s| s == "merge_request_event")
+                .and_then(|v| said("CI_PIPELINE_SOURCE", &v))
+        });
         CiBuild {
             provider: Some("GitLab CI"),
-            branch: get("CI_COMMIT_BRANCH").or_else(|| get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME")),
+            branch: get("CI_COMMIT_BRANCH"),
             commit: get("CI_COMMIT_SHA"),
             build: get("CI_PIPELINE_ID"),
+            pull_request,
         }
     } else if set("SEMAPHORE") {
         CiBuild {
             provider: Some("Semaphore"),
-            branch: get("SEMAPHORE_GIT_WORKING_BRANCH").or_else(|| get("SEMAPHORE_GIT_BRANCH")),
+            branch: get("SEMAPHORE_GIT_BRANCH"),
             commit: get("SEMAPHORE_GIT_SHA"),
             build: get("SEMAPHORE_WORKFLOW_ID").or_else(|| get("SEMAPHORE_JOB_ID")),
+            pull_request: get("SEMAPHORE_GIT_PR_NUMBER").and_then(|v| said("SEMAPHORE_GIT_PR_NUMBER", &v)),
         }
     } else if set("CIRCLECI") {
         CiBuild {
@@ -56,6 +76,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiBuild {
             branch: get("CIRCLE_BRANCH"),
             commit: get("CIRCLE_SHA1"),
             build: get("CIRCLE_BUILD_NUM"),
+            pull_request: get("CIRCLE_PULL_REQUEST").and_then(|v| said("CIRCLE_PULL_REQUEST", &v)),
         }
     } else if set("BUILDKITE") {
         CiBuild {
@@ -63,11 +84,20 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiBuild {
             branch: get("BUILDKITE_BRANCH"),
             commit: get("BUILDKITE_COMMIT"),
             build: get("BUILDKITE_BUILD_NUMBER"),
+            pull_request: get("BUILDKITE_PULL_REQUEST")
+                .filter(|v| v != "false")
+                .and_then(|v| said("BUILDKITE_PULL_REQUEST", &v)),
         }
     } else if set("JENKINS_URL") {
         let branch = get("BRANCH_NAME")
             .or_else(|| get("GIT_BRANCH").map(|b| b.strip_prefix("origin/").map(str::to_string).unwrap_or(b)));
-        CiBuild { provider: Some("Jenkins"), branch, commit: get("GIT_COMMIT"), build: get("BUILD_NUMBER") }
+        CiBuild {
+            provider: Some("Jenkins"),
+            branch,
+            commit: get("GIT_COMMIT"),
+            build: get("BUILD_NUMBER"),
+            pull_request: get("CHANGE_ID").and_then(|v| said("CHANGE_ID", &v)),
+        }
     } else {
         CiBuild::default()
     };
@@ -174,13 +204,48 @@ mod tests {
             ("PIER_BRANCH", "other"),
         ]));
         assert_eq!(b.branch.as_deref(), Some("other"));
-        let pr = detect(&env(&[
-            ("GITHUB_ACTIONS", "true"),
-            ("GITHUB_EVENT_NAME", "pull_request"),
-            ("GITHUB_REF_NAME", "5/merge"),
-            ("GITHUB_HEAD_REF", "feature"),
-        ]));
-        assert_eq!(pr.branch.as_deref(), Some("feature"));
         assert_eq!(detect(&env(&[])), CiBuild::default());
+    }
+
+    #[test]
+    fn pull_and_merge_requests_are_recognised_on_each_ci() {
+        let cases: &[&[(&str, &str)]] = &[
+            &[
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_EVENT_NAME", "pull_request_target"),
+                ("GITHUB_REF_NAME", "main"),
+                ("GITHUB_HEAD_REF", "main"),
+            ],
+            &[("GITHUB_ACTIONS", "true"), ("GITHUB_EVENT_NAME", "pull_request"), ("GITHUB_HEAD_REF", "main")],
+            &[("GITLAB_CI", "true"), ("CI_MERGE_REQUEST_IID", "4"), ("CI_COMMIT_BRANCH", "main")],
+            &[("GITLAB_CI", "true"), ("CI_PIPELINE_SOURCE", "merge_request_event")],
+            &[("SEMAPHORE", "true"), ("SEMAPHORE_GIT_PR_NUMBER", "12"), ("SEMAPHORE_GIT_BRANCH", "main")],
+            &[
+                ("CIRCLECI", "true"),
+                ("CIRCLE_PULL_REQUEST", "https://github.com/o/r/pull/3"),
+                ("CIRCLE_BRANCH", "main"),
+            ],
+            &[("BUILDKITE", "true"), ("BUILDKITE_PULL_REQUEST", "7"), ("BUILDKITE_BRANCH", "main")],
+            &[("JENKINS_URL", "http://j"), ("CHANGE_ID", "9"), ("BRANCH_NAME", "main")],
+        ];
+        for vars in cases {
+            let b = detect(&env(vars));
+            assert!(b.pull_request.is_some(), "{vars:?}");
+            // Even an explicit branch does not turn it into a branch build.
+            let mut with_branch = vars.to_vec();
+            with_branch.push(("PIER_BRANCH", "main"));
+            assert!(detect(&env(&with_branch)).pull_request.is_some(), "{vars:?}");
+        }
+        // The twins: branch builds of the same CIs are not pull requests.
+        let branch_builds: &[&[(&str, &str)]] = &[
+            &[("GITHUB_ACTIONS", "true"), ("GITHUB_EVENT_NAME", "push"), ("GITHUB_REF_NAME", "main")],
+            &[("GITLAB_CI", "true"), ("CI_PIPELINE_SOURCE", "push"), ("CI_COMMIT_BRANCH", "main")],
+            &[("BUILDKITE", "true"), ("BUILDKITE_PULL_REQUEST", "false"), ("BUILDKITE_BRANCH", "main")],
+            &[("JENKINS_URL", "http://j"), ("BRANCH_NAME", "main")],
+        ];
+        for vars in branch_builds {
+            let b = detect(&env(vars));
+            assert_eq!((b.pull_request, b.branch.as_deref()), (None, Some("main")), "{vars:?}");
+        }
     }
 }

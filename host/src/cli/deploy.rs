@@ -314,6 +314,30 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
     let project = Project::open()?;
     let dir = checkout(&args.run.dir)?;
     let detected = ci_env::detect(&|name| std::env::var(name).ok());
+    if let Some(why) = &detected.pull_request {
+        // A pull request's branch name is its author's choice: never deploy one.
+        let reason = format!("a pull-request build ({}, {why}): pull requests never deploy", detected.describe());
+        let results: Vec<ServerResult> = project
+            .config
+            .servers()
+            .iter()
+            .map(|server| {
+                if !args.run.json {
+                    eprintln!("skipping {}: {reason}", server.alias);
+                }
+                ServerResult {
+                    server: server.alias.clone(),
+                    status: "skipped".into(),
+                    deploy_id: None,
+                    exit_code: 0,
+                    summary: reason.clone(),
+                    url: None,
+                    seconds: None,
+                }
+            })
+            .collect();
+        return report(&results, args.run.json, out);
+    }
     let (Some(branch), Some(commit)) = (detected.branch.clone(), detected.commit.clone()) else {
         return Err(CliError::Usage(format!(
             "cannot tell which build this is ({}): set PIER_BRANCH and PIER_COMMIT",
