@@ -222,12 +222,25 @@ fn every_test_plugin_is_covered_by_a_test() {
 fn limits_from_the_environment_are_checked_not_trusted() {
     let home = tempdir();
     for (name, value, says) in [
-        ("PIER_LIMIT_SECONDS", "1e30", "PIER_LIMIT_SECONDS must be at most 86400"),
-        ("PIER_LIMIT_SECONDS", "nan", "PIER_LIMIT_SECONDS must be a positive number"),
-        ("PIER_LIMIT_MEMORY_MB", "1e19", "PIER_LIMIT_MEMORY_MB must be at most 65536"),
+        ("PIER_LIMIT_SECONDS", "1e30", "PIER_LIMIT_SECONDS must be a number from 0.1 to 86400, not `1e30`"),
+        ("PIER_LIMIT_SECONDS", "nan", "PIER_LIMIT_SECONDS must be a number from 0.1 to 86400"),
+        ("PIER_LIMIT_SECONDS", "0", "PIER_LIMIT_SECONDS must be a number from 0.1 to 86400"),
+        ("PIER_LIMIT_MEMORY_MB", "1e19", "PIER_LIMIT_MEMORY_MB must be a number from 16 to 65536"),
+        ("PIER_LIMIT_MEMORY_MB", "0.5", "PIER_LIMIT_MEMORY_MB must be a number from 16 to 65536"),
+        ("PIER_LIMIT_MEMORY_MB", "100.5", "PIER_LIMIT_MEMORY_MB must be a whole number of MiB"),
+        ("PIER_RESOLVE", "nonsense", "PIER_RESOLVE must be `host=address"),
+        ("PIER_LOG", "[[[", "PIER_LOG must be a log filter"),
     ] {
         let (_, stderr) = run(pier(home.path()).args(["plugins", "inspect", "heroku"]).env(name, value), 2);
         assert!(stderr.contains(says), "{name}={value}: {stderr}");
+    }
+    // Flags have ranges too.
+    for (args, says) in [
+        (&["deploy", "prod", "--wait", "99999999999"][..], "is not in 0..=86400"),
+        (&["timeline", "--limit", "0"][..], "is not in 1..=100000"),
+    ] {
+        let (_, stderr) = run(pier(home.path()).args(args), 2);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
     // Within bounds, the same command works.
     run(pier(home.path()).args(["plugins", "inspect", "heroku"]).env("PIER_LIMIT_SECONDS", "30"), 0);

@@ -49,7 +49,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", default_value = ".")]
     dir: PathBuf,
     /// Wait up to this many seconds for a running deploy of a server to finish.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     wait: u64,
     /// Print JSON Lines: one event per line, then a result per server.
     #[arg(long)]

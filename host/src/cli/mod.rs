@@ -153,18 +153,15 @@ impl Globals {
                 ))
             })?;
         }
-        if let Some(mb) = env_number("PIER_LIMIT_MEMORY_MB")? {
-            if mb > 65_536.0 {
-                return Err(CliError::Usage(format!("PIER_LIMIT_MEMORY_MB must be at most 65536, not {mb}")));
+        if let Some(mb) = env_number("PIER_LIMIT_MEMORY_MB", 16.0..=65_536.0)? {
+            if mb.fract() != 0.0 {
+                return Err(CliError::Usage(format!("PIER_LIMIT_MEMORY_MB must be a whole number of MiB, not {mb}")));
             }
             limits.max_memory = (mb as usize) << 20;
         }
-        if let Some(secs) = env_number("PIER_LIMIT_SECONDS")? {
-            // At most a day: a limit must be a number the clock can add to now.
-            let limit = std::time::Duration::try_from_secs_f64(secs)
-                .ok()
-                .filter(|d| d.as_secs() <= 86_400)
-                .ok_or_else(|| CliError::Usage(format!("PIER_LIMIT_SECONDS must be at most 86400, not {secs}")))?;
+        // At most a day: a limit must be a number the clock can add to now.
+        if let Some(secs) = env_number("PIER_LIMIT_SECONDS", 0.1..=86_400.0)? {
+            let limit = std::time::Duration::from_secs_f64(secs);
             limits.describe_time = limit;
             limits.setup_time = limit;
             limits.deploy_time = limit;
@@ -178,13 +175,17 @@ impl Globals {
     }
 }
 
-fn env_number(name: &str) -> Result<Option<f64>, CliError> {
-    match std::env::var(name) {
-        Err(_) => Ok(None),
-        Ok(text) => match text.trim().parse::<f64>() {
-            Ok(n) if n > 0.0 && n.is_finite() => Ok(Some(n)),
-            _ => Err(CliError::Usage(format!("{name} must be a positive number, not `{text}`"))),
-        },
+/// The number in environment variable `name`, if set: finite and within `range`, else a
+/// usage error naming the variable and the range.
+fn env_number(name: &str, range: std::ops::RangeInclusive<f64>) -> Result<Option<f64>, CliError> {
+    let Ok(text) = std::env::var(name) else { return Ok(None) };
+    match text.trim().parse::<f64>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => Err(CliError::Usage(format!(
+            "{name} must be a number from {} to {}, not `{text}`",
+            range.start(),
+            range.end()
+        ))),
     }
 }
 
@@ -194,14 +195,20 @@ pub fn method_error(d: &crate::runtime::Description, error: crate::runtime::Meth
     CliError::Method { message, exit }
 }
 
-fn init_logging(verbose: u8) {
+/// Starts logging at `-v`'s level, or `PIER_LOG`'s filter when set; a filter that does
+/// not parse is a usage error rather than silently ignored.
+fn init_logging(verbose: u8) -> Result<(), String> {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",
         1 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_env("PIER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = match std::env::var("PIER_LOG") {
+        Ok(text) if !text.trim().is_empty() => EnvFilter::try_new(&text)
+            .map_err(|e| format!("PIER_LOG must be a log filter such as `debug` or `pier=trace`, not `{text}`: {e}"))?,
+        _ => EnvFilter::new(default),
+    };
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -209,6 +216,7 @@ fn init_logging(verbose: u8) {
         .with_target(false)
         .with_writer(output::RedactingStderr::default)
         .try_init();
+    Ok(())
 }
 
 /// Runs the command line and returns the exit code.
@@ -220,7 +228,10 @@ pub fn main() -> Exit {
             return if e.use_stderr() { Exit::BadInput } else { Exit::Success };
         }
     };
-    init_logging(cli.verbose);
+    if let Err(message) = init_logging(cli.verbose) {
+        eprintln!("error: {message}");
+        return Exit::BadInput;
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -16,8 +16,8 @@ pub struct TimelineArgs {
     /// Only this server's deploys (alias or name).
     server: Option<String>,
     /// How many deploys to show, newest first.
-    #[arg(long, default_value_t = 50)]
-    limit: usize,
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    limit: u32,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -77,7 +77,7 @@ pub fn run(args: TimelineArgs, out: &mut Output) -> Result<Exit, CliError> {
                 Some(s) => Some(project.server(s)?.alias.clone()),
                 None => None,
             };
-            let deploys = timeline.list(server.as_deref(), args.limit)?;
+            let deploys = timeline.list(server.as_deref(), args.limit as usize)?;
             if args.json {
                 out.json(&deploys)?;
             } else if deploys.is_empty() {
