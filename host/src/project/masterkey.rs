@@ -101,7 +101,9 @@ pub fn create_file() -> Result<Option<PathBuf>, MasterKeyError> {
         return Ok(None);
     }
     let io = |e: std::io::Error| MasterKeyError::Io { path: shown.clone(), message: e.to_string() };
-    let dir = path.parent().expect("key file has a parent");
+    let dir = path
+        .parent()
+        .ok_or_else(|| MasterKeyError::Io { path: shown.clone(), message: "no parent directory".into() })?;
     std::fs::create_dir_all(dir).map_err(io)?;
     #[cfg(unix)]
     {
@@ -110,6 +112,9 @@ pub fn create_file() -> Result<Option<PathBuf>, MasterKeyError> {
     }
     let key = SealingKey::generate();
     let text = Zeroizing::new(format!("{}\n", base64::engine::general_purpose::STANDARD.encode(key.expose_bytes())));
-    super::write_atomic(&path, text.as_bytes(), 0o600).map_err(io)?;
+    // Never replace a key: two `pier init`s at once must agree on one.
+    if !super::write_new(&path, text.as_bytes(), 0o600).map_err(io)? {
+        return Ok(None);
+    }
     Ok(Some(path))
 }
