@@ -19,12 +19,6 @@ pub fn push(s: &Settings, build: &BuildInfo) -> Result<DeployReport, MethodError
         ));
     }
     let commit = build.commit.as_str();
-    if commit.is_empty() || commit.starts_with('-') || commit.contains(|c: char| c.is_whitespace() || c == ':') {
-        return Err(MethodError::DeployFailed(DeployFailure {
-            reason: format!("`{commit}` is not a commit git can push"),
-            tail: vec![],
-        }));
-    }
     let short = commit.get(..7).unwrap_or(commit);
     let args =
         push_args(s, commit).map_err(|reason| MethodError::DeployFailed(DeployFailure { reason, tail: vec![] }))?;
@@ -67,6 +61,11 @@ pub fn push(s: &Settings, build: &BuildInfo) -> Result<DeployReport, MethodError
 /// The remote and the refspec are checked again here, whatever checked them before: an
 /// empty one, or one starting with `-` (which git would read as an option), is refused.
 pub fn push_args(s: &Settings, commit: &str) -> Result<Vec<String>, String> {
+    // Only a full object name: anything else could be read as a revision expression, or
+    // with a leading `+` as a forced refspec.
+    if !full_sha(commit) {
+        return Err(format!("`{commit}` is not a full commit SHA (40 or 64 lowercase hex digits)"));
+    }
     let refspec = format!("{commit}:refs/heads/{}", s.branch);
     for (what, word) in [("remote", s.remote), ("refspec", refspec.as_str())] {
         if word.is_empty() || word.starts_with('-') {
@@ -80,6 +79,11 @@ pub fn push_args(s: &Settings, commit: &str) -> Result<Vec<String>, String> {
     args.push(s.remote.into());
     args.push(refspec);
     Ok(args)
+}
+
+/// Whether `commit` is a full SHA-1 or SHA-256 object name in lowercase hex.
+pub fn full_sha(commit: &str) -> bool {
+    matches!(commit.len(), 40 | 64) && commit.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// What the user can do about a failed push, when its output says.
@@ -137,6 +141,17 @@ mod tests {
         let s = Settings { remote: "", branch: "main", force: false };
         assert!(push_args(&s, COMMIT).is_err());
         let s = Settings { remote: "git@host:app.git", branch: "main", force: false };
-        assert!(push_args(&s, "-oops").unwrap_err().contains("refspec"));
+        assert!(push_args(&s, "-oops").unwrap_err().contains("full commit SHA"));
+    }
+
+    #[test]
+    fn only_a_full_commit_sha_is_pushed() {
+        let s = Settings { remote: "git@host:app.git", branch: "main", force: false };
+        let forced = format!("+{}", &COMMIT[1..]);
+        for bad in ["", "HEAD", "main", "abc1234", forced.as_str(), &COMMIT.to_uppercase(), &format!("{COMMIT}^")] {
+            assert!(push_args(&s, bad).unwrap_err().contains("full commit SHA"), "{bad}");
+        }
+        assert!(push_args(&s, COMMIT).is_ok());
+        assert!(push_args(&s, &"a".repeat(64)).is_ok());
     }
 }
