@@ -84,6 +84,10 @@ pub struct Timeline {
     conn: Connection,
     path: PathBuf,
     logs: PathBuf,
+    /// How long a write keeps trying while the database is busy.
+    patience: std::time::Duration,
+    /// How many times a write found the database busy and tried again.
+    retries: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 const SCHEMA: &str = "
@@ -106,21 +110,60 @@ CREATE TABLE IF NOT EXISTS deploys (
 CREATE INDEX IF NOT EXISTS deploys_server ON deploys (server, started_at);
 ";
 
+/// How long one statement waits for another process's write (SQLite's busy handler).
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a write keeps trying while the database stays busy.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
 
 impl Timeline {
     /// Opens (creating if needed) the timeline in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Timeline, TimelineError> {
+        Self::open_with(state_dir, BUSY_WAIT, PATIENCE)
+    }
+
+    /// The same, waiting `busy_wait` per statement and `patience` in all.
+    fn open_with(
+        state_dir: &Path,
+        busy_wait: std::time::Duration,
+        patience: std::time::Duration,
+    ) -> Result<Timeline, TimelineError> {
         let path = state_dir.join("timeline.sqlite");
         let logs = state_dir.join("logs");
         let io = |source| TimelineError::Io { path: logs.display().to_string(), source };
         std::fs::create_dir_all(&logs).map_err(io)?;
         let db = |source| TimelineError::Db { path: path.display().to_string(), source };
         let conn = Connection::open(&path).map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
-        Ok(Timeline { conn, path, logs })
+        conn.busy_timeout(busy_wait).map_err(db)?;
+        let timeline = Timeline { conn, path, logs, patience, retries: Default::default() };
+        // Even setting the database up waits out another process's write.
+        timeline.patiently(|c| c.pragma_update(None, "journal_mode", "WAL")).map_err(|e| timeline.db(e))?;
+        timeline.patiently(|c| c.execute_batch(SCHEMA)).map_err(|e| timeline.db(e))?;
+        Ok(timeline)
+    }
+
+    /// Runs `write`, again and again with growing pauses while the database is busy or
+    /// locked by another process (a `pier timeline`, another deploy), for up to the
+    /// timeline's patience: a deploy's record is never lost to a busy database.
+    fn patiently<T>(&self, mut write: impl FnMut(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+        let deadline = std::time::Instant::now() + self.patience;
+        let mut pause = std::time::Duration::from_millis(20);
+        loop {
+            match write(&self.conn) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                        && std::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::warn!("the timeline database is busy; trying again in {pause:?}");
+                    self.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn db(&self, source: rusqlite::Error) -> TimelineError {
@@ -134,15 +177,16 @@ impl Timeline {
 
     /// Records a deploy as running; returns the log it writes to.
     pub fn start(&self, d: &Deploy) -> Result<DeployLog, TimelineError> {
-        self.conn
-            .execute(
+        self.patiently(|conn| {
+            conn.execute(
                 &format!(
                     "INSERT INTO deploys (id, server, method, git_commit, branch, build, trigger, actor, started_at, status)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {NOW}, 'running')"
                 ),
                 params![d.id, d.server, d.method, d.commit, d.branch, d.build, d.trigger, d.actor],
             )
-            .map_err(|e| self.db(e))?;
+        })
+        .map_err(|e| self.db(e))?;
         let path = self.log_path(&d.id);
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -161,12 +205,13 @@ impl Timeline {
         summary: &str,
         log: &str,
     ) -> Result<(), TimelineError> {
-        self.conn
-            .execute(
+        self.patiently(|conn| {
+            conn.execute(
                 &format!("UPDATE deploys SET status = ?2, exit_code = ?3, summary = ?4, log = ?5, ended_at = {NOW} WHERE id = ?1"),
                 params![id, status.as_str(), exit_code, summary, log],
             )
-            .map_err(|e| self.db(e))?;
+        })
+        .map_err(|e| self.db(e))?;
         let _ = std::fs::remove_file(self.log_path(id));
         Ok(())
     }
@@ -302,6 +347,38 @@ mod tests {
             exit_code: None,
             summary: None,
         }
+    }
+
+    #[test]
+    fn a_deploy_is_recorded_even_while_another_process_holds_the_database() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        // Each statement waits only 10 ms: without retries the write would fail at once.
+        let timeline =
+            Timeline::open_with(dir.path(), std::time::Duration::from_millis(10), std::time::Duration::from_secs(60))
+                .unwrap();
+        timeline.start(&deploy("a")).unwrap();
+        let retries = timeline.retries.clone();
+        let path = timeline.path.clone();
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            // Another process's write transaction, held until the deploy has found the
+            // database busy twice.
+            let other = Connection::open(&path).unwrap();
+            other.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked.send(()).unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while retries.load(Ordering::Relaxed) < 2 && std::time::Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            other.execute_batch("COMMIT").unwrap();
+        });
+        is_locked.recv().unwrap();
+        timeline.finish("a", Status::Succeeded, 0, "released v1", "log").unwrap();
+        holder.join().unwrap();
+        assert!(timeline.retries.load(Ordering::Relaxed) >= 2);
+        let (d, log) = timeline.get("a").unwrap().unwrap();
+        assert_eq!((d.status, log.as_str()), (Status::Succeeded, "log"));
     }
 
     #[test]
