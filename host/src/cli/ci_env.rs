@@ -9,6 +9,8 @@ pub struct CiBuild {
     pub provider: Option<&'static str>,
     pub branch: Option<String>,
     pub commit: Option<String>,
+    /// The variable the commit came from.
+    pub commit_var: Option<&'static str>,
     pub build: Option<String>,
 }
 
@@ -35,12 +37,19 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiBuild {
         } else {
             get("GITHUB_REF_NAME")
         };
-        CiBuild { provider: Some("GitHub Actions"), branch, commit: get("GITHUB_SHA"), build: get("GITHUB_RUN_ID") }
+        CiBuild {
+            provider: Some("GitHub Actions"),
+            branch,
+            commit: get("GITHUB_SHA"),
+            commit_var: Some("GITHUB_SHA"),
+            build: get("GITHUB_RUN_ID"),
+        }
     } else if set("GITLAB_CI") {
         CiBuild {
             provider: Some("GitLab CI"),
             branch: get("CI_COMMIT_BRANCH").or_else(|| get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME")),
             commit: get("CI_COMMIT_SHA"),
+            commit_var: Some("CI_COMMIT_SHA"),
             build: get("CI_PIPELINE_ID"),
         }
     } else if set("SEMAPHORE") {
@@ -48,6 +57,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiBuild {
             provider: Some("Semaphore"),
             branch: get("SEMAPHORE_GIT_WORKING_BRANCH").or_else(|| get("SEMAPHORE_GIT_BRANCH")),
             commit: get("SEMAPHORE_GIT_SHA"),
+            commit_var: Some("SEMAPHORE_GIT_SHA"),
             build: get("SEMAPHORE_WORKFLOW_ID").or_else(|| get("SEMAPHORE_JOB_ID")),
         }
     } else if set("CIRCLECI") {
@@ -55,6 +65,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiBuild {
             provider: Some("CircleCI"),
             branch: get("CIRCLE_BRANCH"),
             commit: get("CIRCLE_SHA1"),
+            commit_var: Some("CIRCLE_SHA1"),
             build: get("CIRCLE_BUILD_NUM"),
         }
     } else if set("BUILDKITE") {
@@ -62,12 +73,19 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiBuild {
             provider: Some("Buildkite"),
             branch: get("BUILDKITE_BRANCH"),
             commit: get("BUILDKITE_COMMIT"),
+            commit_var: Some("BUILDKITE_COMMIT"),
             build: get("BUILDKITE_BUILD_NUMBER"),
         }
     } else if set("JENKINS_URL") {
         let branch = get("BRANCH_NAME")
             .or_else(|| get("GIT_BRANCH").map(|b| b.strip_prefix("origin/").map(str::to_string).unwrap_or(b)));
-        CiBuild { provider: Some("Jenkins"), branch, commit: get("GIT_COMMIT"), build: get("BUILD_NUMBER") }
+        CiBuild {
+            provider: Some("Jenkins"),
+            branch,
+            commit: get("GIT_COMMIT"),
+            commit_var: Some("GIT_COMMIT"),
+            build: get("BUILD_NUMBER"),
+        }
     } else {
         CiBuild::default()
     };
@@ -76,6 +94,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiBuild {
     }
     if let Some(c) = get("PIER_COMMIT") {
         build.commit = Some(c);
+        build.commit_var = Some("PIER_COMMIT");
     }
     if let Some(b) = get("PIER_BUILD") {
         build.build = Some(b);
@@ -174,6 +193,9 @@ mod tests {
             ("PIER_BRANCH", "other"),
         ]));
         assert_eq!(b.branch.as_deref(), Some("other"));
+        assert_eq!(b.commit_var, Some("GITHUB_SHA"));
+        let b = detect(&env(&[("GITLAB_CI", "true"), ("CI_COMMIT_SHA", "b2"), ("PIER_COMMIT", "c3")]));
+        assert_eq!((b.commit.as_deref(), b.commit_var), (Some("c3"), Some("PIER_COMMIT")));
         let pr = detect(&env(&[
             ("GITHUB_ACTIONS", "true"),
             ("GITHUB_EVENT_NAME", "pull_request"),
