@@ -18,6 +18,7 @@ use crate::caps::exec::{Env, Program, base_env, find_program, plain_program_name
 use crate::caps::http::{SourceKind, resolve_endpoints};
 use crate::caps::keys::{KeyFile, known_hosts_in};
 use crate::caps::secrets::{Vault, redact};
+use crate::caps::workspace::Workspace;
 use crate::exit::Exit;
 use crate::project::config::Server;
 use crate::runtime::bindings::{CommandEnvValue, CommandRule, EnvValue, Tool, Trigger};
@@ -42,9 +43,10 @@ pub struct Deploy<'a> {
     pub server: &'a Server,
     /// The server's secrets.
     pub vault: Arc<Vault>,
-    /// The checkout.
-    pub checkout: PathBuf,
-    /// Per-deploy scratch space (private key files live here); removed after.
+    /// The commit deployed (`build.commit`) and its checkout.
+    pub workspace: Workspace,
+    /// Per-deploy scratch space outside the checkout (private key files live here);
+    /// removed after.
     pub run_dir: PathBuf,
     pub build: Build,
     pub deploy_id: String,
@@ -142,7 +144,7 @@ impl Deploy<'_> {
             })
             .map_err(|e| DeployError::Setup(format!("method {}: {e}", self.description.name)))?;
         let env = CallEnv::new(grant, self.vault.clone(), self.sink.clone())
-            .with_workspace(self.checkout.clone())
+            .with_workspace(self.workspace.clone())
             .with_scratch(self.run_dir.clone());
         Ok((env, Context { endpoints, server: self.server.alias.clone() }))
     }
@@ -299,9 +301,11 @@ impl Deploy<'_> {
     /// Runs the method's deploy, then the commands; returns how it ended.
     pub async fn run(&self, plan: &CommandPlan) -> Result<Ended, DeployError> {
         let (env, ctx) = self.env_and_context()?;
+        // The plugin is told the commit it ships, and only that one.
+        debug_assert_eq!(self.build.commit, self.workspace.commit());
         let build = BuildInfo {
             deploy_id: self.deploy_id.clone(),
-            commit: self.build.commit.clone(),
+            commit: self.workspace.commit().to_string(),
             branch: self.build.branch.clone(),
             build_id: self.build.build.clone(),
             trigger: self.build.trigger,
@@ -334,7 +338,7 @@ impl Deploy<'_> {
                 path: &shell,
                 args: &args,
                 env: env.clone(),
-                cwd: &self.checkout,
+                cwd: self.workspace.dir(),
                 capture_stdout: false,
                 timeout: self.command_timeout,
                 confinement: None,
