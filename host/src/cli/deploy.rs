@@ -158,6 +158,11 @@ fn warn_uncommitted(checkout: &Checkout, commit: &str) {
     }
 }
 
+/// Where the deploys' run directories go, checked before anything runs.
+fn scratch_root(checkout: &Checkout) -> Result<PathBuf, CliError> {
+    crate::deploy::scratch_root(checkout.top()).map_err(|e| CliError::Usage(e.to_string()))
+}
+
 pub async fn deploy(args: DeployArgs, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
     let project = Project::open()?;
     let server = project.server(&args.server)?.clone();
@@ -173,6 +178,7 @@ pub async fn deploy(args: DeployArgs, globals: &Globals, out: &mut Output) -> Re
             CliError::Usage(format!("cannot tell the branch of {}: pass --branch NAME", checkout.dir().display()))
         })?,
     };
+    let scratch = scratch_root(&checkout)?;
     let build = Build {
         commit: commit.clone(),
         branch,
@@ -183,7 +189,7 @@ pub async fn deploy(args: DeployArgs, globals: &Globals, out: &mut Output) -> Re
     warn_uncommitted(&checkout, &commit);
     let workspace = Workspace::new(checkout, commit);
     let wait = Duration::from_secs(args.run.wait);
-    let result = run_one(&project, &server, build, &workspace, wait, args.run.json, globals).await?;
+    let result = run_one(&project, &server, build, &workspace, &scratch, wait, args.run.json, globals).await?;
     report(&[result], args.run.json, out)
 }
 
@@ -236,12 +242,14 @@ async fn interrupted() {
 }
 
 /// Deploys one server under its lock and records it in the timeline: `workspace`'s
-/// commit, which is `build.commit`.
+/// commit, which is `build.commit`, with its run directory under `scratch`.
+#[allow(clippy::too_many_arguments)]
 async fn run_one(
     project: &Project,
     server: &Server,
     build: Build,
     workspace: &Workspace,
+    scratch: &Path,
     wait: Duration,
     json: bool,
     globals: &Globals,
@@ -286,7 +294,7 @@ async fn run_one(
     };
     let log = timeline.start(&record)?;
     let sink = Arc::new(DeploySink { log: Mutex::new(log), json, server: server.alias.clone() });
-    let run_dir = RunDir::create(&state, &deploy_id)
+    let run_dir = RunDir::create(&state, scratch, &deploy_id)
         .map_err(|e| CliError::Usage(format!("cannot create the run directory: {e}")))?;
     let deploy = Deploy {
         runtime: &runtime,
@@ -359,6 +367,7 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
         )));
     };
     let commit = resolve(&checkout, Some((rev, detected.commit_var.unwrap_or("the build's commit"))))?;
+    let scratch = scratch_root(&checkout)?;
     let mut warned = false;
     let workspace = Workspace::new(checkout, commit.clone());
     if !args.run.json {
@@ -403,7 +412,7 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
             warn_uncommitted(workspace.checkout(), &commit);
         }
         let wait = Duration::from_secs(args.run.wait);
-        let result = match run_one(&project, server, build, &workspace, wait, args.run.json, globals).await {
+        let result = match run_one(&project, server, build, &workspace, &scratch, wait, args.run.json, globals).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {}: {}", server.alias, redact(&e.to_string()));
