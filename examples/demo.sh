@@ -53,6 +53,9 @@ show "$pier" server add --method heroku --name "Production" --strategy automatic
     --set app=hello-app --secret api_key=env:HEROKU_API_KEY
 show "$pier" server edit production --add-command "sh bin/migrate"
 show cat pier.toml
+say "Commit the server settings: a deploy ships a commit, never uncommitted files"
+git -c user.name=Demo -c user.email=demo@example.com add pier.toml pier.secrets
+git -c user.name=Demo -c user.email=demo@example.com commit -q -m "Deploy with Pier"
 
 say "Deploy: Build API upload, build, release phase, then the deploy commands"
 show "$pier" deploy production

@@ -18,6 +18,7 @@ use crate::caps::exec::{Env, Program, base_env, find_program, plain_program_name
 use crate::caps::http::{SourceKind, resolve_endpoints};
 use crate::caps::keys::{KeyFile, known_hosts_in};
 use crate::caps::secrets::{Vault, redact};
+use crate::caps::workspace::Workspace;
 use crate::exit::Exit;
 use crate::project::config::Server;
 use crate::runtime::bindings::{CommandEnvValue, CommandRule, EnvValue, Tool, Trigger};
@@ -42,9 +43,10 @@ pub struct Deploy<'a> {
     pub server: &'a Server,
     /// The server's secrets.
     pub vault: Arc<Vault>,
-    /// The checkout.
-    pub checkout: PathBuf,
-    /// Per-deploy scratch space (private key files live here); removed after.
+    /// The commit deployed (`build.commit`) and its checkout.
+    pub workspace: Workspace,
+    /// Per-deploy scratch space outside the checkout (private key files live here);
+    /// removed after.
     pub run_dir: PathBuf,
     pub build: Build,
     pub deploy_id: String,
@@ -142,7 +144,7 @@ impl Deploy<'_> {
             })
             .map_err(|e| DeployError::Setup(format!("method {}: {e}", self.description.name)))?;
         let env = CallEnv::new(grant, self.vault.clone(), self.sink.clone())
-            .with_workspace(self.checkout.clone())
+            .with_workspace(self.workspace.clone())
             .with_scratch(self.run_dir.clone());
         Ok((env, Context { endpoints, server: self.server.alias.clone() }))
     }
@@ -299,9 +301,11 @@ impl Deploy<'_> {
     /// Runs the method's deploy, then the commands; returns how it ended.
     pub async fn run(&self, plan: &CommandPlan) -> Result<Ended, DeployError> {
         let (env, ctx) = self.env_and_context()?;
+        // The plugin is told the commit it ships, and only that one.
+        debug_assert_eq!(self.build.commit, self.workspace.commit());
         let build = BuildInfo {
             deploy_id: self.deploy_id.clone(),
-            commit: self.build.commit.clone(),
+            commit: self.workspace.commit().to_string(),
             branch: self.build.branch.clone(),
             build_id: self.build.build.clone(),
             trigger: self.build.trigger,
@@ -334,7 +338,7 @@ impl Deploy<'_> {
                 path: &shell,
                 args: &args,
                 env: env.clone(),
-                cwd: &self.checkout,
+                cwd: self.workspace.dir(),
                 capture_stdout: false,
                 timeout: self.command_timeout,
                 confinement: None,
@@ -382,32 +386,94 @@ impl Deploy<'_> {
     }
 }
 
-/// The per-deploy scratch directory, private to the user; removed when dropped.
+/// The prefix of every run directory's name.
+const RUN_DIR_PREFIX: &str = "pier-run-";
+
+/// Where run directories go: the system's temporary directory, refused when it is
+/// inside the repository at `repo_top` (tools walking up from a run directory would find
+/// the repository, and scratch files would sit in the checkout).
+pub fn scratch_root(repo_top: &Path) -> Result<PathBuf, DeployError> {
+    let temp = std::env::temp_dir();
+    let resolved = temp
+        .canonicalize()
+        .map_err(|e| DeployError::Setup(format!("the temporary directory {} cannot be used: {e}", temp.display())))?;
+    if resolved.starts_with(repo_top) {
+        return Err(DeployError::Setup(format!(
+            "the temporary directory {} is inside the repository at {}: set TMPDIR to a directory outside it; nothing \
+             was deployed",
+            resolved.display(),
+            repo_top.display()
+        )));
+    }
+    Ok(resolved)
+}
+
+/// The per-deploy scratch directory, private to the user, outside the checkout: a fresh
+/// `pier-run-*` directory of the temporary directory, whose path `.pier/run/ID` records
+/// until it is removed (when dropped, or by [`reconcile`] after a kill).
 pub struct RunDir {
-    path: PathBuf,
+    dir: Option<tempfile::TempDir>,
+    record: PathBuf,
 }
 
 impl RunDir {
-    /// Creates `.pier/run/ID`.
-    pub fn create(state_dir: &Path, deploy_id: &str) -> std::io::Result<RunDir> {
-        let path = state_dir.join("run").join(deploy_id);
-        std::fs::create_dir_all(&path)?;
+    /// Creates a run directory under `root` (see [`scratch_root`]) for deploy `deploy_id`
+    /// and records it in `state_dir/run/ID`.
+    pub fn create(state_dir: &Path, root: &Path, deploy_id: &str) -> std::io::Result<RunDir> {
+        let records = state_dir.join("run");
+        std::fs::create_dir_all(&records)?;
+        let dir = tempfile::Builder::new().prefix(RUN_DIR_PREFIX).tempdir_in(root)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
         }
-        Ok(RunDir { path })
+        let record = records.join(deploy_id);
+        let mut line = dir.path().as_os_str().as_encoded_bytes().to_vec();
+        line.push(b'\n');
+        crate::project::write_atomic(&record, &line, 0o600)?;
+        Ok(RunDir { dir: Some(dir), record })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.dir.as_ref().map(tempfile::TempDir::path).unwrap_or(Path::new(""))
     }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.close();
+        }
+        let _ = std::fs::remove_file(&self.record);
+    }
+}
+
+/// Removes the run directory a record names, if it is one Pier made: an absolute path
+/// to a real directory named `pier-run-*` owned by this user (a record edited to name
+/// anything else removes nothing but itself).
+fn remove_recorded(record: &Path) {
+    if let Ok(text) = std::fs::read(record) {
+        let text = text.strip_suffix(b"\n").unwrap_or(&text);
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt as _;
+            use std::os::unix::fs::MetadataExt as _;
+            let dir = Path::new(std::ffi::OsStr::from_bytes(text));
+            let named = dir.file_name().is_some_and(|n| n.as_encoded_bytes().starts_with(RUN_DIR_PREFIX.as_bytes()));
+            let ours = std::fs::symlink_metadata(dir)
+                .is_ok_and(|m| m.is_dir() && m.uid() == nix::unistd::Uid::effective().as_raw());
+            if dir.is_absolute() && named && ours {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(record);
 }
 
 /// Marks `interrupted` every running deploy whose process is gone (nobody holds its
 /// server's lock, or `held` says the caller holds it for a new deploy), and removes the
-/// scratch directories (private key files) of every deploy that is not running.
+/// run directories (private key files) of every deploy that is not running.
 pub fn reconcile(
     state_dir: &Path,
     timeline: &crate::project::timeline::Timeline,
@@ -423,16 +489,68 @@ pub fn reconcile(
         .collect();
     if let Ok(entries) = std::fs::read_dir(state_dir.join("run")) {
         for entry in entries.flatten() {
-            if !running.contains(entry.file_name().to_string_lossy().as_ref()) {
-                let _ = std::fs::remove_dir_all(entry.path());
+            if running.contains(entry.file_name().to_string_lossy().as_ref()) {
+                continue;
+            }
+            match entry.file_type() {
+                // A run directory of an earlier version of Pier, inside the state directory.
+                Ok(kind) if kind.is_dir() => {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+                _ => remove_recorded(&entry.path()),
             }
         }
     }
     Ok(marked)
 }
 
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn run_directories_are_private_recorded_and_removed() {
+        let state = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let run = RunDir::create(state.path(), root.path(), "d-1").unwrap();
+        let dir = run.path().to_path_buf();
+        assert!(dir.starts_with(root.path()) && dir.file_name().unwrap().to_string_lossy().starts_with("pier-run-"));
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        let record = state.path().join("run/d-1");
+        assert_eq!(std::fs::read_to_string(&record).unwrap(), format!("{}\n", dir.display()));
+        std::fs::write(dir.join("key"), "x").unwrap();
+        drop(run);
+        assert!(!dir.exists() && !record.exists());
+    }
+
+    #[test]
+    fn reconcile_removes_what_a_killed_deploy_left_and_only_that() {
+        let state = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let timeline = crate::project::timeline::Timeline::open(state.path()).unwrap();
+        // A deploy killed before it could clean up: its directory and record stay behind.
+        let killed = RunDir::create(state.path(), root.path(), "d-killed").unwrap();
+        let left = killed.path().to_path_buf();
+        std::mem::forget(killed);
+        // A record edited to name a directory Pier did not make removes only itself.
+        let precious = root.path().join("precious");
+        std::fs::create_dir(&precious).unwrap();
+        std::fs::write(state.path().join("run/d-edited"), format!("{}\n", precious.display())).unwrap();
+        // An earlier version's run directory inside the state directory.
+        std::fs::create_dir_all(state.path().join("run/d-old")).unwrap();
+
+        reconcile(state.path(), &timeline, None).unwrap();
+        assert!(!left.exists(), "the killed deploy's run directory is removed");
+        assert!(precious.exists(), "a directory Pier did not make is kept");
+        assert_eq!(std::fs::read_dir(state.path().join("run")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn scratch_space_is_never_inside_the_repository() {
+        let temp = std::env::temp_dir().canonicalize().unwrap();
+        assert_eq!(scratch_root(Path::new("/nonexistent/repository")).unwrap(), temp);
+        let refused = scratch_root(&temp).unwrap_err().to_string();
+        assert!(refused.contains("is inside the repository") && refused.contains("set TMPDIR"), "{refused}");
     }
 }

@@ -71,7 +71,7 @@ fn deploy_with(name: &str, settings: &[(&str, &str)], adjust: impl FnOnce(&mut P
             .unwrap_or_else(|e| panic!("grant of {name}: {e}"));
         let sink = Arc::new(MemorySink::default());
         let env = CallEnv::new(grant, Arc::new(Vault::new()), sink.clone())
-            .with_workspace(workspace)
+            .with_workspace(common::workspace(&workspace))
             .with_scratch(dir.path().to_path_buf());
         let ctx = Context { endpoints, server: "addresses".into() };
         let answers: Vec<Answer> =

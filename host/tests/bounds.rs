@@ -93,7 +93,7 @@ fn deploy(runtime: &Runtime, name: &str, settings: &[(&str, &str)], workspace: &
                     .unwrap_or_else(|e| panic!("grant of {name}: {e}"));
             let sink = Arc::new(MemorySink::default());
             let env = CallEnv::new(grant, Arc::new(Vault::new()), sink)
-                .with_workspace(workspace.to_path_buf())
+                .with_workspace(common::workspace(workspace))
                 .with_scratch(scratch.path().to_path_buf());
             let ctx = Context { endpoints, server: "bounds".into() };
             let answers: Vec<Answer> =
@@ -536,7 +536,9 @@ fn checkout() -> (tempfile::TempDir, u64) {
         })
         .collect();
     std::fs::write(dir.path().join("noise.bin"), noise).unwrap();
-    let size = pier::caps::workspace::pack(dir.path(), u64::MAX).expect("pack the checkout").len() as u64;
+    let size =
+        pier::caps::workspace::pack(&common::workspace(dir.path()), u64::MAX).expect("pack the checkout").bytes.len()
+            as u64;
     (dir, size)
 }
 

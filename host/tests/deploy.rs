@@ -304,6 +304,11 @@ fn a_killed_deploy_shows_as_interrupted_and_its_lock_is_taken_over() {
     project.commands(&["true"]);
     run(project.pier().args(["deploy", "prod"]), 0);
     assert!(!Path::new(&key_path).exists(), "a killed deploy's key file is removed by the next run");
+    // So is its run directory, outside the checkout, and the state's record of it.
+    let run_dir = Path::new(&key_path).parent().unwrap();
+    assert!(!run_dir.starts_with(project.dir()) && !run_dir.exists(), "{}", run_dir.display());
+    let records = std::fs::read_dir(project.dir().join(".pier/run")).unwrap().count();
+    assert_eq!(records, 0, "no record of a run directory is left");
 }
 
 #[test]

@@ -92,7 +92,7 @@ fn deploy_diverted(
             .unwrap_or_else(|e| panic!("grant of {name}: {e}"));
         let sink = Arc::new(MemorySink::default());
         let mut env = CallEnv::new(grant, vault, sink.clone())
-            .with_workspace(workspace.to_path_buf())
+            .with_workspace(common::workspace(workspace))
             .with_scratch(scratch.to_path_buf());
         if let Some(origin) = divert {
             env = env.with_divert(origin);

@@ -147,12 +147,10 @@ async fn a_well_behaved_plugin_uses_every_capability() {
     let vault = Arc::new(Vault::new());
     vault.insert("api_key", SecretString::from(api_key));
     let checkout = common::tempdir();
-    std::fs::create_dir_all(checkout.path().join(".git")).unwrap();
-    std::fs::write(checkout.path().join(".git/HEAD"), "ref: refs/heads/main").unwrap();
     std::fs::write(checkout.path().join("Procfile"), "web: python app.py").unwrap();
     std::fs::write(checkout.path().join("app.py"), "print('hello')").unwrap();
     let (mut env, ctx, sink) = env_for(&runtime, &plugin, &[("api_url", &fake.url())], vault.clone()).await;
-    env.workspace = Some(checkout.path().to_path_buf());
+    env.workspace = Some(common::workspace(checkout.path()));
 
     let report = plugin.deploy(&runtime, &env, &ctx, &[], &build()).await.unwrap().unwrap();
     let seen: serde_json::Value = serde_json::from_str(&report.summary).unwrap();

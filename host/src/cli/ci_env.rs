@@ -13,6 +13,8 @@ pub struct CiBuild {
     pub provider: Option<&'static str>,
     pub branch: Option<String>,
     pub commit: Option<String>,
+    /// The variable the commit came from.
+    pub commit_var: Option<&'static str>,
     pub build: Option<String>,
     /// Set when this is a pull-request or merge-request build: what says so.
     pub pull_request: Option<String>,
@@ -46,6 +48,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiBuild {
             provider: Some("GitHub Actions"),
             branch,
             commit: get("GITHUB_SHA"),
+            commit_var: Some("GITHUB_SHA"),
             build: get("GITHUB_RUN_ID"),
             pull_request,
         }
@@ -59,6 +62,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiBuild {
             provider: Some("GitLab CI"),
             branch: get("CI_COMMIT_BRANCH"),
             commit: get("CI_COMMIT_SHA"),
+            commit_var: Some("CI_COMMIT_SHA"),
             build: get("CI_PIPELINE_ID"),
             pull_request,
         }
@@ -67,6 +71,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiBuild {
             provider: Some("Semaphore"),
             branch: get("SEMAPHORE_GIT_BRANCH"),
             commit: get("SEMAPHORE_GIT_SHA"),
+            commit_var: Some("SEMAPHORE_GIT_SHA"),
             build: get("SEMAPHORE_WORKFLOW_ID").or_else(|| get("SEMAPHORE_JOB_ID")),
             pull_request: get("SEMAPHORE_GIT_PR_NUMBER").and_then(|v| said("SEMAPHORE_GIT_PR_NUMBER", &v)),
         }
@@ -75,6 +80,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiBuild {
             provider: Some("CircleCI"),
             branch: get("CIRCLE_BRANCH"),
             commit: get("CIRCLE_SHA1"),
+            commit_var: Some("CIRCLE_SHA1"),
             build: get("CIRCLE_BUILD_NUM"),
             pull_request: get("CIRCLE_PULL_REQUEST").and_then(|v| said("CIRCLE_PULL_REQUEST", &v)),
         }
@@ -83,6 +89,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiBuild {
             provider: Some("Buildkite"),
             branch: get("BUILDKITE_BRANCH"),
             commit: get("BUILDKITE_COMMIT"),
+            commit_var: Some("BUILDKITE_COMMIT"),
             build: get("BUILDKITE_BUILD_NUMBER"),
             pull_request: get("BUILDKITE_PULL_REQUEST")
                 .filter(|v| v != "false")
@@ -95,6 +102,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiBuild {
             provider: Some("Jenkins"),
             branch,
             commit: get("GIT_COMMIT"),
+            commit_var: Some("GIT_COMMIT"),
             build: get("BUILD_NUMBER"),
             pull_request: get("CHANGE_ID").and_then(|v| said("CHANGE_ID", &v)),
         }
@@ -106,6 +114,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiBuild {
     }
     if let Some(c) = get("PIER_COMMIT") {
         build.commit = Some(c);
+        build.commit_var = Some("PIER_COMMIT");
     }
     if let Some(b) = get("PIER_BUILD") {
         build.build = Some(b);
@@ -204,6 +213,9 @@ mod tests {
             ("PIER_BRANCH", "other"),
         ]));
         assert_eq!(b.branch.as_deref(), Some("other"));
+        assert_eq!(b.commit_var, Some("GITHUB_SHA"));
+        let b = detect(&env(&[("GITLAB_CI", "true"), ("CI_COMMIT_SHA", "b2"), ("PIER_COMMIT", "c3")]));
+        assert_eq!((b.commit.as_deref(), b.commit_var), (Some("c3"), Some("PIER_COMMIT")));
         assert_eq!(detect(&env(&[])), CiBuild::default());
     }
 

@@ -10,10 +10,12 @@ use serde::Serialize;
 
 use super::project::{Project, master_key};
 use super::{CliError, Globals, Output, ci_env};
-use crate::caps::events::{Event, EventSink};
+use crate::caps::events::{Event, EventSink, inert};
 use crate::caps::secrets::redact;
+use crate::caps::workspace::Workspace;
 use crate::deploy::{Build, Deploy, DeployError, RunDir};
 use crate::exit::Exit;
+use crate::git::Checkout;
 use crate::project::config::Server;
 use crate::project::timeline::{self, DeployLog, Status, Timeline};
 use crate::project::{STATE_DIR, lock};
@@ -92,12 +94,6 @@ impl EventSink for DeploySink {
     }
 }
 
-/// Commit and branch of the checkout in `dir`, from git.
-fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
-}
-
 /// Who asked for a deploy: the CI's user, else the local user.
 fn actor() -> String {
     for var in [
@@ -117,36 +113,83 @@ fn actor() -> String {
     std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into())
 }
 
-/// Resolves the checkout directory, refusing one that does not exist.
-fn checkout(dir: &Path) -> Result<PathBuf, CliError> {
-    dir.canonicalize().map_err(|e| CliError::Usage(format!("--dir {}: {e}", dir.display())))
+/// The checkout at `dir`, refusing a directory that does not exist or is not in a git
+/// repository.
+fn checkout(dir: &Path) -> Result<Checkout, CliError> {
+    let dir = dir.canonicalize().map_err(|e| CliError::Usage(format!("--dir {}: {e}", dir.display())))?;
+    Checkout::open(&dir).map_err(|e| CliError::Usage(format!("{e}; nothing was deployed")))
+}
+
+/// The full SHA of the commit `rev` names, `from` saying where the name came from; the
+/// checkout's `HEAD` when there is no name.
+fn resolve(checkout: &Checkout, rev: Option<(String, &str)>) -> Result<String, CliError> {
+    let resolved = match &rev {
+        Some((rev, _)) => checkout.resolve(rev),
+        None => checkout.head(),
+    };
+    resolved.map_err(|e| {
+        let e = inert(&e.to_string());
+        CliError::Usage(match rev {
+            Some((_, from)) => format!("{from}: {e}; nothing was deployed"),
+            None => format!("{e}; nothing was deployed"),
+        })
+    })
+}
+
+/// Says, once, that uncommitted changes of the checkout are not deployed.
+fn warn_uncommitted(checkout: &Checkout, commit: &str) {
+    const SHOWN: usize = 5;
+    match checkout.changes() {
+        Ok(changes) if !changes.is_empty() => {
+            let mut paths: Vec<String> = changes.iter().take(SHOWN).map(|p| format!("`{}`", inert(p))).collect();
+            if changes.len() > SHOWN {
+                paths.push(format!("and {} more", changes.len() - SHOWN));
+            }
+            let line = format!(
+                "warning: uncommitted changes in the checkout are not deployed ({}): Pier deploys commit {} as it was \
+                 committed",
+                paths.join(", "),
+                commit.get(..12).unwrap_or(commit)
+            );
+            let _ = writeln!(std::io::stderr(), "{}", redact(&line));
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot tell whether the checkout has uncommitted changes: {e}"),
+    }
+}
+
+/// Where the deploys' run directories go, checked before anything runs.
+fn scratch_root(checkout: &Checkout) -> Result<PathBuf, CliError> {
+    crate::deploy::scratch_root(checkout.top()).map_err(|e| CliError::Usage(e.to_string()))
 }
 
 pub async fn deploy(args: DeployArgs, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
     let project = Project::open()?;
     let server = project.server(&args.server)?.clone();
-    let dir = checkout(&args.run.dir)?;
-    let commit = match args.commit.or_else(|| std::env::var("PIER_COMMIT").ok().filter(|v| !v.is_empty())) {
-        Some(c) => c,
-        None => git(&dir, &["rev-parse", "HEAD"]).ok_or_else(|| {
-            CliError::Usage(format!("{} is not a git checkout with a commit: pass --commit SHA", dir.display()))
-        })?,
+    let checkout = checkout(&args.run.dir)?;
+    let rev = match args.commit {
+        Some(c) => Some((c, "--commit")),
+        None => std::env::var("PIER_COMMIT").ok().filter(|v| !v.is_empty()).map(|c| (c, "PIER_COMMIT")),
     };
+    let commit = resolve(&checkout, rev)?;
     let branch = match args.branch.or_else(|| std::env::var("PIER_BRANCH").ok().filter(|v| !v.is_empty())) {
         Some(b) => b,
-        None => git(&dir, &["rev-parse", "--abbrev-ref", "HEAD"]).filter(|b| b != "HEAD").ok_or_else(|| {
-            CliError::Usage(format!("cannot tell the branch of {}: pass --branch NAME", dir.display()))
+        None => checkout.branch().ok_or_else(|| {
+            CliError::Usage(format!("cannot tell the branch of {}: pass --branch NAME", checkout.dir().display()))
         })?,
     };
+    let scratch = scratch_root(&checkout)?;
     let build = Build {
-        commit,
+        commit: commit.clone(),
         branch,
         build: args.build.or_else(|| std::env::var("PIER_BUILD").ok().filter(|v| !v.is_empty())),
         trigger: Trigger::Manual,
         actor: actor(),
     };
-    let result =
-        run_one(&project, &server, build, &dir, Duration::from_secs(args.run.wait), args.run.json, globals).await?;
+    warn_uncommitted(&checkout, &commit);
+    let workspace = Workspace::new(checkout, commit);
+    let wait = Duration::from_secs(args.run.wait);
+    let result = run_one(&project, &server, build, &workspace, &scratch, wait, args.run.json, globals).await?;
     report(&[result], args.run.json, out)
 }
 
@@ -198,12 +241,15 @@ async fn interrupted() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Deploys one server under its lock and records it in the timeline.
+/// Deploys one server under its lock and records it in the timeline: `workspace`'s
+/// commit, which is `build.commit`, with its run directory under `scratch`.
+#[allow(clippy::too_many_arguments)]
 async fn run_one(
     project: &Project,
     server: &Server,
     build: Build,
-    dir: &Path,
+    workspace: &Workspace,
+    scratch: &Path,
     wait: Duration,
     json: bool,
     globals: &Globals,
@@ -248,7 +294,7 @@ async fn run_one(
     };
     let log = timeline.start(&record)?;
     let sink = Arc::new(DeploySink { log: Mutex::new(log), json, server: server.alias.clone() });
-    let run_dir = RunDir::create(&state, &deploy_id)
+    let run_dir = RunDir::create(&state, scratch, &deploy_id)
         .map_err(|e| CliError::Usage(format!("cannot create the run directory: {e}")))?;
     let deploy = Deploy {
         runtime: &runtime,
@@ -256,7 +302,7 @@ async fn run_one(
         description: &description,
         server,
         vault,
-        checkout: dir.to_path_buf(),
+        workspace: workspace.clone(),
         run_dir: run_dir.path().to_path_buf(),
         build: build.clone(),
         deploy_id: deploy_id.clone(),
@@ -312,7 +358,7 @@ async fn run_one(
 
 pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
     let project = Project::open()?;
-    let dir = checkout(&args.run.dir)?;
+    let checkout = checkout(&args.run.dir)?;
     let detected = ci_env::detect(&|name| std::env::var(name).ok());
     if let Some(why) = &detected.pull_request {
         // A pull request's branch name is its author's choice: never deploy one.
@@ -338,12 +384,16 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
             .collect();
         return report(&results, args.run.json, out);
     }
-    let (Some(branch), Some(commit)) = (detected.branch.clone(), detected.commit.clone()) else {
+    let (Some(branch), Some(rev)) = (detected.branch.clone(), detected.commit.clone()) else {
         return Err(CliError::Usage(format!(
             "cannot tell which build this is ({}): set PIER_BRANCH and PIER_COMMIT",
             detected.describe()
         )));
     };
+    let commit = resolve(&checkout, Some((rev, detected.commit_var.unwrap_or("the build's commit"))))?;
+    let scratch = scratch_root(&checkout)?;
+    let mut warned = false;
+    let workspace = Workspace::new(checkout, commit.clone());
     if !args.run.json {
         eprintln!("{}: branch {branch}, commit {}", detected.describe(), commit.get(..12).unwrap_or(&commit));
     }
@@ -382,24 +432,25 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
             trigger: Trigger::Automatic,
             actor: actor(),
         };
-        let result =
-            match run_one(&project, server, build, &dir, Duration::from_secs(args.run.wait), args.run.json, globals)
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: {}: {}", server.alias, redact(&e.to_string()));
-                    ServerResult {
-                        server: server.alias.clone(),
-                        status: "failed".into(),
-                        deploy_id: None,
-                        exit_code: e.exit().code(),
-                        summary: redact(&e.to_string()).into_owned(),
-                        url: None,
-                        seconds: None,
-                    }
+        if !std::mem::replace(&mut warned, true) {
+            warn_uncommitted(workspace.checkout(), &commit);
+        }
+        let wait = Duration::from_secs(args.run.wait);
+        let result = match run_one(&project, server, build, &workspace, &scratch, wait, args.run.json, globals).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {}: {}", server.alias, redact(&e.to_string()));
+                ServerResult {
+                    server: server.alias.clone(),
+                    status: "failed".into(),
+                    deploy_id: None,
+                    exit_code: e.exit().code(),
+                    summary: redact(&e.to_string()).into_owned(),
+                    url: None,
+                    seconds: None,
                 }
-            };
+            }
+        };
         failed |= result.status != "succeeded";
         let interrupted = result.status == "interrupted";
         results.push(result);

@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::caps::events::NullSink;
 use crate::caps::keys::GeneratedKey;
 use crate::caps::secrets::{Vault, exposes};
+use crate::caps::workspace::Workspace;
 use crate::caps::{Audit, AuditRecord, Grant, Refusal};
 use crate::runtime::bindings::{FieldKind, ResolvedEndpoint, Trigger};
 use crate::runtime::{
@@ -218,7 +219,9 @@ struct Runner<'a> {
     provider: FakeProvider,
     ok_path: OsString,
     fail_path: OsString,
-    workspace: tempfile::TempDir,
+    /// The checkout's directory, and its one commit, which deploy calls ship.
+    _checkout: tempfile::TempDir,
+    workspace: Workspace,
     canaries: BTreeMap<String, String>,
     /// What this run calls things, chosen afresh each run so a plugin cannot tell a
     /// conformance run by a fixed name or id.
@@ -329,7 +332,7 @@ impl<'a> Runner<'a> {
         let (grant, endpoints) = self.grant();
         let path = if failing_programs { self.fail_path.clone() } else { self.ok_path.clone() };
         let env = CallEnv::new(grant, vault, Arc::new(NullSink))
-            .with_workspace(self.workspace.path().to_path_buf())
+            .with_workspace(self.workspace.clone())
             .with_audit(audit)
             .with_path(path)
             .with_divert(self.provider.url());
@@ -594,13 +597,19 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
     let scratch = tempfile::tempdir().map_err(ConformanceError::Scratch)?;
     let ok_path = stand_ins(&scratch.path().join("ok"), &program_names, 0).map_err(ConformanceError::Scratch)?;
     let fail_path = stand_ins(&scratch.path().join("fail"), &program_names, 1).map_err(ConformanceError::Scratch)?;
-    let workspace = tempfile::tempdir().map_err(ConformanceError::Scratch)?;
-    let markers = Markers::new();
+    let checkout = tempfile::tempdir().map_err(ConformanceError::Scratch)?;
+    let mut markers = Markers::new();
     std::fs::write(
-        workspace.path().join("README.md"),
+        checkout.path().join("README.md"),
         format!("# {}\n\nDeployed by {}.\n", markers.word, markers.server),
     )
     .map_err(ConformanceError::Scratch)?;
+    // Deploys ship a commit: the checkout is a repository of one, whose SHA the build names.
+    let dir = checkout.path().canonicalize().map_err(ConformanceError::Scratch)?;
+    let (repo, commit) = crate::git::Checkout::create(&dir, &format!("{} {}", markers.word, markers.server))
+        .map_err(|e| ConformanceError::Scratch(std::io::Error::other(e.to_string())))?;
+    markers.build.commit = commit.clone();
+    let workspace = Workspace::new(repo, commit);
     let mut canaries = BTreeMap::new();
     for field in d.fields.iter().filter(|f| f.kind == FieldKind::Secret) {
         let mut bytes = [0u8; 8];
@@ -615,6 +624,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
         provider,
         ok_path: ok_path.into_os_string(),
         fail_path: fail_path.into_os_string(),
+        _checkout: checkout,
         workspace,
         canaries,
         markers,

@@ -37,7 +37,7 @@ use crate::caps::exec::{ExecCap, ExecLimits};
 use crate::caps::http::{HttpCap, HttpLimits, HttpPolicy, SharedClient};
 use crate::caps::keys::{GeneratedKey, KeysCap};
 use crate::caps::secrets::{SecretsCap, Vault, redact};
-use crate::caps::workspace::{DEFAULT_MAX_BLOB, WorkspaceCap};
+use crate::caps::workspace::{DEFAULT_MAX_BLOB, Workspace, WorkspaceCap};
 use crate::caps::{Audit, Grant};
 pub use bindings::{Answer, BuildInfo, Choice, Context, DeployReport, Description, MethodError, SetupResult};
 pub use cache::CacheOutcome;
@@ -210,8 +210,8 @@ pub struct CallEnv {
     pub grant: Grant,
     /// Secrets reachable by handle.
     pub vault: Arc<Vault>,
-    /// The checkout, for `deploy`.
-    pub workspace: Option<PathBuf>,
+    /// The commit being deployed and its checkout, for `deploy`.
+    pub workspace: Option<Workspace>,
     /// Where events go.
     pub sink: Arc<dyn EventSink>,
     /// Records what the plugin does, when set (the conformance runner).
@@ -239,9 +239,9 @@ impl CallEnv {
         CallEnv::new(Grant::none(), Arc::new(Vault::new()), Arc::new(NullSink))
     }
 
-    /// The same, with the checkout `dir` as the workspace.
-    pub fn with_workspace(mut self, dir: PathBuf) -> Self {
-        self.workspace = Some(dir);
+    /// The same, with `workspace` (a commit and its checkout) as the workspace.
+    pub fn with_workspace(mut self, workspace: Workspace) -> Self {
+        self.workspace = Some(workspace);
         self
     }
 
@@ -549,14 +549,14 @@ impl Runtime {
             exec: ExecCap::new(
                 env.grant.programs.clone(),
                 env.vault.clone(),
-                env.workspace.clone(),
+                env.workspace.as_ref().map(|w| w.dir().to_path_buf()),
                 env.sink.clone(),
                 self.limits.exec.clone(),
             )
             .with_audit(env.audit.clone())
             .with_path(env.path.clone())
             .with_scratch(env.scratch.clone()),
-            workspace: WorkspaceCap::new(env.workspace.clone(), self.limits.max_blob, policy),
+            workspace: WorkspaceCap::new(env.workspace.clone(), self.limits.max_blob, policy, env.sink.clone()),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -337,6 +337,14 @@ pub fn commit_app(dir: &std::path::Path) -> String {
     git(dir, &["rev-parse", "HEAD"])
 }
 
+/// `dir` as a workspace: everything in it committed (the directory made a repository if
+/// it is not one), and that commit.
+pub fn workspace(dir: &std::path::Path) -> pier::caps::workspace::Workspace {
+    let dir = dir.canonicalize().expect("the checkout exists");
+    let (checkout, commit) = pier::git::Checkout::create(&dir, "checkout").expect("commit the checkout");
+    pier::caps::workspace::Workspace::new(checkout, commit)
+}
+
 /// Names of the files in a gzipped tarball, sorted.
 pub fn tar_names(bytes: &[u8]) -> Vec<String> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));

@@ -32,3 +32,4 @@ pub use record::{RecordedRequest, RequestKind};
 pub use script::{BuildScript, FailRule, FinalStatus, RateLimitSetting, ReleaseScript, Script};
 pub use server::{FakeHeroku, ServeOptions, serve};
 pub use state::{Key, Seed, SeedAccount};
+pub use transfer::{Member, MemberKind, Upload};

@@ -21,7 +21,7 @@ use crate::api::{self, Incoming};
 use crate::record::{RecordedRequest, RequestKind};
 use crate::script::Script;
 use crate::state::{Key, Seed, State};
-use crate::transfer;
+use crate::transfer::{self, Upload};
 use crate::util::{Reply, ReplyBody, api_error, query_param};
 
 /// Largest request body the fake reads (source tarballs included).
@@ -152,6 +152,12 @@ impl FakeHeroku {
     /// `/__blobs/{id}`); `None` if nothing was uploaded.
     pub fn blob(&self, id: &str) -> Option<Vec<u8>> {
         self.shared.lock().blobs.get(id).cloned().flatten()
+    }
+
+    /// Every upload to a source's `put_url` so far, in order, with its tarball's members
+    /// (names, kinds, modes and contents).
+    pub fn uploads(&self) -> Vec<Upload> {
+        self.shared.lock().uploads.clone()
     }
 
     /// The builds created so far, as the API shows them now (reading them is not a poll).

@@ -173,6 +173,8 @@ pub struct State {
     pub keys: Vec<Key>,
     /// Source blobs by id: `None` until uploaded.
     pub blobs: HashMap<String, Option<Vec<u8>>>,
+    /// Every upload to a source's `put_url`, in order, with the tarball's members.
+    pub uploads: Vec<crate::transfer::Upload>,
     pub builds: Vec<Build>,
     pub releases: Vec<Release>,
     pub requests: Vec<RecordedRequest>,
@@ -193,6 +195,7 @@ impl State {
             apps: Vec::new(),
             keys: Vec::new(),
             blobs: HashMap::new(),
+            uploads: Vec::new(),
             builds: Vec::new(),
             releases: Vec::new(),
             requests: Vec::new(),

@@ -4,6 +4,8 @@
 //!   As with S3 presigned URLs there is no authentication, but the signature must be the one
 //!   handed out for that method (the `put_url` does not work for GET, nor the reverse): a wrong
 //!   signature answers 403, an unknown source 404.
+//!   Every upload is also recorded as an [`Upload`]: the tarball's members, names, kinds
+//!   and contents, as Heroku's builder would unpack them.
 //! * `GET /__streams/builds/{id}` answers 404 for the build's first `stream_404s` requests (as
 //!   Heroku's stream does for a few seconds at first), then `200 text/plain`, sent chunked, one
 //!   line per chunk, and closes. `GET /__streams/releases/{id}` serves a release phase's
@@ -16,6 +18,88 @@ use crate::api::{Incoming, scripted_failure};
 use crate::script::FinalStatus;
 use crate::state::State;
 use crate::util::{Reply, ReplyBody, query_param};
+
+/// What kind of member a tarball entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberKind {
+    /// A regular file; its bytes are the member's contents.
+    File,
+    /// A symbolic link to this target (the link itself, never what it points to).
+    Symlink(String),
+    /// A directory.
+    Directory,
+    /// Anything else (hard link, device, fifo, ...), by its tar entry type byte.
+    Other(u8),
+}
+
+/// One member of an uploaded tarball.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The member's path, as stored in the tarball.
+    pub path: String,
+    /// What it is.
+    pub kind: MemberKind,
+    /// Its permission bits.
+    pub mode: u32,
+    /// Its contents (empty for anything but a regular file).
+    pub contents: Vec<u8>,
+}
+
+/// One upload to a source's `put_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The source id (the `{id}` in `/__blobs/{id}`).
+    pub id: String,
+    /// The uploaded body's length in bytes.
+    pub len: usize,
+    /// The members of the body read as a gzipped tarball, in archive order; `Err` says
+    /// why it is not one.
+    pub members: Result<Vec<Member>, String>,
+}
+
+impl Upload {
+    /// The member at `path`, if the upload is a tarball holding one.
+    pub fn member(&self, path: &str) -> Option<&Member> {
+        self.members.as_ref().ok()?.iter().find(|m| m.path == path)
+    }
+
+    /// The member paths, sorted (empty if the upload is not a tarball).
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.members.as_ref().map(|m| m.iter().map(|m| m.path.clone()).collect()).unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+/// Reads `bytes` as a gzipped tarball.
+fn members(bytes: &[u8]) -> Result<Vec<Member>, String> {
+    use std::io::Read as _;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut out = Vec::new();
+    for entry in archive.entries().map_err(|e| e.to_string())? {
+        let mut entry = entry.map_err(|e| e.to_string())?;
+        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let mode = entry.header().mode().map_err(|e| e.to_string())?;
+        let kind = entry.header().entry_type();
+        let kind = if kind.is_file() {
+            MemberKind::File
+        } else if kind.is_symlink() {
+            let target = entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned());
+            MemberKind::Symlink(target.unwrap_or_default())
+        } else if kind.is_dir() {
+            MemberKind::Directory
+        } else {
+            MemberKind::Other(kind.as_byte())
+        };
+        let mut contents = Vec::new();
+        if kind == MemberKind::File {
+            entry.read_to_end(&mut contents).map_err(|e| e.to_string())?;
+        }
+        out.push(Member { path, kind, mode, contents });
+    }
+    Ok(out)
+}
 
 /// The signature of a blob URL for `method` (`GET` or `PUT`).
 fn signature(st: &State, id: &str, method: &str) -> String {
@@ -89,6 +173,7 @@ pub fn blob(st: &mut State, req: &Incoming<'_>) -> Reply {
     match (method, st.blobs.get_mut(id)) {
         ("PUT", Some(slot)) => {
             *slot = Some(req.body.to_vec());
+            st.uploads.push(Upload { id: id.to_string(), len: req.body.len(), members: members(req.body) });
             Reply::empty(StatusCode::OK)
         }
         ("GET", Some(Some(bytes))) => {
