@@ -976,6 +976,13 @@ mod tests {
         assert!(!running(&arg), "a child left behind outlived its program");
         assert!(started.elapsed() < supervise::GRACE, "a child that heeds SIGTERM is not waited for");
 
+        // A daemon, in a session of its own, whose parent exits at once: it is orphaned to
+        // the supervisor, which stops it too.
+        let script = ["-c".to_string(), format!("(setsid sleep {arg} < /dev/null > /dev/null 2>&1 &); exit 0")];
+        let done = run_program(sh(&script, Duration::from_secs(60), None), &sink).await.unwrap();
+        assert_eq!(done.code, 0);
+        assert!(!running(&arg), "a daemon outlived the command that started it");
+
         // A dropped run is asked to stop; `settle` waits until it has.
         let script = ["-c".to_string(), format!("sleep {arg}; true")];
         let run = run_program(sh(&script, Duration::from_secs(60), None), &sink);
