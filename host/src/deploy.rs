@@ -14,7 +14,9 @@ use secrecy::ExposeSecret;
 
 use crate::caps::Grant;
 use crate::caps::events::{Event, EventSink, Level, inert};
-use crate::caps::exec::{Env, Program, base_env, find_program, plain_program_name, refused_env, run_program};
+use crate::caps::exec::{
+    Env, OutputRoom, Program, base_env, find_program, plain_program_name, refused_env, run_program,
+};
 use crate::caps::http::{SourceKind, resolve_endpoints};
 use crate::caps::keys::{KeyFile, known_hosts_in};
 use crate::caps::secrets::{Vault, redact};
@@ -54,6 +56,9 @@ pub struct Deploy<'a> {
     pub sink: Arc<dyn EventSink>,
     /// The longest a deploy command may run.
     pub command_timeout: Duration,
+    /// Where the output of commands and programs ends up kept, when that can fill up (the
+    /// deploy's log).
+    pub room: Option<Arc<dyn OutputRoom>>,
 }
 
 /// How the server's deploy commands will run, settled before anything deploys: the
@@ -143,9 +148,12 @@ impl Deploy<'_> {
                 std::env::var(name).ok()
             })
             .map_err(|e| DeployError::Setup(format!("method {}: {e}", self.description.name)))?;
-        let env = CallEnv::new(grant, self.vault.clone(), self.sink.clone())
+        let mut env = CallEnv::new(grant, self.vault.clone(), self.sink.clone())
             .with_workspace(self.workspace.clone())
             .with_scratch(self.run_dir.clone());
+        if let Some(room) = &self.room {
+            env = env.with_room(room.clone());
+        }
         Ok((env, Context { endpoints, server: self.server.alias.clone() }))
     }
 
@@ -342,12 +350,20 @@ impl Deploy<'_> {
                 capture_stdout: false,
                 timeout: self.command_timeout,
                 confinement: None,
+                room: self.room.as_deref(),
             };
             let finished = run_program(program, self.sink.as_ref()).await.map_err(|e| {
                 DeployError::Method(format!("command {} (`{command}`): {e}", i + 1), Exit::DeployFailed)
             })?;
             if finished.code != 0 {
                 let message = format!("command {} of {total} (`{command}`) exited with {}", i + 1, finished.code);
+                if finished.unkept_lines > 0 {
+                    // The log was full before the command ended: show how it ended.
+                    self.say(Level::Error, "last lines of the output:");
+                    for line in &finished.tail {
+                        self.say(Level::Error, format!("  {line}"));
+                    }
+                }
                 self.say(Level::Error, message.clone());
                 if i + 1 < total {
                     self.say(Level::Error, format!("{} later command(s) not run", total - i - 1));

@@ -206,6 +206,7 @@ fn every_test_plugin_is_covered_by_a_test() {
         "no-method",
         "notify",
         "panics",
+        "procs",
         "rule-bad",
         "secret-policy",
         "sloppy-form",

@@ -4,9 +4,13 @@ mod common;
 
 use std::io::{Read as _, Write as _};
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use common::{API_KEY, Project, fifo, run};
 use fake_heroku::{BuildScript, FailRule, FinalStatus, ReleaseScript, RequestKind, Script};
+
+measure_trampoline!();
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
@@ -293,11 +297,11 @@ fn an_interrupted_deploy_cleans_up_and_is_recorded() {
 #[test]
 fn a_killed_deploy_shows_as_interrupted_and_its_lock_is_taken_over() {
     let (project, _) = Project::with_app();
-    let (mut child, key_path, release) = blocked_deploy(&project, &[]);
+    let (mut child, key_path, _release) = blocked_deploy(&project, &[]);
     child.kill().unwrap(); // SIGKILL: no cleanup can run in the process
     child.wait().unwrap();
-    // Let the orphaned command finish.
-    std::fs::OpenOptions::new().write(true).open(&release).unwrap().write_all(b"go\n").unwrap();
+    // The command dies with pier; its supervisor holds the lock until it has.
+    assert!(lock_freed_within(&project, DEADLINE), "the lock of a killed deploy was never released");
     let d = &timeline(&project)[0];
     assert_eq!(d["status"], "interrupted", "{d}");
     // The next deploy is not blocked by the dead process's lock, and cleans its key up.
@@ -440,4 +444,343 @@ fn secrets_never_reach_the_timeline() {
         assert!(!text.contains(API_KEY), "API key leaked");
         assert!(!text.contains("aGVyb2t1LWFwaS1rZXktYWRh"), "base64 API key leaked");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// No process outlives its deploy
+// ---------------------------------------------------------------------------------------
+
+/// The longest the tests wait for processes to end or a lock to be released: far more
+/// than the supervisor's 2 s grace before SIGKILL.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// An argument no other process has: `313`, this test process's pid, a counter. The
+/// tests find their deploy commands' processes by it.
+fn unique() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("313{}{:03}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The live processes with `arg` as one whole argument (zombies have no arguments).
+fn processes_with(arg: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if words.iter().skip(1).any(|w| *w == arg.as_bytes()) {
+            found.push(format!("{name}: {}", String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+        }
+    }
+    found
+}
+
+/// Polls `/proc` until `want` holds of the processes with `arg`, or `limit` passes.
+fn poll_processes(arg: &str, limit: Duration, want: impl Fn(&[String]) -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if want(&processes_with(arg)) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether every process with `arg` is gone within `limit`.
+fn gone_within(arg: &str, limit: Duration) -> bool {
+    poll_processes(arg, limit, |found| found.is_empty())
+}
+
+/// Whether the lock of `prod` can be taken within `limit` (polling, then released again).
+fn lock_freed_within(project: &Project, limit: Duration) -> bool {
+    let path = project.dir().join(".pier/locks/prod.lock");
+    let deadline = Instant::now() + limit;
+    loop {
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        if nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `signal` to a `pier` started by the test.
+fn signal(child: &std::process::Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+}
+
+/// Starts a deploy of `prod`, whose command runs `sleep ARG` as a child of its shell, and
+/// returns once that runs. A `stubborn` command ignores SIGTERM (the sleep inherits it),
+/// so only SIGKILL ends it.
+fn deploy_sleeping(project: &Project, arg: &str, stubborn: bool) -> std::process::Child {
+    let trap = if stubborn { "trap '' TERM; " } else { "" };
+    project.commands(&[&format!("{trap}sleep {arg}; echo after")]);
+    let child = project.spawn(&["deploy", "prod"]);
+    assert!(poll_processes(arg, Duration::from_secs(120), |f| !f.is_empty()), "the deploy command never started");
+    child
+}
+
+#[test]
+fn sigterm_of_pier_ends_the_deploy_commands_processes_before_it_exits() {
+    let (project, _) = Project::with_app();
+    let arg = unique();
+    let child = deploy_sleeping(&project, &arg, false);
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
+    // pier waits for the command's processes before it exits and releases the lock.
+    assert_eq!(processes_with(&arg), Vec::<String>::new(), "the command outlived pier");
+    assert_eq!(timeline(&project)[0]["status"], "interrupted");
+    project.commands(&["true"]);
+    run(project.pier().args(["deploy", "prod"]), 0);
+}
+
+#[test]
+fn sigkill_of_pier_takes_the_deploy_commands_processes_with_it() {
+    let (project, _) = Project::with_app();
+    let arg = unique();
+    let mut child = deploy_sleeping(&project, &arg, false);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(gone_within(&arg, DEADLINE), "left behind by a SIGKILLed pier: {:?}", processes_with(&arg));
+    assert!(lock_freed_within(&project, DEADLINE));
+    assert_eq!(timeline(&project)[0]["status"], "interrupted");
+}
+
+#[test]
+fn a_deploy_after_a_killed_one_never_runs_beside_its_leftovers() {
+    let (project, _) = Project::with_app();
+    let arg = unique();
+    let started = project.dir().join("second-started");
+    let release = fifo(project.dir(), "second-release");
+    // The first deploy sleeps, ignoring SIGTERM; the second (once `second` exists) says it
+    // runs, then blocks until the test releases it.
+    project.commands(&[&format!(
+        "if [ -e second ]; then touch '{}'; cat '{}' > /dev/null; else trap '' TERM; sleep {arg}; echo after; fi",
+        started.display(),
+        release.display()
+    )]);
+    let mut first = project.spawn(&["deploy", "prod"]);
+    assert!(poll_processes(&arg, Duration::from_secs(120), |f| !f.is_empty()), "the first deploy never ran");
+    std::fs::write(project.dir().join("second"), "").unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Only SIGKILL ends the leftover, 2 s after SIGTERM: it still runs now.
+    assert!(!processes_with(&arg).is_empty(), "the leftover should outlive SIGTERM for the grace period");
+    let second = project.spawn(&["deploy", "prod", "--wait", "120"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the second deploy's command never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let beside = processes_with(&arg);
+    std::fs::OpenOptions::new().write(true).open(&release).unwrap().write_all(b"go\n").unwrap();
+    let output = second.wait_with_output().unwrap();
+    assert_eq!(beside, Vec::<String>::new(), "the second deploy ran beside a leftover of the first");
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let statuses: Vec<String> =
+        timeline(&project).as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap().to_string()).collect();
+    assert_eq!(statuses, ["succeeded", "interrupted"]);
+}
+
+/// A project whose server `procs` runs the `procs` test plugin in `mode`, with the
+/// stand-in `pier-forker` in `bin` (outside the project: confined programs may not read
+/// under `HOME`).
+fn procs_project(mode: &str, arg: &str) -> (tempfile::TempDir, tempfile::TempDir) {
+    let home = common::tempdir();
+    let dir = home.path();
+    run(common::pier(dir).arg("init"), 0);
+    std::fs::create_dir_all(dir.join("plugins")).unwrap();
+    std::fs::copy(common::plugin("procs"), dir.join("plugins/procs.wasm")).unwrap();
+    run(common::pier(dir).args(["plugins", "add", "plugins/procs.wasm", "--yes"]), 0);
+    common::commit_app(dir);
+    run(
+        common::pier(dir)
+            .args(["server", "add", "--method", "procs", "--name", "Procs", "--strategy", "manual"])
+            .args(["--set", &format!("mode={mode}"), "--set", &format!("arg={arg}")]),
+        0,
+    );
+    let bin = common::tempdir();
+    let script = bin.path().join("pier-forker");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n\
+         if [ \"$2\" = hang ]; then sleep \"$1\" & echo \"child $!\"; wait; fi\n\
+         (sleep 0.1; echo 'child finished') &\n\
+         wait\n\
+         echo 'program finished'\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (home, bin)
+}
+
+/// Deploys `procs` with `bin` first on `PATH`; returns the deploy's summary.
+fn deploy_procs(home: &Path, bin: &Path) -> String {
+    let path = std::env::join_paths(
+        std::iter::once(bin.to_path_buf()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let (out, _) = run(common::pier(home).args(["deploy", "procs", "--json"]).env("PATH", path), 0);
+    let result = out.lines().map(json).find(|l| l["type"] == "result").unwrap();
+    result["data"]["summary"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_plugin_program_past_its_time_limit_is_killed_with_its_children() {
+    let arg = unique();
+    let (home, bin) = procs_project("hang", &arg);
+    let summary = deploy_procs(home.path(), bin.path());
+    assert_eq!(summary, "timeout");
+    // The run ended only once the program and its child were gone.
+    assert_eq!(processes_with(&arg), Vec::<String>::new(), "the program's child outlived its time limit");
+
+    // The benign twin: a child that ends by itself is left to, and its output kept.
+    run(common::pier(home.path()).args(["server", "edit", "procs", "--set", "mode=finish"]), 0);
+    assert_eq!(deploy_procs(home.path(), bin.path()), "ok 0: child finished program finished");
+}
+
+#[test]
+fn a_commands_children_that_end_by_themselves_are_left_to() {
+    let (project, _) = Project::with_app();
+    project.commands(&["(sleep 0.2; echo child-finished > child.txt) & wait; echo \"waited $?\" > wait.txt"]);
+    run(project.pier().args(["deploy", "prod"]), 0);
+    assert_eq!(project.read("child.txt"), "child-finished\n");
+    assert_eq!(project.read("wait.txt"), "waited 0\n");
+}
+
+// ---------------------------------------------------------------------------------------
+// Output is bounded in memory and on disk
+// ---------------------------------------------------------------------------------------
+
+const MIB: u64 = 1 << 20;
+
+/// A long line as a message: its start and its end.
+fn short(line: &str) -> String {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= 120 {
+        return line.to_string();
+    }
+    let head: String = chars[..40].iter().collect();
+    let tail: String = chars[chars.len() - 60..].iter().collect();
+    format!("{head}…({} chars)…{tail}", chars.len())
+}
+
+/// The log of deploy `id`, from `pier timeline show`.
+fn log_of(project: &Project, id: &str) -> String {
+    let (out, _) = run(project.pier().args(["timeline", "show", id, "--json"]), 0);
+    json(&out)["log"].as_str().unwrap().to_string()
+}
+
+/// The bytes of every file under `dir`.
+fn size_of(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() { size_of(&entry.path()) } else { meta.len() };
+    }
+    total
+}
+
+/// Deploys `prod` with `command` as its only command, measuring `pier`: how it ended,
+/// the deploy's log and the size of `.pier/` after.
+fn flood(command: &str) -> (common::Measured, String, u64) {
+    let (project, _) = Project::with_app();
+    project.commands(&[command]);
+    let url = project.fake.url();
+    let measured = common::pier_measured(
+        project.dir(),
+        &["deploy", "prod"],
+        &[("HEROKU_HOST", url.as_str()), ("HEROKU_API_KEY", API_KEY)],
+    );
+    let state = size_of(&project.dir().join(".pier"));
+    let log = log_of(&project, timeline(&project)[0]["id"].as_str().unwrap());
+    (measured, log, state)
+}
+
+#[test]
+fn a_flood_without_newlines_keeps_memory_and_disk_flat() {
+    const BYTES: u64 = 300_000_000;
+    let (m, log, state) = flood(&format!("head -c {BYTES} /dev/zero | tr '\\0' x"));
+    eprintln!(
+        "300 MB without a newline: exit {:?}, peak RSS {} MiB, .pier/ {} KiB, stderr {} bytes",
+        m.code,
+        m.max_rss / MIB,
+        state >> 10,
+        m.stderr.len()
+    );
+    assert_eq!(m.code, Some(0), "{}", m.stderr);
+    assert!(m.max_rss < 256 * MIB, "peak RSS {} MiB", m.max_rss / MIB);
+    assert!(state < 64 * MIB, ".pier/ holds {state} bytes");
+    let last = log.lines().last().unwrap();
+    let expected = format!("  │ {} [cut: {} bytes]", "x".repeat(4096), BYTES - 4096);
+    assert!(last == expected, "the log ends with the cut line, not {}", short(last));
+}
+
+#[test]
+fn a_flood_of_lines_keeps_memory_and_disk_flat_and_the_log_says_what_it_dropped() {
+    const BYTES: u64 = 100_000_000;
+    let (m, log, state) = flood(&format!("yes | head -c {BYTES}"));
+    eprintln!(
+        "100 MB of `yes`: exit {:?}, peak RSS {} MiB, .pier/ {} KiB, log {} KiB, stderr {} bytes",
+        m.code,
+        m.max_rss / MIB,
+        state >> 10,
+        log.len() >> 10,
+        m.stderr.len()
+    );
+    assert_eq!(m.code, Some(0), "{}", m.stderr);
+    assert!(m.max_rss < 256 * MIB, "peak RSS {} MiB", m.max_rss / MIB);
+    assert!(state < 64 * MIB, ".pier/ holds {state} bytes");
+    assert!(log.len() as u64 <= 17 * MIB, "the log holds {} bytes", log.len());
+    // The log ends with one line saying what it dropped, and every line is accounted for.
+    let last = log.lines().last().unwrap();
+    let words: Vec<&str> = last.split_whitespace().collect();
+    assert!(last.starts_with("[log cut: ") && last.ends_with("a deploy's log keeps 16 MiB]"), "{last}");
+    let number = |i: usize| words[i].replace(',', "").parse::<u64>().unwrap_or_else(|_| panic!("{last}"));
+    let (dropped_bytes, dropped_lines) = (number(2), number(5));
+    let kept = log.lines().filter(|l| *l == "  │ y").count() as u64;
+    assert_eq!(kept + dropped_lines, BYTES / 2, "{last}");
+    assert!(dropped_bytes >= 2 * dropped_lines, "{last}");
+    // What the terminal got is rate-limited, and says so.
+    assert!(m.stderr.len() < 4 << 20, "stderr got {} bytes", m.stderr.len());
+    assert!(m.stderr.contains("output lines not shown here"), "{}", &m.stderr[m.stderr.len().saturating_sub(2000)..]);
+}
+
+#[test]
+fn long_lines_are_cut_after_redaction_and_short_output_is_kept_whole() {
+    let (project, _) = Project::with_app();
+    let script = [
+        "printf 'first\\n\\n  indented ünïcödé\\n'",
+        "head -c 4096 /dev/zero | tr '\\0' a; echo",
+        "head -c 10000 /dev/zero | tr '\\0' x; echo",
+        "head -c 4090 /dev/zero | tr '\\0' s; printf %s \"$HEROKU_API_KEY\"; head -c 30000 /dev/zero | tr '\\0' b; echo",
+        "echo last",
+    ]
+    .join("; ");
+    project.commands(&[&script]);
+    let (out, _) = run(project.pier().args(["deploy", "prod", "--json"]), 0);
+    let result = out.lines().map(json).find(|l| l["type"] == "result").unwrap();
+    let log = log_of(&project, result["data"]["deploy_id"].as_str().unwrap());
+    let (_, after) = log.split_once("→ Command 1/1").unwrap();
+    let output: Vec<&str> = after.lines().skip(1).filter_map(|l| l.strip_prefix("  │ ")).collect();
+    assert_eq!(output[..3], ["first", "", "  indented ünïcödé"], "{output:?}");
+    assert!(output[3] == "a".repeat(4096), "a line of exactly 4 KiB is kept whole: {}", short(output[3]));
+    assert!(output[4] == format!("{} [cut: 5904 bytes]", "x".repeat(4096)), "{}", short(output[4]));
+    // A secret that begins in the shown part of a cut line is redacted whole.
+    let cut = format!("{}[redac [cut: {} bytes]", "s".repeat(4090), 4090 + API_KEY.len() + 30000 - 4096);
+    assert!(output[5] == cut, "{}", short(output[5]));
+    assert!(!log.contains("heroku-"), "a secret's prefix is in the log");
+    assert_eq!(output[6..], ["last"]);
+    assert!(!log.contains("log cut"), "{log}");
 }

@@ -11,10 +11,13 @@
 //! scratch directory ([`super::confine`]). A plugin built against 0.1.0 declared no
 //! argument patterns, so its programs never run.
 //!
-//! Standard input is closed. Output is streamed line by line to the event sink, cleaned
-//! and redacted; the last lines are kept for error messages. A program that outlives its
-//! time limit is killed. The same runner serves the host's own deploy commands
-//! ([`run_program`]), which are the user's and run unconfined.
+//! Standard input is closed. Output is read in chunks and streamed line by line to the
+//! event sink, redacted, cleaned and cut to [`MAX_LINE`] bytes (` [cut: N bytes]`); the
+//! last lines are kept for error messages; once where output is kept is full
+//! ([`OutputRoom`]), lines are only counted. Every run has a supervisor of its own
+//! ([`supervise`]): a program that outlives its time limit is stopped with everything it
+//! started, and nothing it started outlives it or `pier`. The same runner serves the
+//! host's own deploy commands ([`run_program`]), which are the user's and run unconfined.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsString;
@@ -24,13 +27,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use crate::caps::Refusal;
-use crate::caps::confine;
 use crate::caps::events::{Event, EventSink, clean_line};
 use crate::caps::keys::{KeyFile, known_hosts_in};
 use crate::caps::secrets::{Vault, redact};
+use crate::caps::{confine, supervise};
 use crate::runtime::Contract;
 use crate::runtime::bindings::pier::deploy::exec;
 use crate::runtime::bindings::pier::deploy::types::{EnvValue, EnvVar, Program as ProgramDecl};
@@ -287,6 +290,18 @@ pub struct Finished {
     pub stdout: String,
     /// The last lines of output (redacted).
     pub tail: Vec<String>,
+    /// Lines of output that were read but not passed on, because where output is kept
+    /// was full.
+    pub unkept_lines: u64,
+}
+
+/// Where a run's output lines end up kept (a deploy's log), when that can fill up: once
+/// it is full, the runner only counts what a program prints, and says how much.
+pub trait OutputRoom: Send + Sync {
+    /// Whether more output lines would be kept.
+    fn has_room(&self) -> bool;
+    /// Counts output that was read and not passed on: `bytes` in `lines` lines.
+    fn unkept(&self, bytes: u64, lines: u64);
 }
 
 /// What to run, fully resolved by the caller.
@@ -303,10 +318,73 @@ pub struct Program<'a> {
     pub timeout: Duration,
     /// Landlock rules applied to the child, for programs a plugin runs.
     pub confinement: Option<confine::Confinement>,
+    /// Where the output lines are kept, if that can fill up.
+    pub room: Option<&'a dyn OutputRoom>,
+}
+
+/// Bytes of one line that are shown; the rest is cut, and counted.
+pub const MAX_LINE: usize = crate::caps::events::MAX_LINE;
+/// Bytes of a long line read beyond what is shown, so that redaction sees whole a
+/// secret that begins in the shown part.
+pub const REDACT_MARGIN: usize = 16 << 10;
+/// Bytes read from a program at a time.
+const READ_CHUNK: usize = 64 << 10;
+
+/// One line of output as it is passed on: redacted, cleaned, and cut to [`MAX_LINE`]
+/// bytes with ` [cut: N bytes]` if it was longer. `bytes` are the first bytes of the
+/// line (at most [`MAX_LINE`] + [`REDACT_MARGIN`]), `beyond` how many more it had.
+pub fn line_text(bytes: &[u8], beyond: u64) -> String {
+    let bytes = if beyond == 0 { bytes.strip_suffix(b"\r").unwrap_or(bytes) } else { bytes };
+    let length = bytes.len() as u64 + beyond;
+    let text = String::from_utf8_lossy(bytes);
+    let redacted = redact(&text);
+    if length <= MAX_LINE as u64 {
+        return clean(&redacted);
+    }
+    let mut cut = MAX_LINE.min(redacted.len());
+    while !redacted.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{} [cut: {} bytes]", clean(&redacted[..cut]), length - MAX_LINE as u64)
+}
+
+/// [`clean_line`], skipped for printable ASCII, which it leaves as it is.
+fn clean(text: &str) -> String {
+    if text.len() <= MAX_LINE && text.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        text.to_string()
+    } else {
+        clean_line(text)
+    }
+}
+
+/// What a run keeps of its output while it reads it: the last lines as read (turned into
+/// text only at the end), the captured standard output, and what was not passed on.
+struct Gathered {
+    tail: VecDeque<(Vec<u8>, u64)>,
+    captured: String,
+    unkept_bytes: u64,
+    unkept_lines: u64,
+}
+
+impl Gathered {
+    fn remember(&mut self, bytes: &[u8], beyond: u64) {
+        let mut slot =
+            if self.tail.len() == TAIL_LINES { self.tail.pop_front().unwrap_or_default() } else { Default::default() };
+        slot.0.clear();
+        slot.0.extend_from_slice(bytes);
+        slot.1 = beyond;
+        self.tail.push_back(slot);
+    }
 }
 
 /// Runs a program to its end, streaming its output to `sink` as [`Event::Output`] lines.
-pub async fn run_program(program: Program<'_>, sink: &dyn EventSink) -> Result<Finished, RunError> {
+///
+/// The program runs under a supervisor of its own ([`supervise`]): when it exits, times
+/// out, or its output cannot be read, everything it started is stopped (SIGTERM, then
+/// SIGKILL after a grace) before this returns; if this future is dropped, the tree is
+/// asked to stop and [`supervise::settle`] waits for it. Output is read in chunks, lines
+/// cut to [`MAX_LINE`], so memory stays flat whatever the program prints.
+pub async fn run_program(mut program: Program<'_>, sink: &dyn EventSink) -> Result<Finished, RunError> {
     let mut command = tokio::process::Command::new(program.path);
     command
         .args(program.args)
@@ -315,75 +393,173 @@ pub async fn run_program(program: Program<'_>, sink: &dyn EventSink) -> Result<F
         .current_dir(program.cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    #[cfg(unix)]
-    command.process_group(0);
-    if let Some(confinement) = program.confinement {
+        .stderr(Stdio::piped());
+    supervise::prepare(&mut command);
+    if let Some(confinement) = program.confinement.take() {
         confinement.apply_to(&mut command);
     }
-    let mut child = command.spawn().map_err(|source| RunError::Spawn { program: program.name.to_string(), source })?;
+    let name = program.name;
+    let mut tree =
+        supervise::spawn(command).await.map_err(|source| RunError::Spawn { program: name.to_string(), source })?;
+    let child = tree.child().expect("a tree that was just started");
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
-    let tail = std::sync::Mutex::new(VecDeque::with_capacity(TAIL_LINES));
-    let capture = std::sync::Mutex::new(String::new());
-    let emit = |line: String, is_stdout: bool| {
-        let line = clean_line(&redact(&line));
-        if is_stdout && program.capture_stdout {
-            let mut captured = capture.lock().unwrap_or_else(|e| e.into_inner());
-            if captured.len() + line.len() < MAX_CAPTURE {
-                captured.push_str(&line);
-                captured.push('\n');
-            }
-            return;
-        }
-        let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
-        if tail.len() == TAIL_LINES {
-            tail.pop_front();
-        }
-        tail.push_back(line.clone());
-        sink.emit(Event::Output { line });
-    };
+    let kept = std::sync::Mutex::new(Gathered {
+        tail: VecDeque::with_capacity(TAIL_LINES),
+        captured: String::new(),
+        unkept_bytes: 0,
+        unkept_lines: 0,
+    });
+    let out = Reader { kept: &kept, program: &program, sink, is_stdout: true };
+    let err = Reader { is_stdout: false, ..out };
     let work = async {
-        let (a, b) = tokio::join!(pump(stdout, |l| emit(l, true)), pump(stderr, |l| emit(l, false)));
-        a.and(b).map_err(|source| RunError::Io { program: program.name.to_string(), source })?;
-        child.wait().await.map_err(|source| RunError::Io { program: program.name.to_string(), source })
+        let (a, b) = tokio::join!(pump(stdout, &out), pump(stderr, &err));
+        a.and(b).map_err(|source| RunError::Io { program: name.to_string(), source })?;
+        tree.wait().await.map_err(|source| RunError::Io { program: name.to_string(), source })
     };
-    let status = match tokio::time::timeout(program.timeout, work).await {
-        Ok(status) => status?,
-        Err(_) => {
-            kill_group(&mut child).await;
-            return Err(RunError::Timeout { program: program.name.to_string(), limit: program.timeout });
-        }
+    let ended = tokio::time::timeout(program.timeout, work).await;
+    let status = match ended {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(RunError::Timeout { program: name.to_string(), limit: program.timeout }),
     };
+    if status.is_err() {
+        tree.stop().await;
+    }
+    let kept = kept.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(room) = program.room
+        && kept.unkept_lines > 0
+    {
+        room.unkept(kept.unkept_bytes, kept.unkept_lines);
+    }
     Ok(Finished {
-        code: status.code().unwrap_or(-1),
-        stdout: capture.into_inner().unwrap_or_else(|e| e.into_inner()),
-        tail: tail.into_inner().unwrap_or_else(|e| e.into_inner()).into(),
+        code: status?.code().unwrap_or(-1),
+        stdout: kept.captured,
+        tail: kept.tail.iter().map(|(bytes, beyond)| line_text(bytes, *beyond)).collect(),
+        unkept_lines: kept.unkept_lines,
     })
 }
 
-/// Kills a program and everything it started.
-async fn kill_group(child: &mut tokio::process::Child) {
-    #[cfg(unix)]
-    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
-        // The child leads its own process group: signal the whole group.
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-    }
-    let _ = child.kill().await;
+/// Where [`pump`] hands the lines of one of a run's streams.
+#[derive(Clone, Copy)]
+struct Reader<'a, 'p> {
+    kept: &'a std::sync::Mutex<Gathered>,
+    program: &'a Program<'p>,
+    sink: &'a dyn EventSink,
+    is_stdout: bool,
 }
 
-async fn pump(reader: impl AsyncRead + Unpin, mut each: impl FnMut(String)) -> std::io::Result<()> {
-    let mut reader = BufReader::new(reader);
-    let mut buf = Vec::new();
+impl Reader<'_, '_> {
+    fn kept(&self) -> std::sync::MutexGuard<'_, Gathered> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn capturing(&self) -> bool {
+        self.is_stdout && self.program.capture_stdout
+    }
+
+    /// One line: its first bytes (at most [`MAX_LINE`] + [`REDACT_MARGIN`], without the
+    /// newline) and how many more it had.
+    fn line(&self, bytes: &[u8], beyond: u64) {
+        let mut kept = self.kept();
+        if self.capturing() {
+            let line = line_text(bytes, beyond);
+            if kept.captured.len() + line.len() < MAX_CAPTURE {
+                kept.captured.push_str(&line);
+                kept.captured.push('\n');
+            }
+            return;
+        }
+        kept.remember(bytes, beyond);
+        if self.counting() {
+            kept.unkept_bytes += bytes.len() as u64 + beyond + 1;
+            kept.unkept_lines += 1;
+            return;
+        }
+        drop(kept);
+        self.sink.emit(Event::Output { line: line_text(bytes, beyond) });
+    }
+
+    /// Whether lines are only counted now (where output is kept is full).
+    fn counting(&self) -> bool {
+        !self.capturing() && self.program.room.is_some_and(|room| !room.has_room())
+    }
+
+    /// Counts `lines` complete lines of `bytes` bytes, newlines included, that were never
+    /// handed over one by one.
+    fn skip(&self, lines: u64, bytes: u64) {
+        let mut kept = self.kept();
+        kept.unkept_lines += lines;
+        kept.unkept_bytes += bytes;
+    }
+}
+
+/// Reads `reader` to its end, handing `to` every line. While `to` only counts lines, the
+/// complete lines of each chunk read but its last [`TAIL_LINES`] are counted at once.
+async fn pump(mut reader: impl AsyncRead + Unpin, to: &Reader<'_, '_>) -> std::io::Result<()> {
+    const WINDOW: usize = MAX_LINE + REDACT_MARGIN;
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut line: Vec<u8> = Vec::new();
+    let mut beyond = 0u64;
+    let add = |line: &mut Vec<u8>, beyond: &mut u64, bytes: &[u8]| {
+        let room = WINDOW.saturating_sub(line.len()).min(bytes.len());
+        line.extend_from_slice(&bytes[..room]);
+        *beyond += (bytes.len() - room) as u64;
+    };
     loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf).await? == 0 {
+        let n = reader.read(&mut chunk).await?;
+        if n == 0 {
+            if !line.is_empty() || beyond > 0 {
+                to.line(&line, beyond);
+            }
             return Ok(());
         }
-        let line = String::from_utf8_lossy(&buf);
-        each(line.trim_end_matches(['\n', '\r']).to_string());
+        let mut rest = &chunk[..n];
+        let mut counted = false;
+        while let Some(i) = memchr::memchr(b'\n', rest) {
+            if !counted && line.is_empty() && beyond == 0 {
+                counted = true;
+                if to.counting()
+                    && let Some(end) = bulk_end(rest)
+                {
+                    to.skip(count_newlines(&rest[..end]), end as u64);
+                    rest = &rest[end..];
+                    continue;
+                }
+            }
+            add(&mut line, &mut beyond, &rest[..i]);
+            to.line(&line, beyond);
+            line.clear();
+            beyond = 0;
+            rest = &rest[i + 1..];
+        }
+        add(&mut line, &mut beyond, rest);
     }
+}
+
+/// Where the complete lines of `bytes` (which starts a line) end, but for the last
+/// [`TAIL_LINES`]: the index after their newline, if there are more lines than that.
+fn bulk_end(bytes: &[u8]) -> Option<usize> {
+    let mut end = bytes.len();
+    for _ in 0..=TAIL_LINES {
+        end = memchr::memrchr(b'\n', &bytes[..end])?;
+    }
+    Some(end + 1)
+}
+
+/// How many newlines `bytes` holds, eight bytes at a time.
+fn count_newlines(bytes: &[u8]) -> u64 {
+    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const NEWLINES: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    let mut words = bytes.chunks_exact(8);
+    let mut n = 0u64;
+    for word in &mut words {
+        let x = u64::from_ne_bytes(word.try_into().unwrap_or_default()) ^ NEWLINES;
+        // The high bit of each byte that was a newline (is now zero), and nothing else.
+        let zero = !(((x & LOW) + LOW) | x | LOW);
+        n += u64::from(zero.count_ones());
+    }
+    n + words.remainder().iter().filter(|b| **b == b'\n').count() as u64
 }
 
 /// A program's environment: names and values.
@@ -417,6 +593,7 @@ pub struct ExecCap {
     audit: Option<Arc<crate::caps::Audit>>,
     path: Option<OsString>,
     scratch: Option<PathBuf>,
+    room: Option<Arc<dyn OutputRoom>>,
 }
 
 impl ExecCap {
@@ -429,7 +606,7 @@ impl ExecCap {
         sink: Arc<dyn EventSink>,
         limits: ExecLimits,
     ) -> Self {
-        ExecCap { programs, vault, workspace, sink, limits, audit: None, path: None, scratch: None }
+        ExecCap { programs, vault, workspace, sink, limits, audit: None, path: None, scratch: None, room: None }
     }
 
     /// The same, recording every run in `audit`, if set.
@@ -442,6 +619,12 @@ impl ExecCap {
     /// instead of the system's temporary directory.
     pub fn with_scratch(mut self, dir: Option<PathBuf>) -> Self {
         self.scratch = dir;
+        self
+    }
+
+    /// The same, counting rather than passing on output lines once `room` is full.
+    pub fn with_room(mut self, room: Option<Arc<dyn OutputRoom>>) -> Self {
+        self.room = room;
         self
     }
 
@@ -549,6 +732,7 @@ impl ExecCap {
             capture_stdout: command.capture_stdout,
             timeout,
             confinement,
+            room: self.room.as_deref(),
         };
         match run_program(program, self.sink.as_ref()).await {
             Ok(done) => Ok(exec::Exit { code: done.code, stdout: done.stdout, tail: done.tail }),
@@ -707,5 +891,134 @@ mod tests {
         for bad in ["", "/bin/sh", "../x", "x$(id)", "a b", "-x", ".hidden", "x;y", "é"] {
             assert!(!plain_program_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn newlines_are_counted_at_every_offset() {
+        let text = b"a\nbb\n\n\nccc\ndddddddd\ne\n\nf";
+        for start in 0..text.len() {
+            let slice = &text[start..];
+            let plain = slice.iter().filter(|b| **b == b'\n').count() as u64;
+            assert_eq!(count_newlines(slice), plain, "from {start}");
+        }
+        assert_eq!(count_newlines(&[b'\n'; 100]), 100);
+        assert_eq!(count_newlines(&[0x8a; 100]), 0);
+    }
+
+    #[test]
+    fn only_lines_before_the_last_tail_are_counted_in_bulk() {
+        let lines = "x\n".repeat(TAIL_LINES);
+        assert_eq!(bulk_end(lines.as_bytes()), None);
+        let more = format!("first\nsecond\n{lines}partial");
+        assert_eq!(bulk_end(more.as_bytes()), Some("first\nsecond\n".len()));
+    }
+
+    #[test]
+    fn long_lines_are_cut_with_the_count_of_what_was_cut() {
+        assert_eq!(line_text(b"plain\r", 0), "plain");
+        assert_eq!(line_text(b"\x1b[31mred\x1b[0m", 0), "red");
+        let exact = "a".repeat(MAX_LINE);
+        assert_eq!(line_text(exact.as_bytes(), 0), exact);
+        let window = "b".repeat(MAX_LINE + REDACT_MARGIN);
+        assert_eq!(
+            line_text(window.as_bytes(), 10),
+            format!("{} [cut: {} bytes]", "b".repeat(MAX_LINE), REDACT_MARGIN + 10)
+        );
+        // Cut on a character boundary.
+        let wide = "é".repeat(MAX_LINE);
+        let cut = line_text(wide.as_bytes(), 0);
+        assert_eq!(cut, format!("{} [cut: {} bytes]", "é".repeat(MAX_LINE / 2), MAX_LINE));
+    }
+
+    /// Whether a process with `arg` as an argument is alive.
+    fn running(arg: &str) -> bool {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .map(|cmdline| cmdline.split(|b| *b == 0).skip(1).any(|w| w == arg.as_bytes()))
+                .unwrap_or(false)
+        })
+    }
+
+    fn sh<'a>(script: &'a [String], timeout: Duration, room: Option<&'a dyn OutputRoom>) -> Program<'a> {
+        Program {
+            name: "sh",
+            path: Path::new("/bin/sh"),
+            args: script,
+            env: base_env(),
+            cwd: Path::new("/"),
+            capture_stdout: false,
+            timeout,
+            confinement: None,
+            room,
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_program_is_stopped_with_its_children_and_leaves_nothing_behind() {
+        let arg = format!("3131{}", std::process::id());
+        // Past its time limit: the program and its child (which ignores SIGTERM) end
+        // before the run returns.
+        let script = ["-c".to_string(), format!("trap '' TERM; sleep {arg} & echo started; wait")];
+        let sink = crate::caps::events::MemorySink::default();
+        let started = std::time::Instant::now();
+        let ended = run_program(sh(&script, Duration::from_millis(500), None), &sink).await;
+        assert!(matches!(ended, Err(RunError::Timeout { .. })), "{ended:?}");
+        assert!(!running(&arg), "the child outlived its program");
+        assert!(started.elapsed() >= supervise::GRACE, "SIGKILL came before the grace");
+        assert_eq!(sink.events(), [Event::Output { line: "started".into() }]);
+
+        // A program that exits leaving a child behind: the child is stopped too, at once.
+        let script = ["-c".to_string(), format!("sleep {arg} & exit 3")];
+        let started = std::time::Instant::now();
+        let done = run_program(sh(&script, Duration::from_secs(60), None), &sink).await.unwrap();
+        assert_eq!(done.code, 3);
+        assert!(!running(&arg), "a child left behind outlived its program");
+        assert!(started.elapsed() < supervise::GRACE, "a child that heeds SIGTERM is not waited for");
+
+        // A daemon, in a session of its own, whose parent exits at once: it is orphaned to
+        // the supervisor, which stops it too.
+        let script = ["-c".to_string(), format!("(setsid sleep {arg} < /dev/null > /dev/null 2>&1 &); exit 0")];
+        let done = run_program(sh(&script, Duration::from_secs(60), None), &sink).await.unwrap();
+        assert_eq!(done.code, 0);
+        assert!(!running(&arg), "a daemon outlived the command that started it");
+
+        // A dropped run is asked to stop; `settle` waits until it has.
+        let script = ["-c".to_string(), format!("sleep {arg}; true")];
+        let run = run_program(sh(&script, Duration::from_secs(60), None), &sink);
+        let dropped = tokio::time::timeout(Duration::from_millis(300), run).await;
+        assert!(dropped.is_err());
+        supervise::settle().await;
+        assert!(!running(&arg), "a dropped run outlived `settle`");
+    }
+
+    /// A room that is full from the start.
+    #[derive(Default)]
+    struct Full(std::sync::Mutex<(u64, u64)>);
+
+    impl OutputRoom for Full {
+        fn has_room(&self) -> bool {
+            false
+        }
+        fn unkept(&self, bytes: u64, lines: u64) {
+            let mut counted = self.0.lock().unwrap();
+            counted.0 += bytes;
+            counted.1 += lines;
+        }
+    }
+
+    #[tokio::test]
+    async fn output_is_only_counted_once_the_room_is_full_and_the_tail_is_kept() {
+        let script = ["-c".to_string(), "seq 1 100000; echo the end >&2; exit 4".to_string()];
+        let sink = crate::caps::events::MemorySink::default();
+        let room = Full::default();
+        let done = run_program(sh(&script, Duration::from_secs(60), Some(&room)), &sink).await.unwrap();
+        assert_eq!(done.code, 4);
+        assert!(sink.events().is_empty(), "{:?}", sink.events());
+        let seq_bytes: u64 = (1..=100_000u64).map(|n| n.to_string().len() as u64 + 1).sum();
+        assert_eq!(*room.0.lock().unwrap(), (seq_bytes + "the end\n".len() as u64, 100_001));
+        assert_eq!(done.unkept_lines, 100_001);
+        assert_eq!(done.tail.len(), TAIL_LINES);
+        assert!(done.tail.contains(&"the end".to_string()) && done.tail.contains(&"100000".to_string()));
     }
 }

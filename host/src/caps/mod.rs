@@ -10,6 +10,7 @@ pub mod exec;
 pub mod http;
 pub mod keys;
 pub mod secrets;
+pub mod supervise;
 pub mod workspace;
 
 use std::collections::BTreeMap;

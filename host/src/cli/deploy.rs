@@ -2,6 +2,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,8 @@ use serde::Serialize;
 
 use super::project::{Project, master_key};
 use super::{CliError, Globals, Output, ci_env};
-use crate::caps::events::{Event, EventSink, inert};
+use crate::caps::events::{self, Event, EventSink, Level, inert};
+use crate::caps::exec::OutputRoom;
 use crate::caps::secrets::redact;
 use crate::caps::workspace::Workspace;
 use crate::deploy::{Build, Deploy, DeployError, RunDir};
@@ -74,23 +76,129 @@ fn json_line<T: Serialize>(kind: &str, data: T) {
     }
 }
 
-/// Shows a deploy's events on stderr (or as JSON Lines on stdout) and writes them to its log.
+/// Shows a deploy's events on stderr (or as JSON Lines on stdout) and writes them to its
+/// log. The log is bounded ([`DeployLog`]); what the terminal shows of programs' output is
+/// rate-limited like a plugin's lines ([`events::RATE_PER_SECOND`], bursts of
+/// [`events::BURST`]), with a note of how many lines it did not show.
 struct DeploySink {
-    log: Mutex<DeployLog>,
+    state: Mutex<SinkState>,
+    /// Whether the log is full of output: programs then only count what they print.
+    full: AtomicBool,
     json: bool,
     server: String,
+    deploy_id: String,
 }
 
-impl EventSink for DeploySink {
-    fn emit(&self, event: Event) {
-        let line = super::progress::render(&event);
-        let line = redact(&line).into_owned();
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).line(&line);
+struct SinkState {
+    log: DeployLog,
+    tokens: f64,
+    refilled: Instant,
+    /// Output lines not shown since the last note.
+    hidden: u64,
+}
+
+impl DeploySink {
+    fn new(log: DeployLog, json: bool, server: &str, deploy_id: &str) -> DeploySink {
+        DeploySink {
+            state: Mutex::new(SinkState { log, tokens: events::BURST, refilled: Instant::now(), hidden: 0 }),
+            full: AtomicBool::new(false),
+            json,
+            server: server.to_string(),
+            deploy_id: deploy_id.to_string(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SinkState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn show(&self, event: &Event, line: &str) {
         if self.json {
             json_line("event", serde_json::json!({ "server": self.server, "event": event }));
         } else {
             let _ = writeln!(std::io::stderr(), "{line}");
         }
+    }
+
+    /// Says how many output lines the terminal did not show, if any.
+    fn note_hidden(&self, state: &mut SinkState) {
+        let hidden = std::mem::take(&mut state.hidden);
+        if hidden > 0 {
+            let event = Event::Log {
+                level: Level::Warn,
+                message: format!(
+                    "{hidden} output lines not shown here (more than {} a second); `pier timeline show {}` has the \
+                     deploy's log",
+                    events::RATE_PER_SECOND,
+                    self.deploy_id
+                ),
+            };
+            self.show(&event, &super::progress::render(&event));
+        }
+    }
+
+    /// Ends the log (with what it dropped) and returns it; says what the terminal skipped.
+    fn finish(&self) -> String {
+        let mut state = self.lock();
+        self.note_hidden(&mut state);
+        state.log.finish()
+    }
+}
+
+impl SinkState {
+    /// Whether one more output line may be shown now.
+    fn admit(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.refilled).as_secs_f64() * events::RATE_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(events::BURST);
+        self.refilled = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
+impl EventSink for DeploySink {
+    fn emit(&self, event: Event) {
+        let mut state = self.lock();
+        let output = matches!(event, Event::Output { .. });
+        let shown = !output || state.admit();
+        if output && !shown && !state.log.has_room() {
+            let Event::Output { line } = &event else { return };
+            state.log.unkept(line.len() as u64 + 1, 1);
+            state.hidden += 1;
+            return;
+        }
+        let line = super::progress::render(&event);
+        let line = redact(&line).into_owned();
+        if output {
+            state.log.line(&line);
+            self.full.store(!state.log.has_room(), Ordering::Relaxed);
+        } else {
+            state.log.note(&line);
+        }
+        if shown {
+            if !output {
+                self.note_hidden(&mut state);
+            }
+            self.show(&event, &line);
+        } else {
+            state.hidden += 1;
+        }
+    }
+}
+
+impl OutputRoom for DeploySink {
+    fn has_room(&self) -> bool {
+        !self.full.load(Ordering::Relaxed)
+    }
+
+    fn unkept(&self, bytes: u64, lines: u64) {
+        let mut state = self.lock();
+        state.log.unkept(bytes, lines);
+        state.hidden += lines;
     }
 }
 
@@ -293,7 +401,7 @@ async fn run_one(
         summary: None,
     };
     let log = timeline.start(&record)?;
-    let sink = Arc::new(DeploySink { log: Mutex::new(log), json, server: server.alias.clone() });
+    let sink = Arc::new(DeploySink::new(log, json, &server.alias, &deploy_id));
     let run_dir = RunDir::create(&state, scratch, &deploy_id)
         .map_err(|e| CliError::Usage(format!("cannot create the run directory: {e}")))?;
     let deploy = Deploy {
@@ -308,6 +416,7 @@ async fn run_one(
         deploy_id: deploy_id.clone(),
         sink: sink.clone(),
         command_timeout: runtime.limits().deploy_time,
+        room: Some(sink.clone()),
     };
     sink.emit(Event::Step {
         title: format!(
@@ -326,6 +435,9 @@ async fn run_one(
         } => Some(result),
         _ = interrupted() => None,
     };
+    // An interrupted deploy's programs were asked to stop: wait until they are gone
+    // before the run directory and the lock go.
+    crate::caps::supervise::settle().await;
     drop(deploy);
     drop(run_dir);
     let seconds = Some(started.elapsed().as_secs_f64());
@@ -338,12 +450,12 @@ async fn run_one(
                 DeployError::Call(c) => c.to_string(),
                 other => other.to_string(),
             };
-            sink.emit(Event::Log { level: crate::caps::events::Level::Error, message: message.clone() });
+            sink.emit(Event::Log { level: Level::Error, message: message.clone() });
             (Status::Failed, Some(exit), message, None)
         }
     };
     let code = exit.unwrap_or(Exit::Interrupted).code();
-    let log = sink.log.lock().unwrap_or_else(|e| e.into_inner()).text().to_string();
+    let log = sink.finish();
     timeline.finish(&deploy_id, status, i32::from(code), &redact(&summary), &log)?;
     Ok(ServerResult {
         server: server.alias.clone(),

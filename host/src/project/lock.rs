@@ -2,8 +2,10 @@
 //!
 //! A lock is an exclusive `flock` on `.pier/locks/SERVER.lock`, which also holds the id and
 //! pid of the deploy that took it, so a second deploy can name what it waits for. The
-//! kernel releases a `flock` when its process dies, however it dies, so a lock held by a
-//! dead process is taken over at once rather than honoured forever.
+//! kernel releases a `flock` when the last descriptor of its open file is closed: every
+//! run's supervisor keeps the descriptor open ([`crate::caps::supervise::keep_open`]), so a
+//! lock lasts until the deploy's process *and* every process it started are gone, however
+//! they end, and is then taken over at once rather than honoured forever.
 
 use std::fs::File;
 use std::io::{Read as _, Seek as _, Write as _};
@@ -14,6 +16,8 @@ use nix::fcntl::{Flock, FlockArg};
 
 /// A held lock; released on drop.
 pub struct Lock {
+    // Unregistered before the descriptor is closed.
+    _kept: crate::caps::supervise::Kept,
     _flock: Flock<File>,
 }
 
@@ -57,7 +61,7 @@ pub fn try_lock(state_dir: &Path, server: &str, deploy_id: &str) -> Result<Lock,
             flock.rewind().map_err(io)?;
             write!(flock, "deploy {deploy_id} (pid {})", std::process::id()).map_err(io)?;
             flock.flush().map_err(io)?;
-            Ok(Lock { _flock: flock })
+            Ok(Lock { _kept: crate::caps::supervise::keep_open(&*flock), _flock: flock })
         }
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
             Err(LockError::Busy { server: server.to_string(), holder: holder(&path) })

@@ -2,8 +2,10 @@
 //! result and its (redacted) log, in an embedded SQLite database under `.pier/`.
 //!
 //! A deploy is recorded as `running` before it starts and updated when it ends. Its log is
-//! also appended to `.pier/logs/ID.log` line by line as it runs, so a deploy that was killed
-//! keeps the log it had. A `running` deploy whose server lock nobody holds belongs to a
+//! also appended to `.pier/logs/ID.log` as it runs (brought up to date at every step and
+//! every 200 ms), so a deploy that was killed keeps the log it had. A log is bounded
+//! ([`DeployLog`]): 16 MiB of output lines and 1 MiB more of Pier's own, then one line
+//! saying what was dropped. A `running` deploy whose server lock nobody holds belongs to a
 //! process that died: [`Timeline::reconcile`] marks it `interrupted`.
 
 use std::io::Write as _;
@@ -140,6 +142,8 @@ impl Timeline {
         let timeline = Timeline { conn, path, logs, patience, retries: Default::default() };
         // Even setting the database up waits out another process's write.
         timeline.patiently(|c| c.pragma_update(None, "journal_mode", "WAL")).map_err(|e| timeline.db(e))?;
+        // A finished deploy's log passes through the journal: do not keep it there too.
+        timeline.patiently(|c| c.pragma_update(None, "journal_size_limit", 4 << 20)).map_err(|e| timeline.db(e))?;
         timeline.patiently(|c| c.execute_batch(SCHEMA)).map_err(|e| timeline.db(e))?;
         Ok(timeline)
     }
@@ -193,7 +197,7 @@ impl Timeline {
             .append(true)
             .open(&path)
             .map_err(|source| TimelineError::Io { path: path.display().to_string(), source })?;
-        Ok(DeployLog { file: Some(file), text: String::new() })
+        Ok(DeployLog::new(Some((file, path))))
     }
 
     /// Records how deploy `id` ended, with its log.
@@ -218,7 +222,7 @@ impl Timeline {
 
     /// Marks deploy `id` interrupted, keeping the log it had written.
     pub fn interrupt(&self, id: &str) -> Result<(), TimelineError> {
-        let log = std::fs::read_to_string(self.log_path(id)).unwrap_or_default();
+        let log = read_log(&self.log_path(id));
         self.finish(
             id,
             Status::Interrupted,
@@ -267,7 +271,7 @@ impl Timeline {
             .optional()
             .map_err(|e| self.db(e))?;
         Ok(found.map(|(d, log)| {
-            let log = log.unwrap_or_else(|| std::fs::read_to_string(self.log_path(id)).unwrap_or_default());
+            let log = log.unwrap_or_else(|| read_log(&self.log_path(id)));
             (d, log)
         }))
     }
@@ -291,31 +295,132 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Deploy> {
     })
 }
 
-/// The log of a running deploy: kept in memory and appended to its file line by line.
+/// Bytes of output lines one deploy's log keeps.
+pub const LOG_OUTPUT: u64 = 16 << 20;
+/// Bytes of Pier's own lines (steps, warnings, errors) a log keeps beyond [`LOG_OUTPUT`],
+/// so that how a deploy ended is in its log even after a flood of output.
+pub const LOG_NOTES: u64 = 1 << 20;
+/// How often a live log's file is brought up to date while lines stream in.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The log of a running deploy, appended to its file as it runs (or kept in memory), and
+/// bounded: it keeps [`LOG_OUTPUT`] bytes of output lines and [`LOG_NOTES`] more of Pier's
+/// own, counts what it drops, and [`DeployLog::finish`] ends it with one line saying how
+/// much that was.
 pub struct DeployLog {
-    file: Option<std::fs::File>,
+    file: Option<(std::io::BufWriter<std::fs::File>, PathBuf)>,
+    /// The text, when there is no file.
     text: String,
+    kept: u64,
+    /// Whether an output line did not fit: none is kept after it.
+    full: bool,
+    dropped_bytes: u64,
+    dropped_lines: u64,
+    flushed: std::time::Instant,
 }
 
 impl DeployLog {
-    /// A log kept only in memory.
-    pub fn memory() -> DeployLog {
-        DeployLog { file: None, text: String::new() }
-    }
-
-    /// Appends one (already redacted) line.
-    pub fn line(&mut self, line: &str) {
-        self.text.push_str(line);
-        self.text.push('\n');
-        if let Some(file) = &mut self.file {
-            let _ = writeln!(file, "{line}");
+    fn new(file: Option<(std::fs::File, PathBuf)>) -> DeployLog {
+        DeployLog {
+            file: file.map(|(file, path)| (std::io::BufWriter::with_capacity(64 << 10, file), path)),
+            text: String::new(),
+            kept: 0,
+            full: false,
+            dropped_bytes: 0,
+            dropped_lines: 0,
+            flushed: std::time::Instant::now(),
         }
     }
 
-    /// Everything logged.
-    pub fn text(&self) -> &str {
-        &self.text
+    /// A log kept only in memory.
+    pub fn memory() -> DeployLog {
+        DeployLog::new(None)
     }
+
+    /// Appends one (already redacted) line of output, if the log still keeps output.
+    pub fn line(&mut self, line: &str) {
+        self.append(line, LOG_OUTPUT);
+    }
+
+    /// Appends one (already redacted) line of Pier's own: a step, a warning, an error.
+    pub fn note(&mut self, line: &str) {
+        self.append(line, LOG_OUTPUT + LOG_NOTES);
+        self.flush();
+    }
+
+    fn append(&mut self, line: &str, limit: u64) {
+        let size = line.len() as u64 + 1;
+        if self.kept + size > limit {
+            self.unkept(size, 1);
+            self.full |= limit == LOG_OUTPUT;
+            return;
+        }
+        self.kept += size;
+        self.write(line);
+        if self.flushed.elapsed() >= FLUSH_EVERY {
+            self.flush();
+        }
+    }
+
+    fn write(&mut self, line: &str) {
+        match &mut self.file {
+            Some((file, _)) => {
+                let _ = writeln!(file, "{line}");
+            }
+            None => {
+                self.text.push_str(line);
+                self.text.push('\n');
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some((file, _)) = &mut self.file {
+            let _ = file.flush();
+        }
+        self.flushed = std::time::Instant::now();
+    }
+
+    /// Whether output lines are still kept.
+    pub fn has_room(&self) -> bool {
+        !self.full && self.kept < LOG_OUTPUT
+    }
+
+    /// Counts output that never reached the log: `bytes` in `lines` lines.
+    pub fn unkept(&mut self, bytes: u64, lines: u64) {
+        self.dropped_bytes += bytes;
+        self.dropped_lines += lines;
+    }
+
+    /// Ends the log with a line saying what it dropped, if it dropped anything, and
+    /// returns all of it.
+    pub fn finish(&mut self) -> String {
+        if self.dropped_lines > 0 {
+            let line = format!(
+                "[log cut: {} bytes in {} lines not kept: a deploy's log keeps {} MiB]",
+                self.dropped_bytes,
+                self.dropped_lines,
+                LOG_OUTPUT >> 20
+            );
+            (self.dropped_bytes, self.dropped_lines) = (0, 0);
+            self.write(&line);
+        }
+        self.flush();
+        match &self.file {
+            Some((_, path)) => read_log(path),
+            None => self.text.clone(),
+        }
+    }
+}
+
+/// The log file at `path`, as much of it as a log may hold.
+fn read_log(path: &Path) -> String {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    if let Ok(file) = std::fs::File::open(path) {
+        let _ = file.take(LOG_OUTPUT + LOG_NOTES + (64 << 10)).read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// A new deploy id: UTC time to the second, then random hex, so ids sort by time.
@@ -387,7 +492,7 @@ mod tests {
         let timeline = Timeline::open(dir.path()).unwrap();
         let mut log = timeline.start(&deploy("a")).unwrap();
         log.line("building");
-        timeline.finish("a", Status::Succeeded, 0, "released v1", log.text()).unwrap();
+        timeline.finish("a", Status::Succeeded, 0, "released v1", &log.finish()).unwrap();
         let mut log = timeline.start(&deploy("b")).unwrap();
         log.line("half way");
         drop(log);
@@ -400,5 +505,27 @@ mod tests {
         let (a, log) = timeline.get("a").unwrap().unwrap();
         assert_eq!((a.status, a.exit_code, log.as_str()), (Status::Succeeded, Some(0), "building\n"));
         assert!(timeline.get("zzz").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_log_keeps_its_bound_then_says_what_it_dropped() {
+        let mut log = DeployLog::memory();
+        let line = "y".repeat(1023);
+        for _ in 0..(LOG_OUTPUT / 1024) {
+            log.line(&line);
+        }
+        assert!(!log.finish().contains("log cut"), "exactly the bound is kept whole");
+        log.line("one more");
+        assert!(!log.has_room());
+        log.line("y");
+        log.unkept(100, 10);
+        log.note("→ how it ended");
+        let text = log.finish();
+        assert_eq!(
+            text.len() as u64,
+            LOG_OUTPUT + "→ how it ended\n".len() as u64 + text.lines().last().unwrap().len() as u64 + 1
+        );
+        let tail: Vec<&str> = text.lines().rev().take(2).collect();
+        assert_eq!(tail, ["[log cut: 111 bytes in 12 lines not kept: a deploy's log keeps 16 MiB]", "→ how it ended"]);
     }
 }

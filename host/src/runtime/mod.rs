@@ -226,12 +226,25 @@ pub struct CallEnv {
     /// lookup of the original host. Audit records keep the original URL. For the
     /// conformance runner.
     pub divert: Option<String>,
+    /// Where the output of granted programs ends up kept, when that can fill up (a
+    /// deploy's log): once it is full, their lines are counted, not passed on.
+    pub room: Option<Arc<dyn crate::caps::exec::OutputRoom>>,
 }
 
 impl CallEnv {
     /// A call with `grant` and the secrets of `vault`, whose events go to `sink`.
     pub fn new(grant: Grant, vault: Arc<Vault>, sink: Arc<dyn EventSink>) -> Self {
-        CallEnv { grant, vault, workspace: None, sink, audit: None, path: None, scratch: None, divert: None }
+        CallEnv {
+            grant,
+            vault,
+            workspace: None,
+            sink,
+            audit: None,
+            path: None,
+            scratch: None,
+            divert: None,
+            room: None,
+        }
     }
 
     /// Nothing granted, no secrets, events dropped: the environment of `describe`.
@@ -254,6 +267,12 @@ impl CallEnv {
     /// The same, with programs' scratch space under `dir`.
     pub fn with_scratch(mut self, dir: PathBuf) -> Self {
         self.scratch = Some(dir);
+        self
+    }
+
+    /// The same, with programs' output kept in `room`.
+    pub fn with_room(mut self, room: Arc<dyn crate::caps::exec::OutputRoom>) -> Self {
+        self.room = Some(room);
         self
     }
 
@@ -555,7 +574,8 @@ impl Runtime {
             )
             .with_audit(env.audit.clone())
             .with_path(env.path.clone())
-            .with_scratch(env.scratch.clone()),
+            .with_scratch(env.scratch.clone())
+            .with_room(env.room.clone()),
             workspace: WorkspaceCap::new(env.workspace.clone(), self.limits.max_blob, policy, env.sink.clone()),
         };
         let mut store = Store::new(&self.engine, state);
