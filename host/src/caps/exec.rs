@@ -12,7 +12,7 @@
 //! argument patterns, so its programs never run.
 //!
 //! Standard input is closed. Output is streamed line by line to the event sink, cleaned
-//! and redacted; the last lines are kept for error messages. A program that outlives its
+//! and redacted across lines ([`OutputLines`]); the last lines are kept for error messages. A program that outlives its
 //! time limit is killed. The same runner serves the host's own deploy commands
 //! ([`run_program`]), which are the user's and run unconfined.
 
@@ -28,9 +28,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::caps::Refusal;
 use crate::caps::confine;
-use crate::caps::events::{Event, EventSink, clean_line};
+use crate::caps::events::{Event, EventSink, OutputLines, clean_line, safe_line};
 use crate::caps::keys::{KeyFile, known_hosts_in};
-use crate::caps::secrets::{Vault, redact};
+use crate::caps::secrets::Vault;
 use crate::runtime::Contract;
 use crate::runtime::bindings::pier::deploy::exec;
 use crate::runtime::bindings::pier::deploy::types::{EnvValue, EnvVar, Program as ProgramDecl};
@@ -233,7 +233,7 @@ impl ProgramPolicy {
 
 /// An argument as shown in a message: quoted when it has spaces, cleaned of controls.
 fn shell_words_for_message(arg: &str) -> String {
-    let clean = clean_line(&redact(arg));
+    let clean = safe_line(arg);
     if clean.is_empty() || clean.contains(char::is_whitespace) { format!("'{clean}'") } else { clean }
 }
 
@@ -327,8 +327,9 @@ pub async fn run_program(program: Program<'_>, sink: &dyn EventSink) -> Result<F
     let stderr = child.stderr.take().expect("stderr is piped");
     let tail = std::sync::Mutex::new(VecDeque::with_capacity(TAIL_LINES));
     let capture = std::sync::Mutex::new(String::new());
-    let emit = |line: String, is_stdout: bool| {
-        let line = clean_line(&redact(&line));
+    // Each stream is redacted across its lines (a secret wrapped or split over writes).
+    let streams = [std::sync::Mutex::new(OutputLines::new()), std::sync::Mutex::new(OutputLines::new())];
+    let deliver = |line: String, is_stdout: bool| {
         if is_stdout && program.capture_stdout {
             let mut captured = capture.lock().unwrap_or_else(|e| e.into_inner());
             if captured.len() + line.len() < MAX_CAPTURE {
@@ -344,14 +345,28 @@ pub async fn run_program(program: Program<'_>, sink: &dyn EventSink) -> Result<F
         tail.push_back(line.clone());
         sink.emit(Event::Output { line });
     };
+    let emit = |line: String, is_stdout: bool| {
+        let lines = streams[usize::from(!is_stdout)].lock().unwrap_or_else(|e| e.into_inner()).push_line(&line);
+        lines.into_iter().for_each(|line| deliver(line, is_stdout));
+    };
+    let finish = || {
+        for (i, stream) in streams.iter().enumerate() {
+            let lines = stream.lock().unwrap_or_else(|e| e.into_inner()).finish();
+            lines.into_iter().for_each(|line| deliver(line, i == 0));
+        }
+    };
     let work = async {
         let (a, b) = tokio::join!(pump(stdout, |l| emit(l, true)), pump(stderr, |l| emit(l, false)));
         a.and(b).map_err(|source| RunError::Io { program: program.name.to_string(), source })?;
         child.wait().await.map_err(|source| RunError::Io { program: program.name.to_string(), source })
     };
     let status = match tokio::time::timeout(program.timeout, work).await {
-        Ok(status) => status?,
+        Ok(status) => {
+            finish();
+            status?
+        }
         Err(_) => {
+            finish();
             kill_group(&mut child).await;
             return Err(RunError::Timeout { program: program.name.to_string(), limit: program.timeout });
         }
