@@ -136,47 +136,80 @@ fn spacing(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
 
-/// Whether the matcher skips the bytes of `text` at `i` (`line_start`: `i` begins a
-/// line): spacing; a `\` before `/` (JSON's optional escape); at the start of a line,
-/// `od`'s offset column (seven octal digits and a space).
-fn skip(text: &[u8], i: usize, line_start: bool) -> Skip {
-    let b = text[i];
-    if spacing(b) {
-        return Skip::Yes(1);
-    }
-    if b == b'\\' {
-        return match text.get(i + 1) {
-            Some(b'/') => Skip::Yes(1),
-            Some(_) => Skip::No,
-            None => Skip::Undecided,
-        };
-    }
-    if line_start && (b'0'..=b'7').contains(&b) {
-        let rest = &text[i..];
-        let digits = rest.iter().take(7).take_while(|b| (b'0'..=b'7').contains(*b)).count();
-        return match rest.get(7) {
-            _ if digits < rest.len().min(7) => Skip::No,
-            None => Skip::Undecided,
-            Some(b' ') => Skip::Yes(8),
-            Some(_) => Skip::No,
-        };
-    }
-    Skip::No
+/// Where the matcher is in a text, as far as skipping goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct At {
+    /// The next byte begins a line.
+    line_start: bool,
+    /// The next byte follows a backslash that escapes it (in a run of backslashes, the
+    /// first, third, ... escape the one after them).
+    escaped: bool,
 }
 
-/// `text` as the matcher sees it: the bytes [`skip`] skips removed.
-fn view(text: &[u8], mut line_start: bool) -> Vec<u8> {
+impl At {
+    /// The start of a text.
+    const START: At = At { line_start: true, escaped: false };
+
+    /// What the matcher does with the bytes of `text` at `i`, and (unless it cannot tell
+    /// yet) moves past them. Skipped are: spacing; a `\` that escapes a `/` (JSON's
+    /// optional escape); at the start of a line, `od`'s offset column (seven octal digits
+    /// and a space). With `last`, the text is known to end there: nothing is undecided.
+    fn step(&mut self, text: &[u8], i: usize, last: bool) -> Skip {
+        let b = text[i];
+        let skip = if spacing(b) {
+            Skip::Yes(1)
+        } else if b == b'\\' && !self.escaped {
+            match text.get(i + 1) {
+                Some(b'/') => Skip::Yes(1),
+                Some(_) => Skip::No,
+                None => Skip::Undecided,
+            }
+        } else if self.line_start && (b'0'..=b'7').contains(&b) {
+            let rest = &text[i..];
+            let digits = rest.iter().take(7).take_while(|b| (b'0'..=b'7').contains(*b)).count();
+            match rest.get(7) {
+                _ if digits < rest.len().min(7) => Skip::No,
+                None => Skip::Undecided,
+                Some(b' ') => Skip::Yes(8),
+                Some(_) => Skip::No,
+            }
+        } else {
+            Skip::No
+        };
+        match skip {
+            Skip::Undecided if !last => return Skip::Undecided,
+            Skip::Yes(n) => {
+                self.line_start = text[i + n - 1] == b'\n';
+                self.escaped = b == b'\\';
+                skip
+            }
+            Skip::No | Skip::Undecided => {
+                self.line_start = false;
+                self.escaped = b == b'\\' && !self.escaped;
+                Skip::No
+            }
+        }
+    }
+
+    /// Where the matcher is after `text`, having been at `self` before it (exact for the
+    /// line start and the backslashes; an `od` column is not looked for).
+    fn after(self, text: &[u8]) -> At {
+        let Some(&last) = text.last() else { return self };
+        let run = text.iter().rev().take_while(|b| **b == b'\\').count();
+        let before = if run == text.len() { self.escaped } else { false };
+        At { line_start: last == b'\n', escaped: before ^ (run % 2 == 1) }
+    }
+}
+
+/// `text` as the matcher sees it from `at`: the bytes [`At::step`] skips removed.
+fn view(text: &[u8], mut at: At) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     let mut i = 0;
     while i < text.len() {
-        match skip(text, i, line_start) {
-            Skip::Yes(n) => {
-                line_start = text[i + n - 1] == b'\n';
-                i += n;
-            }
+        match at.step(text, i, true) {
+            Skip::Yes(n) => i += n,
             Skip::No | Skip::Undecided => {
                 out.push(text[i]);
-                line_start = false;
                 i += 1;
             }
         }
@@ -295,11 +328,19 @@ pub fn forms(value: &str) -> Vec<String> {
     all.extend(value.lines().map(str::trim).filter(|l| l.len() >= 16 && *l != value).map(str::to_string));
     let mut out = Vec::new();
     for form in &all {
-        // A form may begin a line, where an `od` offset column is skipped, or not.
+        // A form may begin a line (where an `od` offset column is skipped) or not, follow
+        // a backslash that escapes its first byte or not, and end in a backslash that
+        // escapes a `/` after it (and is skipped) or not.
         for line_start in [false, true] {
-            let seen = String::from_utf8_lossy(&view(form.as_bytes(), line_start)).into_owned();
-            if seen.chars().count() >= MIN_REDACTED_LEN {
-                out.push(seen);
+            for escaped in [false, true] {
+                let at = At { line_start, escaped };
+                let before_slash = view(&[form.as_bytes(), b"/"].concat(), at);
+                for seen in [view(form.as_bytes(), at), before_slash[..before_slash.len() - 1].to_vec()] {
+                    let seen = String::from_utf8_lossy(&seen).into_owned();
+                    if seen.chars().count() >= MIN_REDACTED_LEN {
+                        out.push(seen);
+                    }
+                }
             }
         }
     }
@@ -310,7 +351,7 @@ pub fn forms(value: &str) -> Vec<String> {
 
 /// Whether `text` holds `value` in any of its [`forms`], as the redactor would find it.
 pub fn exposes(text: &str, value: &str) -> bool {
-    let seen = String::from_utf8_lossy(&view(text.as_bytes(), true)).into_owned();
+    let seen = String::from_utf8_lossy(&view(text.as_bytes(), At::START)).into_owned();
     forms(value).iter().any(|form| seen.contains(form.as_str()))
 }
 
@@ -402,22 +443,22 @@ struct Scan {
     seen: usize,
     /// Offsets of the last matched bytes (a ring, at least as long as the longest form).
     from: Vec<usize>,
-    line_start: bool,
+    skipping: At,
     /// Offset of the next byte to read.
     at: usize,
 }
 
 impl Scan {
-    /// A scan from offset `at` (which begins a line if `line_start`), of a text of which
+    /// A scan from offset `at` (where the matcher is at `skipping`), of a text of which
     /// about `len` bytes are to come.
-    fn new(matcher: Arc<Matcher>, at: usize, line_start: bool, len: usize) -> Scan {
+    fn new(matcher: Arc<Matcher>, at: usize, skipping: At, len: usize) -> Scan {
         let size = matcher.longest.min(len).max(1).next_power_of_two();
         let state = match &matcher.automaton {
             Automaton::Dfa(a) => a.start_state(Anchored::No),
             Automaton::Nfa(a) => a.start_state(Anchored::No),
         }
         .expect("the automaton is built for unanchored searches");
-        Scan { matcher, state, seen: 0, from: vec![0; size], line_start, at }
+        Scan { matcher, state, seen: 0, from: vec![0; size], skipping, at }
     }
 
     /// Reads `text` (whose first byte is at offset `base`) from `self.at` on, adding
@@ -446,19 +487,17 @@ impl Scan {
         let mask = self.from.len() - 1;
         let mut i = self.at - base;
         while i < text.len() {
-            match skip(text, i, self.line_start) {
+            match self.skipping.step(text, i, last) {
                 Skip::Yes(n) => {
-                    self.line_start = text[i + n - 1] == b'\n';
                     i += n;
                     continue;
                 }
-                Skip::Undecided if !last => break,
-                Skip::No | Skip::Undecided => {}
+                Skip::Undecided => break,
+                Skip::No => {}
             }
             self.state = a.next_state(Anchored::No, self.state, text[i]);
             self.from[self.seen & mask] = base + i;
             self.seen += 1;
-            self.line_start = false;
             if a.is_special(self.state) && a.is_match(self.state) {
                 let state = self.state;
                 let len = (0..a.match_len(state)).map(|k| a.pattern_len(a.match_pattern(state, k))).max().unwrap_or(1);
@@ -582,7 +621,7 @@ impl Redactor {
     pub fn redact_bytes<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
         let Some(matcher) = self.matcher() else { return Cow::Borrowed(bytes) };
         let mut spans = Vec::new();
-        Scan::new(matcher, 0, true, bytes.len()).read(bytes, 0, 0, true, &mut spans);
+        Scan::new(matcher, 0, At::START, bytes.len()).read(bytes, 0, 0, true, &mut spans);
         if spans.is_empty() {
             return Cow::Borrowed(bytes);
         }
@@ -591,7 +630,7 @@ impl Redactor {
 
     /// A stream to redact across the pieces it arrives in.
     pub fn stream(&self) -> Stream<'_> {
-        Stream { redactor: self, held: Vec::new(), base: 0, line_start: true, scan: None, spans: Vec::new() }
+        Stream { redactor: self, held: Vec::new(), base: 0, skipping: At::START, scan: None, spans: Vec::new() }
     }
 }
 
@@ -606,8 +645,8 @@ pub struct Stream<'r> {
     /// What has arrived and not been passed on; its first byte is at offset `base`.
     held: Vec<u8>,
     base: usize,
-    /// Whether `held` begins a line.
-    line_start: bool,
+    /// Where the matcher is at the start of `held`.
+    skipping: At,
     scan: Option<Scan>,
     /// Occurrences in `held`.
     spans: Vec<(usize, usize)>,
@@ -619,7 +658,9 @@ impl Stream<'_> {
         self.held.extend_from_slice(piece);
         self.read(false);
         let Some(scan) = &self.scan else { return self.release(self.base + self.held.len()) };
-        let mut upto = scan.hold();
+        // What could still grow into a form may begin in what was passed on already (inside
+        // an occurrence passed on whole): hold from here, the rest is redacted when it comes.
+        let mut upto = scan.hold().max(self.base);
         if let Some(&(_, e)) = self.spans.iter().find(|(s, e)| *s < upto && upto < *e) {
             // Inside an occurrence: pass it on whole; what follows is redacted too.
             upto = e;
@@ -636,7 +677,7 @@ impl Stream<'_> {
         self.read(true);
         let out = self.release(self.base + self.held.len());
         self.scan = None;
-        self.line_start = true;
+        self.skipping = At::START;
         out
     }
 
@@ -654,7 +695,7 @@ impl Stream<'_> {
         };
         if !self.scan.as_ref().is_some_and(|s| Arc::ptr_eq(&s.matcher, &matcher)) {
             self.spans.clear();
-            self.scan = Some(Scan::new(matcher, self.base, self.line_start, usize::MAX));
+            self.scan = Some(Scan::new(matcher, self.base, self.skipping, usize::MAX));
         }
         if let Some(scan) = &mut self.scan {
             scan.read(&self.held, self.base, self.base, last, &mut self.spans);
@@ -666,9 +707,7 @@ impl Stream<'_> {
         let n = upto - self.base;
         let out = replace(&self.held, self.base, &self.spans, n);
         self.spans.retain(|(_, e)| *e > upto);
-        if n > 0 {
-            self.line_start = self.held[n - 1] == b'\n';
-        }
+        self.skipping = self.skipping.after(&self.held[..n]);
         self.held.drain(..n);
         self.base = upto;
         out
