@@ -148,6 +148,32 @@ fn bad_flags_are_refused_before_any_request() {
 }
 
 #[test]
+fn a_secret_too_short_to_redact_is_refused_naming_its_field() {
+    let project = Project::new();
+    let before = (project.read("pier.toml"), project.read("pier.secrets"));
+    for short in ["abc12", "a b c d e", "12345 "] {
+        let (_, err) = run(
+            project.add("Prod", &["--strategy", "manual", "--set", "app=hello-app"]).env("HEROKU_API_KEY", short),
+            2,
+        );
+        assert!(
+            err.contains("secret `api_key` (from --secret api_key=env:HEROKU_API_KEY) is too short to redact safely"),
+            "{err}"
+        );
+        assert!(err.contains("at least 6 characters"), "{err}");
+    }
+    assert_eq!((project.read("pier.toml"), project.read("pier.secrets")), before);
+    assert!(project.fake.requests().is_empty(), "refused before any request");
+    // And when a secret is replaced.
+    run(&mut project.add("Prod", &["--strategy", "manual", "--set", "app=hello-app"]), 0);
+    let before = project.read("pier.secrets");
+    let (_, err) =
+        run(project.pier().args(["server", "edit", "prod", "--secret", "api_key=env:SHORT"]).env("SHORT", "xyz"), 2);
+    assert!(err.contains("secret `api_key`") && err.contains("too short"), "{err}");
+    assert_eq!(project.read("pier.secrets"), before);
+}
+
+#[test]
 fn a_wrong_key_writes_nothing() {
     let project = Project::new();
     let before = (project.read("pier.toml"), project.read("pier.secrets"));
@@ -420,6 +446,9 @@ fn interactive_setup_through_a_terminal() {
     term.send_line("").unwrap(); // manual
     term.exp_string("Server URL").unwrap();
     term.send_line("").unwrap();
+    term.exp_string("Heroku API key").unwrap();
+    term.send_line("short").unwrap();
+    term.exp_string("secret `api_key` is too short to redact safely").unwrap();
     term.exp_string("Heroku API key").unwrap();
     term.send_line(API_KEY).unwrap();
     term.exp_string("App").unwrap();

@@ -12,7 +12,8 @@
 //! argument patterns, so its programs never run.
 //!
 //! Standard input is closed. Output is read in chunks and streamed line by line to the
-//! event sink, redacted, cleaned and cut to [`MAX_LINE`] bytes (` [cut: N bytes]`); the
+//! event sink, cleaned, redacted across lines ([`OutputLines`]: a secret wrapped or split
+//! over writes is caught) and cut to [`MAX_LINE`] bytes (` [cut: N bytes]`); the
 //! last lines are kept for error messages; once where output is kept is full
 //! ([`OutputRoom`]), lines are only counted. Every run has a supervisor of its own
 //! ([`supervise`]): a program that outlives its time limit is stopped with everything it
@@ -30,7 +31,7 @@ use secrecy::ExposeSecret;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use crate::caps::Refusal;
-use crate::caps::events::{Event, EventSink, clean_line};
+use crate::caps::events::{Event, EventSink, OutputLines, clean_line, safe_line};
 use crate::caps::keys::{KeyFile, known_hosts_in};
 use crate::caps::secrets::{Vault, redact};
 use crate::caps::{confine, supervise};
@@ -236,7 +237,7 @@ impl ProgramPolicy {
 
 /// An argument as shown in a message: quoted when it has spaces, cleaned of controls.
 fn shell_words_for_message(arg: &str) -> String {
-    let clean = clean_line(&redact(arg));
+    let clean = safe_line(arg);
     if clean.is_empty() || clean.contains(char::is_whitespace) { format!("'{clean}'") } else { clean }
 }
 
@@ -337,15 +338,52 @@ pub fn line_text(bytes: &[u8], beyond: u64) -> String {
     let bytes = if beyond == 0 { bytes.strip_suffix(b"\r").unwrap_or(bytes) } else { bytes };
     let length = bytes.len() as u64 + beyond;
     let text = String::from_utf8_lossy(bytes);
-    let redacted = redact(&text);
+    // Cleaned first: an escape sequence inside a secret must not hide it from redaction.
+    let redacted = redact(&clean(&text)).into_owned();
     if length <= MAX_LINE as u64 {
-        return clean(&redacted);
+        return redacted;
     }
     let mut cut = MAX_LINE.min(redacted.len());
     while !redacted.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{} [cut: {} bytes]", clean(&redacted[..cut]), length - MAX_LINE as u64)
+    format!("{} [cut: {} bytes]", &redacted[..cut], length - MAX_LINE as u64)
+}
+
+/// One output stream of a run redacted across its lines, and how far each line still
+/// waiting in it ran past [`MAX_LINE`], to say so when it is passed on.
+#[derive(Default)]
+struct StreamLines {
+    lines: OutputLines<'static>,
+    beyond: VecDeque<u64>,
+}
+
+impl StreamLines {
+    /// Takes one line (its first bytes, and how many more it had); returns the lines that
+    /// may be passed on now.
+    fn push(&mut self, bytes: &[u8], beyond: u64) -> Vec<String> {
+        let bytes = if beyond == 0 { bytes.strip_suffix(b"\r").unwrap_or(bytes) } else { bytes };
+        let length = bytes.len() as u64 + beyond;
+        self.beyond.push_back(length.saturating_sub(MAX_LINE as u64));
+        let released = self.lines.push_line(&String::from_utf8_lossy(bytes));
+        self.mark(released)
+    }
+
+    /// Every line still waiting.
+    fn finish(&mut self) -> Vec<String> {
+        let released = self.lines.finish();
+        self.mark(released)
+    }
+
+    fn mark(&mut self, lines: Vec<String>) -> Vec<String> {
+        lines
+            .into_iter()
+            .map(|line| match self.beyond.pop_front().unwrap_or(0) {
+                0 => line,
+                extra => format!("{} [cut: {extra} bytes]", line.strip_suffix(" [cut]").unwrap_or(&line)),
+            })
+            .collect()
+    }
 }
 
 /// [`clean_line`], skipped for printable ASCII, which it leaves as it is.
@@ -410,14 +448,18 @@ pub async fn run_program(mut program: Program<'_>, sink: &dyn EventSink) -> Resu
         unkept_bytes: 0,
         unkept_lines: 0,
     });
-    let out = Reader { kept: &kept, program: &program, sink, is_stdout: true };
-    let err = Reader { is_stdout: false, ..out };
+    // Each stream is redacted across its lines (a secret wrapped or split over writes).
+    let (out_lines, err_lines) = (std::sync::Mutex::default(), std::sync::Mutex::default());
+    let out = Reader { kept: &kept, stream: &out_lines, program: &program, sink, is_stdout: true };
+    let err = Reader { is_stdout: false, stream: &err_lines, ..out };
     let work = async {
         let (a, b) = tokio::join!(pump(stdout, &out), pump(stderr, &err));
         a.and(b).map_err(|source| RunError::Io { program: name.to_string(), source })?;
         tree.wait().await.map_err(|source| RunError::Io { program: name.to_string(), source })
     };
     let ended = tokio::time::timeout(program.timeout, work).await;
+    out.finish();
+    err.finish();
     let status = match ended {
         Ok(Ok(status)) => Ok(status),
         Ok(Err(e)) => Err(e),
@@ -444,6 +486,7 @@ pub async fn run_program(mut program: Program<'_>, sink: &dyn EventSink) -> Resu
 #[derive(Clone, Copy)]
 struct Reader<'a, 'p> {
     kept: &'a std::sync::Mutex<Gathered>,
+    stream: &'a std::sync::Mutex<StreamLines>,
     program: &'a Program<'p>,
     sink: &'a dyn EventSink,
     is_stdout: bool,
@@ -462,22 +505,40 @@ impl Reader<'_, '_> {
     /// newline) and how many more it had.
     fn line(&self, bytes: &[u8], beyond: u64) {
         let mut kept = self.kept();
+        if !self.capturing() {
+            kept.remember(bytes, beyond);
+            if self.counting() {
+                kept.unkept_bytes += bytes.len() as u64 + beyond + 1;
+                kept.unkept_lines += 1;
+                return;
+            }
+        }
+        drop(kept);
+        let lines = self.stream.lock().unwrap_or_else(|e| e.into_inner()).push(bytes, beyond);
+        self.pass_on(lines);
+    }
+
+    /// Lines the stream's redaction let through: captured, or shown.
+    fn pass_on(&self, lines: Vec<String>) {
         if self.capturing() {
-            let line = line_text(bytes, beyond);
-            if kept.captured.len() + line.len() < MAX_CAPTURE {
-                kept.captured.push_str(&line);
-                kept.captured.push('\n');
+            let mut kept = self.kept();
+            for line in lines {
+                if kept.captured.len() + line.len() < MAX_CAPTURE {
+                    kept.captured.push_str(&line);
+                    kept.captured.push('\n');
+                }
             }
             return;
         }
-        kept.remember(bytes, beyond);
-        if self.counting() {
-            kept.unkept_bytes += bytes.len() as u64 + beyond + 1;
-            kept.unkept_lines += 1;
-            return;
+        for line in lines {
+            self.sink.emit(Event::Output { line });
         }
-        drop(kept);
-        self.sink.emit(Event::Output { line: line_text(bytes, beyond) });
+    }
+
+    /// Passes on what the stream still holds back, at its end.
+    fn finish(&self) {
+        let lines = self.stream.lock().unwrap_or_else(|e| e.into_inner()).finish();
+        self.pass_on(lines);
     }
 
     /// Whether lines are only counted now (where output is kept is full).

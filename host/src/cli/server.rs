@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::project::{Project, master_key};
 use super::{CliError, Globals, Output, ask, method_error};
 use crate::caps::Grant;
-use crate::caps::secrets::Vault;
+use crate::caps::secrets::{self, Vault};
 use crate::exit::Exit;
 use crate::project::alias;
 use crate::project::config::{Server, ServerEdit, Strategy, valid_url};
@@ -276,9 +276,23 @@ fn parse_secrets(pairs: &[String]) -> Result<BTreeMap<String, SecretString>, Cli
         let value = std::env::var(var).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
             CliError::Usage(format!("environment variable {var} is empty or not set (from --secret {field}=env:{var})"))
         })?;
+        if secrets::too_short(&value) {
+            return Err(CliError::Usage(format!(
+                "secret `{field}` (from --secret {field}=env:{var}) {}",
+                too_short_reason()
+            )));
+        }
         map.insert(field, SecretString::from(value));
     }
     Ok(map)
+}
+
+/// Why a secret is refused when it is too short, after its field is named.
+fn too_short_reason() -> String {
+    format!(
+        "is too short to redact safely: a secret needs at least {} characters, not counting spaces",
+        secrets::MIN_SECRET_LEN
+    )
 }
 
 /// Checks that every flag names a field of the method, of the right kind.
@@ -363,16 +377,22 @@ async fn answer_form(
         let given = set.get(&field.id).cloned();
         let value = match field.kind {
             FieldKind::Secret => {
-                if !vault.contains(&field.id) {
-                    if interactive {
+                if !vault.contains(&field.id) && interactive {
+                    loop {
                         let value = ask::secret(&field.label)?;
-                        if !value.expose_secret().is_empty() {
-                            vault.insert(&field.id, value);
+                        if value.expose_secret().is_empty() {
+                            break;
                         }
+                        if secrets::too_short(value.expose_secret()) {
+                            eprintln!("secret `{}` {}; try again", field.id, too_short_reason());
+                            continue;
+                        }
+                        vault.insert(&field.id, value);
+                        break;
                     }
-                    if field.required && !vault.contains(&field.id) {
-                        missing.push(format!("--secret {}=env:VAR ({})", field.id, field.label));
-                    }
+                }
+                if field.required && !vault.contains(&field.id) {
+                    missing.push(format!("--secret {}=env:VAR ({})", field.id, field.label));
                 }
                 continue;
             }

@@ -678,7 +678,7 @@ impl Plugin {
                         .map(|s| s.to_string())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "a panic".into());
-                    let message = crate::caps::events::inert(&redact(&message));
+                    let message = redact(&crate::caps::events::inert(&message)).into_owned();
                     return Err(PluginFault::HostPanic { plugin, export: export_name, message }.into());
                 }
                 Ok(Ok(result)) => Ok(result),
@@ -919,7 +919,7 @@ fn trap_message(error: &wasmtime::Error, stderr: &str) -> String {
         (None, Some(trap)) => trap.to_string(),
         (None, None) => error.to_string(),
     };
-    crate::caps::events::inert(&redact(text.lines().next().unwrap_or("unknown trap")))
+    redact(&crate::caps::events::inert(text.lines().next().unwrap_or("unknown trap"))).into_owned()
 }
 
 /// Checks that a description follows the contract's rules (of `contract`): well-formed
