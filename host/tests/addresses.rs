@@ -11,7 +11,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -122,42 +121,12 @@ impl Provider {
     }
 }
 
-/// Serves one connection, request after request, until the client closes it.
+/// Serves one connection, recording each request's path in `seen`.
 fn serve(stream: TcpStream, seen: &Mutex<Vec<String>>) {
-    let Ok(mut writer) = stream.try_clone() else { return };
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-        let mut length = 0;
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                return;
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':')
-                && name.trim().eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        seen.lock().unwrap().push(path);
-        let response = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
-        if writer.write_all(response.as_bytes()).and_then(|()| writer.flush()).is_err() {
-            return;
-        }
-    }
+    common::loopback::serve(stream, |request| {
+        seen.lock().unwrap().push(request.path);
+        (Some("application/json"), "{}".to_string())
+    });
 }
 
 /// Makes endpoint `api`'s only source the fixed default `url`.

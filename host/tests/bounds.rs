@@ -20,7 +20,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex, mpsc};
@@ -143,46 +142,13 @@ impl Provider {
     }
 }
 
-/// Serves one connection, request after request, until the client closes it.
+/// Serves one connection, recording each request in `tx`.
 fn serve(stream: TcpStream, tx: &mpsc::Sender<Seen>) {
-    let Ok(mut writer) = stream.try_clone() else { return };
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                return;
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                headers.push((name.trim().to_string(), value.trim().to_string()));
-            }
-        }
-        let length = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.parse::<usize>().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let answer = if path.starts_with("/stream/") { "streamed body\n" } else { "" };
-        let _ = tx.send(Seen { path, headers });
-        let response = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{answer}", answer.len());
-        if writer.write_all(response.as_bytes()).and_then(|()| writer.flush()).is_err() {
-            return;
-        }
-    }
+    common::loopback::serve(stream, |request| {
+        let answer = if request.path.starts_with("/stream/") { "streamed body\n" } else { "" };
+        let _ = tx.send(Seen { path: request.path, headers: request.headers });
+        (None, answer.to_string())
+    });
 }
 
 /// The paths of `seen` that start with `prefix`.

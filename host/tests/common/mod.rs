@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod bomb;
+pub mod loopback;
 pub mod oracle;
 
 /// Where tests cache compiled plugins: shared by every test so each plugin compiles once.
