@@ -17,8 +17,9 @@ use crate::caps::events::{Event, EventSink, Level, inert};
 use crate::caps::exec::{
     Env, OutputRoom, Program, base_env, find_program, plain_program_name, refused_env, run_program,
 };
+use crate::caps::host_keys::HostKeys;
 use crate::caps::http::{SourceKind, resolve_endpoints};
-use crate::caps::keys::{KeyFile, known_hosts_in};
+use crate::caps::keys::KeyFile;
 use crate::caps::secrets::{Vault, redact};
 use crate::caps::workspace::Workspace;
 use crate::exit::Exit;
@@ -59,6 +60,9 @@ pub struct Deploy<'a> {
     /// Where the output of commands and programs ends up kept, when that can fill up (the
     /// deploy's log).
     pub room: Option<Arc<dyn OutputRoom>>,
+    /// The server's pinned SSH host keys, the only hosts its SSH key is offered to; notes
+    /// a host refused for its key.
+    pub host_keys: HostKeys,
 }
 
 /// How the server's deploy commands will run, settled before anything deploys: the
@@ -150,7 +154,8 @@ impl Deploy<'_> {
             .map_err(|e| DeployError::Setup(format!("method {}: {e}", self.description.name)))?;
         let mut env = CallEnv::new(grant, self.vault.clone(), self.sink.clone())
             .with_workspace(self.workspace.clone())
-            .with_scratch(self.run_dir.clone());
+            .with_scratch(self.run_dir.clone())
+            .with_host_keys(self.host_keys.clone());
         if let Some(room) = &self.room {
             env = env.with_room(room.clone());
         }
@@ -318,11 +323,10 @@ impl Deploy<'_> {
             build_id: self.build.build.clone(),
             trigger: self.build.trigger,
         };
-        let report = self
-            .plugin
-            .deploy(self.runtime, &env, &ctx, &self.settings(), &build)
-            .await?
-            .map_err(|e| method_failure(self.description, e, self.sink.as_ref()))?;
+        let result = self.plugin.deploy(self.runtime, &env, &ctx, &self.settings(), &build).await?;
+        // A host refused for its key ends the deploy, whatever the plugin made of it.
+        self.host_key_refused()?;
+        let report = result.map_err(|e| method_failure(self.description, e, self.sink.as_ref()))?;
         self.say(Level::Info, format!("{}: {}", self.description.name, report.summary));
         let url = self.server.url.clone().or(report.url.clone());
         if plan.commands.is_empty() {
@@ -356,6 +360,8 @@ impl Deploy<'_> {
                 DeployError::Method(format!("command {} (`{command}`): {e}", i + 1), Exit::DeployFailed)
             })?;
             if finished.code != 0 {
+                self.host_keys.note(&finished.tail);
+                self.host_key_refused()?;
                 let message = format!("command {} of {total} (`{command}`) exited with {}", i + 1, finished.code);
                 if finished.unkept_lines > 0 {
                     // The log was full before the command ended: show how it ended.
@@ -372,6 +378,14 @@ impl Deploy<'_> {
             }
         }
         Ok(Ended { exit: Exit::Success, summary: format!("{}; {total} command(s) passed", report.summary), url })
+    }
+
+    /// Exit 4 when ssh refused a host for its key during this deploy.
+    fn host_key_refused(&self) -> Result<(), DeployError> {
+        match self.host_keys.refused() {
+            Some(refusal) => Err(DeployError::Method(refusal.message(&self.server.alias), Exit::Provider)),
+            None => Ok(()),
+        }
     }
 
     /// The environment of deploy commands, and the key file it names (deleted on drop).
@@ -393,7 +407,11 @@ impl Deploy<'_> {
                 let file = KeyFile::write(&self.vault, &handle, &self.run_dir)
                     .map_err(|e| DeployError::Setup(e.to_string()))?;
                 env.push(("PIER_SSH_KEY".into(), file.path().into()));
-                env.push(("GIT_SSH_COMMAND".into(), file.git_ssh_command(&known_hosts_in(&self.run_dir)).into()));
+                let known_hosts = self
+                    .host_keys
+                    .known_hosts(&self.run_dir)
+                    .map_err(|e| DeployError::Setup(format!("could not write the pinned SSH host keys: {e}")))?;
+                env.push(("GIT_SSH_COMMAND".into(), file.git_ssh_command(&known_hosts).into()));
                 Some(file)
             }
             None => None,

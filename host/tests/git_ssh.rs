@@ -33,6 +33,21 @@ struct Sshd {
 
 impl Sshd {
     fn start() -> Sshd {
+        Sshd::launch(tempdir(), None)
+    }
+
+    /// The same server (directory, port, authorized keys) restarted with a new host key,
+    /// as after a reinstall, or as a machine in the middle would present itself.
+    fn with_new_host_key(mut self) -> Sshd {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempdir());
+        let port = self.port;
+        drop(self);
+        Sshd::launch(dir, Some(port))
+    }
+
+    fn launch(dir: tempfile::TempDir, port: Option<u16>) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "this test runs a real SSH server, and {SSHD} is missing: apt-get install openssh-server"
@@ -42,12 +57,16 @@ impl Sshd {
             // which only the openssh-server service creates at boot.
             std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
         }
-        let dir = tempdir();
         let host_key = dir.path().join("host_key");
+        let _ = std::fs::remove_file(&host_key);
+        let _ = std::fs::remove_file(host_key.with_extension("pub"));
         sh("ssh-keygen", &["-t", "ed25519", "-N", "", "-f", &host_key.display().to_string(), "-q"]);
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port =
+            port.unwrap_or_else(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
         let config = dir.path().join("sshd_config");
-        std::fs::write(dir.path().join("authorized_keys"), "").unwrap();
+        if !dir.path().join("authorized_keys").exists() {
+            std::fs::write(dir.path().join("authorized_keys"), "").unwrap();
+        }
         std::fs::write(
             &config,
             format!(
@@ -97,6 +116,12 @@ impl Sshd {
 
     fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// The SHA-256 fingerprint of its host key, as `ssh-keygen -l` shows it.
+    fn fingerprint(&self) -> String {
+        let public = self.dir.path().join("host_key.pub").display().to_string();
+        sh("ssh-keygen", &["-l", "-f", &public]).split_whitespace().nth(1).unwrap().to_string()
     }
 }
 
@@ -152,6 +177,11 @@ fn git_ssh_pushes_with_the_stored_key_and_a_refused_key_fails_the_deploy() {
     let public_key = &note[note.find("ssh-ed25519 ").unwrap_or_else(|| panic!("no public key in: {note}"))..];
     assert!(note.contains("authorized keys"), "{note}");
     assert!(public_key.ends_with(&format!("pier deploy key for {remote}")), "{public_key}");
+    // Setup connected once and pinned the host key the server showed.
+    let pinned = &added["pinned_host_keys"];
+    assert_eq!(pinned[0]["host"], format!("127.0.0.1:{}", sshd.port), "{add_out}");
+    assert_eq!(pinned[0]["fingerprint"], sshd.fingerprint().as_str(), "{add_out}");
+    assert!(add_err.contains(&format!("pinned the SSH host key of 127.0.0.1:{}", sshd.port)), "{add_err}");
     sshd.authorized_keys(public_key);
 
     // A deploy command copies the key file the deploy hands out, so the test can prove
@@ -216,4 +246,149 @@ fn git_ssh_pushes_with_the_stored_key_and_a_refused_key_fails_the_deploy() {
 
 fn read(dir: &Path, file: &str) -> String {
     std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("read {file}: {e}"))
+}
+
+/// A server added with `remote`, in a fresh git checkout: the project directory, the
+/// pier command builder's environment, and the public key to authorize.
+struct SshProject {
+    home: tempfile::TempDir,
+    user: tempfile::TempDir,
+}
+
+impl SshProject {
+    fn new() -> SshProject {
+        let project = SshProject { home: tempdir(), user: tempdir() };
+        run(project.pier().arg("init"), 0);
+        common::commit_app(project.dir());
+        project
+    }
+
+    fn dir(&self) -> &Path {
+        self.home.path()
+    }
+
+    fn pier(&self) -> assert_cmd::Command {
+        let mut cmd = common::pier(self.dir());
+        cmd.env("HOME", self.user.path()).env("XDG_CONFIG_HOME", self.user.path().join(".config"));
+        cmd
+    }
+
+    /// Adds server `box` pushing to `remote`; returns `server add --json`'s output.
+    fn add(&self, remote: &str) -> serde_json::Value {
+        let set_remote = format!("remote={remote}");
+        let args = ["server", "add", "--method", "git-ssh", "--name", "Box", "--strategy", "manual", "--json"];
+        let (out, _) = run(self.pier().args(args).args(["--set", &set_remote]), 0);
+        serde_json::from_str(&out).unwrap()
+    }
+
+    fn commit(&self, text: &str) -> String {
+        std::fs::write(self.dir().join("app.py"), format!("print('{text}')\n")).unwrap();
+        git(self.dir(), &["commit", "-q", "-am", text]);
+        git(self.dir(), &["rev-parse", "HEAD"])
+    }
+}
+
+fn public_key_of(added: &serde_json::Value) -> String {
+    let note = added["notes"][0].as_str().unwrap();
+    note[note.find("ssh-ed25519 ").unwrap()..].to_string()
+}
+
+fn head_of(repo: &Path) -> String {
+    sh("git", &["--git-dir", &repo.display().to_string(), "rev-parse", "refs/heads/main"])
+}
+
+#[test]
+fn a_replaced_host_key_stops_deploys_until_the_user_pins_it_again() {
+    let sshd = Sshd::start();
+    let scratch = tempdir();
+    let repo = scratch.path().join("repo.git");
+    sh("git", &["init", "--bare", "-q", &repo.display().to_string()]);
+    let user = sh("id", &["-un"]);
+    let remote = format!("ssh://{user}@127.0.0.1:{}{}", sshd.port, repo.display());
+    let project = SshProject::new();
+    let added = project.add(&remote);
+    sshd.authorized_keys(&public_key_of(&added));
+    let old_fingerprint = sshd.fingerprint();
+    // A deploy command reaching the same server over SSH is held to the same pin.
+    let ls = format!("git ls-remote '{remote}'");
+    run(project.pier().args(["server", "edit", "box", "--add-command", &ls]), 0);
+
+    // Benign twin: with the pinned key, deploys (and their SSH commands) go through.
+    let first = project.commit("one");
+    let (out, err) = run(project.pier().args(["deploy", "box"]), 0);
+    assert!(out.starts_with("box: succeeded"), "{out}\n{err}");
+    assert_eq!(head_of(&repo), first);
+
+    // The server comes back with another host key: nothing is offered to it.
+    let sshd = sshd.with_new_host_key();
+    let new_fingerprint = sshd.fingerprint();
+    assert_ne!(new_fingerprint, old_fingerprint);
+    let second = project.commit("two");
+    let (out, err) = run(project.pier().args(["deploy", "box"]), 4);
+    assert!(out.starts_with("box: failed"), "{out}\n{err}");
+    let host = format!("127.0.0.1:{}", sshd.port);
+    assert!(err.contains(&format!("the SSH host key of {host} is not the one pinned for server `box`")), "{err}");
+    assert!(err.contains(&new_fingerprint), "the message shows the key now offered: {err}");
+    assert!(err.contains("`pier server edit box --trust-host-key`"), "{err}");
+    assert_eq!(head_of(&repo), first, "nothing was pushed to a host with another key");
+    assert!(!sshd.log().contains("Accepted publickey"), "the key was never offered:\n{}", sshd.log());
+    let (timeline, _) = run(project.pier().args(["timeline", "--json"]), 0);
+    let timeline: serde_json::Value = serde_json::from_str(&timeline).unwrap();
+    assert_eq!(timeline[0]["status"], "failed", "{timeline}");
+    assert_eq!(timeline[0]["exit_code"], 4, "{timeline}");
+
+    // Re-pinning shows the new fingerprint and the one it replaces; then deploys work.
+    let (_, err) = run(project.pier().args(["server", "edit", "box", "--trust-host-key"]), 0);
+    assert!(err.contains(&format!("{host} ssh-ed25519 {new_fingerprint}")), "{err}");
+    assert!(err.contains(&format!("replaces {old_fingerprint}")), "{err}");
+    let (show, _) = run(project.pier().args(["server", "show", "box"]), 0);
+    assert!(show.contains(&format!("host key:  {host} ssh-ed25519 {new_fingerprint}")), "{show}");
+    assert!(!show.contains(&old_fingerprint), "{show}");
+    let (out, err) = run(project.pier().args(["deploy", "box"]), 0);
+    assert!(out.starts_with("box: succeeded"), "{out}\n{err}");
+    assert_eq!(head_of(&repo), second);
+}
+
+#[test]
+fn a_server_without_pins_is_refused_until_a_host_is_pinned_and_unreachable_setups_fail() {
+    let sshd = Sshd::start();
+    let scratch = tempdir();
+    let repo = scratch.path().join("repo.git");
+    sh("git", &["init", "--bare", "-q", &repo.display().to_string()]);
+    let user = sh("id", &["-un"]);
+    let remote = format!("ssh://{user}@127.0.0.1:{}{}", sshd.port, repo.display());
+    let project = SshProject::new();
+
+    // Nothing listens on this port: setup cannot see a host key, and says so.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let nowhere = format!("remote=ssh://{user}@127.0.0.1:{closed}/repo.git");
+    let args = ["server", "add", "--method", "git-ssh", "--name", "Box", "--strategy", "manual"];
+    let (_, err) = run(project.pier().args(args).args(["--set", &nowhere]), 2);
+    assert!(err.contains("could not reach the SSH server of"), "{err}");
+    assert!(err.contains("Connection refused"), "{err}");
+    assert!(!std::fs::read_to_string(project.dir().join("pier.toml")).unwrap().contains("[servers.box]"));
+
+    // A server whose pins were removed (as one set up by an older Pier) is refused.
+    let added = project.add(&remote);
+    sshd.authorized_keys(&public_key_of(&added));
+    let toml = project.dir().join("pier.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let unpinned: String = text.lines().filter(|l| !l.contains("host_keys")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(unpinned, text, "setup wrote host_keys into pier.toml");
+    std::fs::write(&toml, unpinned).unwrap();
+    let host = format!("127.0.0.1:{}", sshd.port);
+    let (_, err) = run(project.pier().args(["deploy", "box"]), 4);
+    assert!(err.contains(&format!("no SSH host key is pinned for {host} on server `box`")), "{err}");
+    assert!(err.contains(&format!("`pier server edit box --trust-host-key={host}`")), "{err}");
+    assert!(!sshd.log().contains("Accepted publickey"), "{}", sshd.log());
+    let (_, err) = run(project.pier().args(["server", "edit", "box", "--trust-host-key"]), 2);
+    assert!(err.contains("has no pinned SSH host yet: name the host with --trust-host-key=HOST[:PORT]"), "{err}");
+    let (_, err) = run(project.pier().args(["server", "edit", "box", "--trust-host-key=-oProxyCommand=x"]), 2);
+    assert!(err.contains("is not a host name or address"), "{err}");
+
+    let flag = format!("--trust-host-key={host}");
+    let (_, err) = run(project.pier().args(["server", "edit", "box", &flag]), 0);
+    assert!(err.contains(&format!("{host} ssh-ed25519 {} (newly pinned)", sshd.fingerprint())), "{err}");
+    let (out, err) = run(project.pier().args(["deploy", "box"]), 0);
+    assert!(out.starts_with("box: succeeded"), "{out}\n{err}");
 }

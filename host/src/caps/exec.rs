@@ -32,7 +32,8 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use crate::caps::Refusal;
 use crate::caps::events::{Event, EventSink, OutputLines, clean_line, safe_line};
-use crate::caps::keys::{KeyFile, known_hosts_in};
+use crate::caps::host_keys::{HostKeys, KnownHosts};
+use crate::caps::keys::KeyFile;
 use crate::caps::secrets::{Vault, redact};
 use crate::caps::{confine, supervise};
 use crate::runtime::Contract;
@@ -655,6 +656,7 @@ pub struct ExecCap {
     path: Option<OsString>,
     scratch: Option<PathBuf>,
     room: Option<Arc<dyn OutputRoom>>,
+    host_keys: HostKeys,
 }
 
 impl ExecCap {
@@ -667,7 +669,18 @@ impl ExecCap {
         sink: Arc<dyn EventSink>,
         limits: ExecLimits,
     ) -> Self {
-        ExecCap { programs, vault, workspace, sink, limits, audit: None, path: None, scratch: None, room: None }
+        ExecCap {
+            programs,
+            vault,
+            workspace,
+            sink,
+            limits,
+            audit: None,
+            path: None,
+            scratch: None,
+            room: None,
+            host_keys: HostKeys::pinned(Vec::new()),
+        }
     }
 
     /// The same, recording every run in `audit`, if set.
@@ -686,6 +699,13 @@ impl ExecCap {
     /// The same, counting rather than passing on output lines once `room` is full.
     pub fn with_room(mut self, room: Option<Arc<dyn OutputRoom>>) -> Self {
         self.room = room;
+        self
+    }
+
+    /// The same, with ssh checking host keys as `host_keys` says (by default strictly,
+    /// against no pins: every host refused).
+    pub fn with_host_keys(mut self, host_keys: HostKeys) -> Self {
+        self.host_keys = host_keys;
         self
     }
 
@@ -759,13 +779,17 @@ impl ExecCap {
             ("LANG".into(), std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into())),
         ];
         env.extend(resolve_env(&command.env, &self.vault).map_err(exec::ExecError::Failed)?);
-        let _key_file = match &command.ssh_key {
+        let ssh: Option<(KeyFile, KnownHosts)> = match &command.ssh_key {
             Some(handle) => {
                 let file = KeyFile::write(&self.vault, handle, scratch.path())
                     .map_err(|e| exec::ExecError::Failed(e.to_string()))?;
-                env.push(("GIT_SSH_COMMAND".into(), file.git_ssh_command(&known_hosts_in(scratch.path())).into()));
+                let known_hosts = self
+                    .host_keys
+                    .known_hosts(scratch.path())
+                    .map_err(|e| exec::ExecError::Failed(format!("could not write the pinned SSH host keys: {e}")))?;
+                env.push(("GIT_SSH_COMMAND".into(), file.git_ssh_command(&known_hosts).into()));
                 env.push(("PIER_SSH_KEY".into(), file.path().into()));
-                Some(file)
+                Some((file, known_hosts))
             }
             None => None,
         };
@@ -795,7 +819,11 @@ impl ExecCap {
             confinement,
             room: self.room.as_deref(),
         };
-        match run_program(program, self.sink.as_ref()).await {
+        let ran = run_program(program, self.sink.as_ref()).await;
+        if let (Some((_, known_hosts)), Ok(done)) = (&ssh, &ran) {
+            self.host_keys.after(known_hosts, &done.tail);
+        }
+        match ran {
             Ok(done) => Ok(exec::Exit { code: done.code, stdout: done.stdout, tail: done.tail }),
             Err(RunError::Timeout { .. }) => Err(exec::ExecError::Timeout),
             Err(e) => Err(exec::ExecError::Failed(e.to_string())),

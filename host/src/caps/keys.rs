@@ -8,12 +8,13 @@
 //! a deploy command, and that file is deleted when it is dropped.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey};
 
+use crate::caps::host_keys::KnownHosts;
 use crate::caps::secrets::Vault;
 use crate::runtime::bindings::pier::deploy::keys;
 
@@ -98,17 +99,18 @@ impl KeyFile {
     }
 
     /// The `GIT_SSH_COMMAND` that makes git's ssh use only this key, never prompt, and
-    /// keep host keys it learns in `known_hosts`.
-    pub fn git_ssh_command(&self, known_hosts: &Path) -> String {
+    /// check host keys against `known_hosts` alone (see [`super::host_keys`]).
+    pub fn git_ssh_command(&self, known_hosts: &KnownHosts) -> String {
         format!(
-            "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={}",
+            "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes {}",
             shell_quote(self.path()),
-            shell_quote(known_hosts)
+            known_hosts.ssh_options()
         )
     }
 }
 
-fn shell_quote(path: &Path) -> String {
+/// `path` in single quotes, for a command line `sh` reads.
+pub(crate) fn shell_quote(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
 }
 
@@ -133,11 +135,6 @@ impl KeysCap {
     pub fn take_generated(&mut self) -> Vec<GeneratedKey> {
         std::mem::take(&mut self.generated)
     }
-}
-
-/// Path of a file the caller may use as `UserKnownHostsFile`.
-pub fn known_hosts_in(dir: &Path) -> PathBuf {
-    dir.join("known_hosts")
 }
 
 impl keys::Host for KeysCap {

@@ -7,6 +7,7 @@
 pub mod confine;
 pub mod events;
 pub mod exec;
+pub mod host_keys;
 pub mod http;
 pub mod keys;
 pub mod secrets;

@@ -417,6 +417,7 @@ async fn run_one(
         sink: sink.clone(),
         command_timeout: runtime.limits().deploy_time,
         room: Some(sink.clone()),
+        host_keys: crate::caps::host_keys::HostKeys::pinned(server.pins()),
     };
     sink.emit(Event::Step {
         title: format!(

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::project::{Project, master_key};
 use super::{CliError, Globals, Output, ask, method_error};
 use crate::caps::Grant;
+use crate::caps::host_keys::{self, Destination, HostKeys, Pin};
 use crate::caps::secrets::{self, Vault};
 use crate::exit::Exit;
 use crate::project::alias;
@@ -118,9 +119,69 @@ pub struct EditArgs {
     /// Append a deploy command (repeatable).
     #[arg(long = "add-command", value_name = "TEXT")]
     add_command: Vec<String>,
+    /// Fetch the SSH host keys of the server's pinned hosts again (or of HOST[:PORT]),
+    /// show their fingerprints and pin them in place of the old ones.
+    #[arg(long, value_name = "HOST[:PORT]", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    trust_host_key: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// A pinned host key as the commands show it.
+#[derive(Debug, Serialize)]
+pub struct PinView {
+    pub host: String,
+    pub algorithm: String,
+    pub fingerprint: String,
+}
+
+impl PinView {
+    fn of(pin: &Pin) -> PinView {
+        PinView { host: pin.destination().display(), algorithm: pin.algorithm(), fingerprint: pin.fingerprint() }
+    }
+}
+
+/// Fetches the host keys of `wanted` (or of every host pinned in `server`), says what
+/// changed on stderr, and returns the pins to store.
+fn trust_host_keys(server: &Server, wanted: &str) -> Result<Vec<String>, CliError> {
+    let old = server.pins();
+    let destinations: Vec<Destination> = if wanted.is_empty() {
+        let mut hosts: Vec<Destination> = Vec::new();
+        for pin in &old {
+            if !hosts.contains(&pin.destination()) {
+                hosts.push(pin.destination());
+            }
+        }
+        if hosts.is_empty() {
+            return Err(CliError::Usage(format!(
+                "server `{}` has no pinned SSH host yet: name the host with --trust-host-key=HOST[:PORT]",
+                server.alias
+            )));
+        }
+        hosts
+    } else {
+        vec![Destination::parse(wanted).map_err(|e| CliError::Usage(format!("--trust-host-key: {e}")))?]
+    };
+    let mut pins = old.clone();
+    for destination in destinations {
+        let fresh = host_keys::scan(&destination)
+            .map_err(|e| CliError::Method { message: e.to_string(), exit: Exit::Provider })?;
+        let host = destination.known_hosts_name();
+        let before: Vec<String> = old.iter().filter(|p| p.host() == host).map(Pin::fingerprint).collect();
+        for pin in &fresh {
+            let was = if before.contains(&pin.fingerprint()) {
+                "unchanged".to_string()
+            } else if before.is_empty() {
+                "newly pinned".to_string()
+            } else {
+                format!("replaces {}", before.join(", "))
+            };
+            eprintln!("• {} {} {} ({was})", destination.display(), pin.algorithm(), pin.fingerprint());
+        }
+        pins = host_keys::replace(&pins, &host, fresh);
+    }
+    Ok(pins.iter().map(Pin::line).collect())
 }
 
 /// A server as the commands show it: never a secret value, only names.
@@ -242,6 +303,10 @@ fn print_server(v: &ServerView, out: &mut Output) -> std::io::Result<()> {
     out.line(format!("  secrets:   {}", if v.secrets.is_empty() { "none".to_string() } else { v.secrets.join(", ") }))?;
     for (handle, public) in &v.public_keys {
         out.line(format!("  {handle} (public): {public}"))?;
+    }
+    for pin in s.pins() {
+        let p = PinView::of(&pin);
+        out.line(format!("  host key:  {} {} {}", p.host, p.algorithm, p.fingerprint))?;
     }
     out.line("  commands:")?;
     if s.commands.is_empty() {
@@ -553,6 +618,9 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
     let taken: Vec<&str> = project.config.servers().iter().map(|s| s.alias.as_str()).collect();
     let alias = alias::allocate(&name, taken.iter().copied()).expect("name has a letter or digit");
     let (env, ctx) = setup_env(&plugin, &d, &answers, vault.clone(), &alias)?;
+    // Host keys the setup's SSH connections are shown are pinned (trust on first use).
+    let host_keys = HostKeys::learning();
+    let env = env.with_host_keys(host_keys.clone());
     let setup = ask::spin("setting up", plugin.setup(&runtime, &env, &ctx, &answers)).await?;
     let result = setup.value.map_err(|e| method_error(&d, e))?;
     let settings: BTreeMap<String, String> =
@@ -575,6 +643,7 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
         url,
         settings: result.settings.iter().map(|a| (a.field.clone(), a.value.clone())).collect(),
         commands: Vec::new(),
+        host_keys: host_keys.pins().iter().map(Pin::line).collect(),
     };
     // Secret answers and generated keys are stored sealed; the config names none of them.
     let mut to_store: Vec<(String, SecretString)> = Vec::new();
@@ -590,10 +659,21 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
     for note in &result.notes {
         eprintln!("• {note}");
     }
+    for pin in host_keys.pins() {
+        eprintln!(
+            "• pinned the SSH host key of {}: {} {} (compare it with the one the server's administrator publishes)",
+            pin.destination().display(),
+            pin.algorithm(),
+            pin.fingerprint()
+        );
+    }
+    let pinned: Vec<PinView> = host_keys.pins().iter().map(PinView::of).collect();
     let view =
         ServerView { secrets: to_store.iter().map(|(n, _)| n.clone()).collect(), public_keys: BTreeMap::new(), server };
     if args.json {
-        out.json(&serde_json::json!({ "server": view, "validation": validated, "notes": result.notes }))?;
+        out.json(&serde_json::json!({
+            "server": view, "validation": validated, "notes": result.notes, "pinned_host_keys": pinned,
+        }))?;
     } else {
         out.line(format!(
             "added server {} ({}): {}, {}",
@@ -666,6 +746,10 @@ async fn edit(args: EditArgs, globals: &Globals, out: &mut Output) -> Result<Exi
             (!args.command.is_empty()).then_some(args.command)
         },
         add_commands: args.add_command,
+        host_keys: match &args.trust_host_key {
+            Some(wanted) => Some(trust_host_keys(&server, wanted)?),
+            None => None,
+        },
     };
     let config = project.config.edit_server(&server.alias, &edit)?;
     let server = config.server(&server.alias).expect("edited server exists").clone();

@@ -9,6 +9,7 @@
 //! branch = "main"               # required for automatic
 //! url = "https://example.com"   # optional
 //! commands = ["heroku run rake db:migrate"]
+//! host_keys = ["[git.example.com]:2222 ssh-ed25519 AAAA..."]   # pinned at setup (SSH methods)
 //!
 //! [servers.production-eu.settings]
 //! app = "hello-app"
@@ -75,6 +76,16 @@ pub struct Server {
     pub settings: BTreeMap<String, String>,
     /// Deploy commands, run in order after the method's deploy.
     pub commands: Vec<String>,
+    /// SSH host keys pinned for the server, as `known_hosts` lines (`HOST TYPE BASE64`):
+    /// the only hosts its SSH key is offered to.
+    pub host_keys: Vec<String>,
+}
+
+impl Server {
+    /// The pinned host keys (each was checked when the file was read).
+    pub fn pins(&self) -> Vec<crate::caps::host_keys::Pin> {
+        self.host_keys.iter().filter_map(|l| crate::caps::host_keys::Pin::parse(l).ok()).collect()
+    }
 }
 
 /// A plugin installed with `pier plugins add`.
@@ -155,7 +166,7 @@ impl Reader<'_> {
             );
         }
         for (key, item) in table.iter() {
-            if !["name", "method", "strategy", "branch", "url", "settings", "commands"].contains(&key) {
+            if !["name", "method", "strategy", "branch", "url", "settings", "commands", "host_keys"].contains(&key) {
                 return Err(self.error(item.span().or(span.clone()), format!("{context}: unknown field `{key}`")));
             }
         }
@@ -226,7 +237,21 @@ impl Reader<'_> {
                 }
             }
         }
-        Ok(Server { alias: alias.to_string(), name, method, strategy, branch, url, settings, commands })
+        let mut host_keys = Vec::new();
+        if let Some(item) = table.get("host_keys") {
+            let Some(array) = item.as_array() else {
+                return Err(self.error(item.span(), format!("{context}: `host_keys` must be a list of strings")));
+            };
+            for line in array.iter() {
+                let pin = line
+                    .as_str()
+                    .ok_or_else(|| format!("{context}: every host key must be a string"))
+                    .and_then(|l| crate::caps::host_keys::Pin::parse(l).map_err(|e| format!("{context}: {e}")))
+                    .map_err(|message| self.error(line.span(), message))?;
+                host_keys.push(pin.line());
+            }
+        }
+        Ok(Server { alias: alias.to_string(), name, method, strategy, branch, url, settings, commands, host_keys })
     }
 
     fn plugin(&self, name: &str, item: &Item) -> Result<InstalledPlugin, ConfigError> {
@@ -374,7 +399,10 @@ impl Config {
         if let Some(url) = &server.url {
             table.insert("url", value(url));
         }
-        table.insert("commands", value(commands_array(&server.commands)));
+        table.insert("commands", value(string_array(&server.commands)));
+        if !server.host_keys.is_empty() {
+            table.insert("host_keys", value(string_array(&server.host_keys)));
+        }
         let mut settings = Table::new();
         for (k, v) in &server.settings {
             settings.insert(k, value(v));
@@ -435,7 +463,14 @@ impl Config {
             }
         }
         if let Some(commands) = &edit.commands {
-            table.insert("commands", value(commands_array(commands)));
+            table.insert("commands", value(string_array(commands)));
+        }
+        if let Some(host_keys) = &edit.host_keys {
+            if host_keys.is_empty() {
+                table.remove("host_keys");
+            } else {
+                table.insert("host_keys", value(string_array(host_keys)));
+            }
         }
         if !edit.add_commands.is_empty() {
             let item = table.entry("commands").or_insert_with(|| value(Array::new()));
@@ -469,7 +504,7 @@ impl Config {
     }
 }
 
-fn commands_array(commands: &[String]) -> Array {
+fn string_array(commands: &[String]) -> Array {
     let mut array: Array = commands.iter().map(String::as_str).collect();
     if commands.len() > 1 {
         for item in array.iter_mut() {
@@ -493,6 +528,8 @@ pub struct ServerEdit {
     pub commands: Option<Vec<String>>,
     /// Appended to the command list.
     pub add_commands: Vec<String>,
+    /// Replaces the pinned host keys (`known_hosts` lines).
+    pub host_keys: Option<Vec<String>>,
 }
 
 #[cfg(test)]

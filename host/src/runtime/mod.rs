@@ -229,6 +229,9 @@ pub struct CallEnv {
     /// Where the output of granted programs ends up kept, when that can fill up (a
     /// deploy's log): once it is full, their lines are counted, not passed on.
     pub room: Option<Arc<dyn crate::caps::exec::OutputRoom>>,
+    /// How ssh run with the server's key checks host keys: strictly against the server's
+    /// pins (none by default), or learning them while the server is set up.
+    pub host_keys: crate::caps::host_keys::HostKeys,
 }
 
 impl CallEnv {
@@ -244,6 +247,7 @@ impl CallEnv {
             scratch: None,
             divert: None,
             room: None,
+            host_keys: crate::caps::host_keys::HostKeys::pinned(Vec::new()),
         }
     }
 
@@ -261,6 +265,12 @@ impl CallEnv {
     /// The same, recording into `audit`.
     pub fn with_audit(mut self, audit: Arc<Audit>) -> Self {
         self.audit = Some(audit);
+        self
+    }
+
+    /// The same, with ssh checking host keys as `host_keys` says.
+    pub fn with_host_keys(mut self, host_keys: crate::caps::host_keys::HostKeys) -> Self {
+        self.host_keys = host_keys;
         self
     }
 
@@ -575,7 +585,8 @@ impl Runtime {
             .with_audit(env.audit.clone())
             .with_path(env.path.clone())
             .with_scratch(env.scratch.clone())
-            .with_room(env.room.clone()),
+            .with_room(env.room.clone())
+            .with_host_keys(env.host_keys.clone()),
             workspace: WorkspaceCap::new(env.workspace.clone(), self.limits.max_blob, policy, env.sink.clone()),
         };
         let mut store = Store::new(&self.engine, state);

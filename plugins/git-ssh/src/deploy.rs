@@ -56,6 +56,47 @@ pub fn push(s: &Settings, build: &BuildInfo) -> Result<DeployReport, MethodError
     }
 }
 
+/// The longest setup's connection may take, in milliseconds.
+const REACH_TIMEOUT_MS: u32 = 30 * 1000;
+
+/// Connects to the remote once, with the server's new key, so that the host sees (and
+/// pins) its host key. Authentication is expected to fail, since the git server does not
+/// know the key yet; a server that cannot be reached is a wrong answer.
+pub fn reach(s: &Settings) -> Result<(), MethodError> {
+    let command = exec::Command {
+        program: "git".into(),
+        args: vec!["ls-remote".into(), s.remote.into()],
+        env: vec![],
+        in_workspace: false,
+        ssh_key: Some(SSH_KEY.into()),
+        capture_stdout: true,
+        timeout_ms: Some(REACH_TIMEOUT_MS),
+    };
+    let exit = match exec::run(&command) {
+        Ok(exit) => exit,
+        Err(exec::ExecError::NotFound(m)) => {
+            return Err(MethodError::Provider(format!(
+                "git is not installed on this machine ({m}): install git to set up git-ssh"
+            )));
+        }
+        Err(exec::ExecError::Timeout) => {
+            return Err(invalid(crate::REMOTE, format!("{} did not answer within 30 s", s.remote)));
+        }
+        Err(exec::ExecError::Denied(m)) => return Err(MethodError::Denied(m)),
+        Err(exec::ExecError::Failed(m)) => return Err(MethodError::Provider(format!("could not run git: {m}"))),
+    };
+    let says = |needle: &str| exit.tail.iter().any(|line| line.contains(needle));
+    if exit.code == 0 || says("Permission denied") {
+        return Ok(());
+    }
+    // ssh says why (`ssh: connect to host ...: Connection refused`); git's own closing lines
+    // ("Could not read from remote repository ...") say nothing more.
+    let cause =
+        exit.tail.iter().find(|l| l.starts_with("ssh:")).or_else(|| exit.tail.iter().find(|l| !l.trim().is_empty()));
+    let why = cause.map(|l| l.trim().to_string()).unwrap_or_else(|| format!("git exited with {}", exit.code));
+    Err(invalid(crate::REMOTE, format!("could not reach the SSH server of {} to see its host key: {why}", s.remote)))
+}
+
 /// The arguments of the push: `push [--force] REMOTE COMMIT:refs/heads/BRANCH`, exactly the
 /// shapes `describe` declares for `git` (`["push", "*", "*"]`, `["push", "--force", "*", "*"]`).
 /// The remote and the refspec are checked again here, whatever checked them before: an

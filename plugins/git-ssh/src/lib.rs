@@ -1,9 +1,11 @@
 //! Pier's git-over-SSH deployment method: `git push` to any git server reached by SSH, such
 //! as a Dokku host or a bare repository behind sshd.
 //!
-//! Setup checks the answers (no network: the server does not know the key yet) and
-//! generates an ed25519 key pair; the host keeps the private key sealed in
-//! `pier.secrets`, and the public key is shown once, to be installed on the git server.
+//! Setup checks the answers and generates an ed25519 key pair; the host keeps the
+//! private key sealed in `pier.secrets`, and the public key is shown once, to be installed
+//! on the git server. Setup then connects once (`git ls-remote`, refused at authentication
+//! since the server does not know the key yet), so that the host sees the server's SSH
+//! host key and pins it; deploys are refused by any other host key.
 //! A deploy pushes the build's commit to `refs/heads/BRANCH` of the remote with the
 //! checkout's git, through the `exec` capability: the host writes the private key to a
 //! file only its owner can read for the duration of the push, points `GIT_SSH_COMMAND` at
@@ -76,8 +78,11 @@ impl Method for GitSsh {
             ],
             permissions: Permissions {
                 // Exactly the pushes `deploy::push` runs: `git push [--force] REMOTE REFSPEC`,
-                // where neither the remote nor the refspec starts with `-`.
-                programs: vec![Program::new("git", &[&["push", "*", "*"], &["push", "--force", "*", "*"]])],
+                // and setup's `git ls-remote REMOTE`, where nothing starts with `-`.
+                programs: vec![Program::new(
+                    "git",
+                    &[&["push", "*", "*"], &["push", "--force", "*", "*"], &["ls-remote", "*"]],
+                )],
                 // The generated key is only ever the SSH key of those pushes.
                 secrets: vec![SecretBinding::ssh_key(SSH_KEY, "git")],
                 ..Permissions::none()
@@ -98,6 +103,8 @@ impl Method for GitSsh {
         let s = Settings::read(&answers)?;
         let key = keys::generate(SSH_KEY, &format!("pier deploy key for {}", s.remote))
             .map_err(|e| MethodError::Provider(format!("could not generate an SSH key: {e:?}")))?;
+        // The host pins the host key this connection is shown.
+        deploy::reach(&s)?;
         let settings =
             vec![Answer::new(REMOTE, s.remote), Answer::new(BRANCH, s.branch), Answer::new(FORCE, s.force.to_string())];
         let notes = vec![format!(
