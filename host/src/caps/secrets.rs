@@ -989,6 +989,33 @@ mod tests {
     }
 
     #[test]
+    fn many_long_secrets_take_the_nfa_and_are_redacted_alike() {
+        use secrecy::ExposeSecret as _;
+        let keys: Vec<String> = (0..3)
+            .map(|i| crate::caps::keys::generate(&format!("k{i}"), "test").unwrap().0.expose_secret().to_string())
+            .collect();
+        let r = with(&[KEY]);
+        keys.iter().for_each(|k| r.register(k));
+        assert!(matches!(r.matcher().map(|m| matches!(m.automaton, Automaton::Nfa(_))), Some(true)));
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("x:{KEY}"));
+        let body_line = keys[1].lines().nth(1).unwrap().to_string();
+        let texts = [format!("a {KEY} b\n"), wrap(&b64, 13), od(KEY.as_bytes(), true), keys[2].clone(), body_line];
+        for text in &texts {
+            let whole = r.redact(text).into_owned();
+            assert!(whole.contains(REDACTED) && !exposes(&whole, KEY), "{whole:?}");
+            assert!(keys.iter().all(|k| !whole.contains(k.as_str())), "{whole:?}");
+            for cut in (0..text.len()).step_by(7) {
+                let mut stream = r.stream();
+                let mut out = stream.push(&text.as_bytes()[..cut]);
+                out.extend(stream.push(&text.as_bytes()[cut..]));
+                out.extend(stream.finish());
+                let out = String::from_utf8(out).unwrap();
+                assert!(!exposes(&out, KEY) && keys.iter().all(|k| !exposes(&out, k)), "cut at {cut}: {out:?}");
+            }
+        }
+    }
+
+    #[test]
     fn secrets_too_short_to_redact() {
         assert!(too_short("12345") && too_short(" a b c d e ") && too_short(""));
         assert!(!too_short("123456") && !too_short("héllo!"));
