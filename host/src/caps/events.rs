@@ -126,6 +126,10 @@ pub fn inert(text: &str) -> String {
 
 /// Escape sequences, control characters and invisible characters removed.
 fn strip(text: &str) -> String {
+    // Every escape sequence begins with a control character: text without one is kept.
+    if !text.chars().any(|c| c.is_control() || invisible(c)) {
+        return text.to_string();
+    }
     strip_ansi_escapes::strip_str(text).chars().filter(|c| !c.is_control() && !invisible(*c)).collect()
 }
 
