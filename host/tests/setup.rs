@@ -417,6 +417,139 @@ fn a_broken_pier_toml_names_the_line() {
     assert!(err.contains("pier.toml:4: server `prod`: strategy `sometimes` must be `automatic` or `manual`"), "{err}");
 }
 
+/// `pier ARGS` on a pseudo-terminal in `project`, with a plain environment: no colour, no
+/// Heroku variables but `HEROKU_HOST` (the fake) and those in `extra`.
+fn on_terminal(
+    project: &Project,
+    program: &str,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> rexpect::session::PtySession {
+    let mut command = std::process::Command::new(program);
+    command
+        .args(args)
+        .current_dir(project.dir())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", project.dir())
+        .env("XDG_CONFIG_HOME", project.dir().join(".config"))
+        .env("PIER_CACHE_DIR", common::cache_dir())
+        .env("HEROKU_HOST", project.fake.url())
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1");
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let timeout = Duration::from_secs(60).as_millis() as u64;
+    rexpect::session::spawn_command(command, Some(timeout)).unwrap()
+}
+
+/// The exit code of a finished terminal session.
+fn exit_code(term: &mut rexpect::session::PtySession) -> i32 {
+    match term.process().wait().unwrap() {
+        rexpect::process::WaitStatus::Exited(_, code) => code,
+        other => panic!("pier did not exit normally: {other:?}"),
+    }
+}
+
+/// The wizard asks again, in its own words, whatever can be checked: a taken or empty
+/// name, a URL that is not one, an empty API key, and a key Heroku refuses (checked before
+/// the app list, which needs it); each field's help is shown.
+#[test]
+fn the_wizard_asks_again_until_each_answer_is_right() {
+    let project = Project::with(vec![ada()]);
+    run(&mut project.add("Prod", &["--strategy", "manual", "--set", "app=hello-app"]), 0);
+    let mut term = on_terminal(&project, env!("CARGO_BIN_EXE_pier"), &["server", "add"], &[]);
+    term.exp_string("Deployment method").unwrap();
+    term.send_line("").unwrap();
+    term.exp_string("its alias (lowercase letters").unwrap();
+    term.exp_string("Server name").unwrap();
+    term.send_line("prod").unwrap();
+    term.exp_string("a server named `Prod` already exists (alias prod)").unwrap();
+    term.send_line("").unwrap();
+    term.exp_string("a server needs a name").unwrap();
+    term.send_line("Staging").unwrap();
+    term.exp_string("Strategy").unwrap();
+    term.send_line("").unwrap();
+    term.exp_string("Server URL").unwrap();
+    term.send_line("staging.example").unwrap();
+    term.exp_string("`staging.example` is not an http(s) URL").unwrap();
+    term.send_line("").unwrap();
+    term.exp_string("Run `heroku auth:token`").unwrap();
+    term.exp_string("Heroku API key").unwrap();
+    term.send_line("").unwrap();
+    term.exp_string("Heroku API key: an answer is required").unwrap();
+    term.send_line("wrong-key-4242-abcd").unwrap();
+    term.exp_string("Heroku API key: Heroku rejected the API key (401 unauthorized)").unwrap();
+    term.exp_string("Heroku API key").unwrap();
+    term.send_line(API_KEY).unwrap();
+    term.exp_string("The Heroku app to deploy to.").unwrap();
+    term.exp_string("other-app").unwrap();
+    term.send_line("").unwrap();
+    term.exp_string("Register an SSH key").unwrap();
+    term.send("n").unwrap();
+    term.flush().unwrap();
+    term.exp_string("added server Staging (staging)").unwrap();
+    let rest = term.exp_eof().unwrap();
+    assert!(!rest.contains(API_KEY));
+    assert_eq!(exit_code(&mut term), 0);
+    let config = project.read("pier.toml");
+    assert!(config.contains("[servers.staging]") && config.contains("app = \"hello-app\""), "{config}");
+    assert!(!project.read("pier.toml").contains("wrong-key"));
+}
+
+/// `HEROKU_API_KEY` is offered as the answer; an account with no apps is told how to make
+/// one, rather than that the method "offers no choices".
+#[test]
+fn the_wizard_offers_the_environment_s_key_and_names_an_empty_account() {
+    let empty = SeedAccount { apps: vec![], ..ada() };
+    let project = Project::with(vec![empty]);
+    let args = ["server", "add", "--method", "heroku", "--name", "Prod", "--strategy", "manual", "--url", ""];
+    let mut term = on_terminal(&project, env!("CARGO_BIN_EXE_pier"), &args, &[("HEROKU_API_KEY", API_KEY)]);
+    term.exp_string("Use $HEROKU_API_KEY from the environment as the Heroku API key?").unwrap();
+    term.send("y").unwrap();
+    term.flush().unwrap();
+    term.exp_string("this account has no apps: create one with `heroku create`").unwrap();
+    let rest = term.exp_eof().unwrap();
+    assert!(!rest.contains("offers no choices"), "{rest}");
+    assert_eq!(exit_code(&mut term), 2);
+    assert!(!project.read("pier.toml").contains("[servers."));
+    let keys: Vec<_> = project.fake.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(keys.contains(&"/apps".to_string()), "the key from the environment was used: {keys:?}");
+}
+
+/// Ctrl-C in a list prompt ends `pier` with 130 and the cursor shown again; in the secret
+/// prompt (echo off), the terminal's modes are back as they were for the next program.
+#[test]
+fn ctrl_c_leaves_the_terminal_as_it_was() {
+    let project = Project::with(vec![ada()]);
+    let mut term = on_terminal(&project, env!("CARGO_BIN_EXE_pier"), &["server", "add"], &[]);
+    term.exp_string("git-ssh").unwrap(); // the method list is on screen
+    term.send_control('c').unwrap();
+    let rest = term.exp_eof().unwrap();
+    assert_eq!(exit_code(&mut term), 130);
+    let hidden = rest.rfind("\x1b[?25l");
+    let shown = rest.rfind("\x1b[?25h");
+    assert!(shown.is_some() && shown > hidden, "the cursor is shown again after the list: {rest:?}");
+
+    // A shell with echo on (the pseudo-terminal starts without) prints the terminal's
+    // modes, runs pier (catching Ctrl-C itself, so its child gets the default handling),
+    // and prints them again.
+    let script = format!(
+        "stty echo; echo \"before: $(stty -g)\"; trap 'true' INT; \
+         '{}' server add --method heroku --name Prod --strategy manual --url ''; \
+         echo \"pier exited $?\"; echo \"after: $(stty -g)\"",
+        env!("CARGO_BIN_EXE_pier")
+    );
+    let mut term = on_terminal(&project, "/bin/sh", &["-c", &script], &[]);
+    let (_, before) = term.exp_regex("before: [0-9a-f:]+").unwrap();
+    term.exp_string("Heroku API key").unwrap();
+    term.send_control('c').unwrap();
+    term.exp_string("pier exited 130").unwrap();
+    let (_, after) = term.exp_regex("after: [0-9a-f:]+").unwrap();
+    assert_eq!(after.trim_start_matches("after: "), before.trim_start_matches("before: "), "echo is on again");
+}
+
 /// Drives `pier server add` through a pseudo-terminal, as a person would: picks the method,
 /// types a name, picks the strategy, types the API key (not echoed), filters the app list
 /// (250 apps over two pages) and confirms key registration.
@@ -448,7 +581,7 @@ fn interactive_setup_through_a_terminal() {
     term.send_line("").unwrap();
     term.exp_string("Heroku API key").unwrap();
     term.send_line("short").unwrap();
-    term.exp_string("secret `api_key` is too short to redact safely").unwrap();
+    term.exp_string("Heroku API key is too short to redact safely").unwrap();
     term.exp_string("Heroku API key").unwrap();
     term.send_line(API_KEY).unwrap();
     term.exp_string("App").unwrap();

@@ -53,6 +53,11 @@ impl Vault {
         self.lock().insert(handle.to_string(), value);
     }
 
+    /// Forgets the secret `handle` (its value stays registered for redaction).
+    pub fn remove(&self, handle: &str) {
+        self.lock().remove(handle);
+    }
+
     /// The secret named `handle`.
     pub fn get(&self, handle: &str) -> Option<SecretString> {
         self.lock().get(handle).cloned()

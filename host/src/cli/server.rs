@@ -422,8 +422,9 @@ fn setup_env(
     Ok((env, Context { endpoints, server: server.to_string() }))
 }
 
-/// Asks the form's fields on a terminal, or takes them from flags; returns the answers
-/// (secrets go into `vault`) or the list of missing flags.
+/// Takes the form's answers from flags (nothing is asked: every missing required answer
+/// is added to `missing`), or, on a terminal, asks them with [`Wizard`]. Secret answers go
+/// into `vault`.
 async fn answer_form(
     runtime: &Runtime,
     plugin: &Plugin,
@@ -433,63 +434,216 @@ async fn answer_form(
     vault: &Arc<Vault>,
     missing: &mut Vec<String>,
 ) -> Result<Vec<Answer>, CliError> {
-    let interactive = ask::interactive();
-    let mut answers: Vec<Answer> = Vec::new();
     for (id, value) in secrets {
         vault.insert(&id, value);
     }
+    let mut answers: Vec<Answer> = Vec::new();
+    if ask::interactive() && missing.is_empty() {
+        let wizard = Wizard { runtime, plugin, d, vault };
+        for (id, value) in set {
+            upsert(&mut answers, id, value.clone());
+        }
+        wizard.ask_from(&mut answers, 0, None).await?;
+        return Ok(answers);
+    }
     for field in &d.fields {
-        let given = set.get(&field.id).cloned();
-        let value = match field.kind {
-            FieldKind::Secret => {
-                if !vault.contains(&field.id) && interactive {
-                    loop {
-                        let value = ask::secret(&field.label)?;
-                        if value.expose_secret().is_empty() {
-                            break;
-                        }
-                        if secrets::too_short(value.expose_secret()) {
-                            eprintln!("secret `{}` {}; try again", field.id, too_short_reason());
-                            continue;
-                        }
-                        vault.insert(&field.id, value);
-                        break;
-                    }
-                }
-                if field.required && !vault.contains(&field.id) {
-                    missing.push(format!("--secret {}=env:VAR ({})", field.id, field.label));
-                }
-                continue;
+        if field.kind == FieldKind::Secret {
+            if field.required && !vault.contains(&field.id) {
+                missing.push(format!("--secret {}=env:VAR ({})", field.id, field.label));
             }
-            _ if given.is_some() => given,
-            _ if !interactive || field.advanced => field.default.clone(),
-            FieldKind::Boolean => {
-                let default = field.default.as_deref() == Some("true");
-                Some(ask::confirm(&field.label, default)?.to_string())
-            }
-            FieldKind::Text => {
-                let label = match &field.example {
-                    Some(e) => format!("{} (e.g. {e})", field.label),
-                    None => field.label.clone(),
-                };
-                let text = ask::text(&label, field.default.as_deref(), !field.required)?;
-                (!text.trim().is_empty()).then_some(text)
-            }
-            FieldKind::Choice => {
-                if !missing.is_empty() {
-                    None
-                } else {
-                    Some(choose(runtime, plugin, d, field, &answers, vault).await?)
-                }
-            }
-        };
-        match value {
+            continue;
+        }
+        match set.get(&field.id).cloned().or_else(|| field.default.clone()) {
             Some(v) => answers.push(Answer { field: field.id.clone(), value: v }),
             None if field.required => missing.push(format!("--set {}=VALUE ({})", field.id, field.label)),
             None => {}
         }
     }
     Ok(answers)
+}
+
+/// Sets the answer to `field`, in place if it has one.
+fn upsert(answers: &mut Vec<Answer>, field: &str, value: String) {
+    match answers.iter_mut().find(|a| a.field == field) {
+        Some(a) => a.value = value,
+        None => answers.push(Answer { field: field.to_string(), value }),
+    }
+}
+
+/// An answer the method found wrong: which field, and why, in the method's words.
+struct WrongAnswer {
+    field: String,
+    message: String,
+}
+
+/// The wrong answer a method error names, if it is one.
+fn wrong_answer(error: &crate::runtime::MethodError) -> Option<WrongAnswer> {
+    match error {
+        crate::runtime::MethodError::InvalidAnswer(f) => {
+            Some(WrongAnswer { field: f.field.clone(), message: f.message.clone() })
+        }
+        _ => None,
+    }
+}
+
+/// The setup form on a terminal: each field with its help, checked as soon as the method
+/// can check it, and asked again, with what is wrong, until the method accepts it.
+struct Wizard<'a> {
+    runtime: &'a Runtime,
+    plugin: &'a Plugin,
+    d: &'a Description,
+    vault: &'a Arc<Vault>,
+}
+
+impl Wizard<'_> {
+    /// Asks the fields from index `start` on that have no answer yet, and field `again`
+    /// whatever it has. An answer found wrong while a later field's choices are fetched
+    /// is asked again, and the fields after it too.
+    async fn ask_from(&self, answers: &mut Vec<Answer>, start: usize, again: Option<usize>) -> Result<(), CliError> {
+        let fields = &self.d.fields;
+        let (mut i, mut again) = (start, again);
+        while i < fields.len() {
+            let field = &fields[i];
+            let answered = match field.kind {
+                FieldKind::Secret => self.vault.contains(&field.id),
+                _ => answers.iter().any(|a| a.field == field.id),
+            };
+            if again != Some(i) && (answered || field.advanced) {
+                if !answered && let Some(default) = &field.default {
+                    answers.push(Answer { field: field.id.clone(), value: default.clone() });
+                }
+                i += 1;
+                continue;
+            }
+            match self.ask(field, answers).await? {
+                Ok(()) => {
+                    again = None;
+                    i += 1;
+                }
+                Err(wrong) => {
+                    let back = self.index_of(&wrong)?;
+                    if back == i {
+                        // The field's own choices cannot be had: asking again would not help.
+                        let message = format!("{}: {}", self.d.name, secrets::redact(&wrong.message));
+                        return Err(CliError::Method { message, exit: Exit::BadInput });
+                    }
+                    self.say_wrong(&wrong);
+                    answers.retain(|a| a.field != wrong.field);
+                    (i, again) = (back, Some(back));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks `wrong`'s field again (the method refused it after the form), then any field
+    /// that lost its answer.
+    async fn ask_again(&self, answers: &mut Vec<Answer>, wrong: &WrongAnswer) -> Result<(), CliError> {
+        let index = self.index_of(wrong)?;
+        self.say_wrong(wrong);
+        self.ask_from(answers, index, Some(index)).await
+    }
+
+    /// The index of the field `wrong` names; a field the form does not have cannot be
+    /// asked again, so it ends the wizard with the method's message.
+    fn index_of(&self, wrong: &WrongAnswer) -> Result<usize, CliError> {
+        self.d.fields.iter().position(|f| f.id == wrong.field).ok_or_else(|| CliError::Method {
+            message: format!("{}: {} ({}): {}", self.d.name, wrong.field, wrong.field, wrong.message),
+            exit: Exit::BadInput,
+        })
+    }
+
+    fn say_wrong(&self, wrong: &WrongAnswer) {
+        let label = self.d.fields.iter().find(|f| f.id == wrong.field).map_or(wrong.field.as_str(), |f| &f.label);
+        eprintln!("✘ {label}: {}", secrets::redact(&wrong.message));
+    }
+
+    /// Asks one field; its answer goes into `answers` (a secret into the vault).
+    async fn ask(&self, field: &Field, answers: &mut Vec<Answer>) -> Result<Result<(), WrongAnswer>, CliError> {
+        if field.kind != FieldKind::Choice {
+            // A choice's help goes with its list, once the list could be had.
+            ask::help(&field.help);
+        }
+        let value = match field.kind {
+            FieldKind::Secret => {
+                let value = self.ask_secret(field)?;
+                self.vault.insert(&field.id, value);
+                return Ok(Ok(()));
+            }
+            FieldKind::Boolean => {
+                let current = answers.iter().find(|a| a.field == field.id).map(|a| a.value.as_str());
+                let default = current.or(field.default.as_deref()) == Some("true");
+                ask::confirm(&field.label, default)?.to_string()
+            }
+            FieldKind::Text => {
+                let label = match &field.example {
+                    Some(e) => format!("{} (e.g. {e})", field.label),
+                    None => field.label.clone(),
+                };
+                let required = field.required;
+                let text = ask::text_checked(&label, field.default.as_deref(), |answer| {
+                    if required && answer.trim().is_empty() {
+                        Err(format!("an answer is required: {}", field.help))
+                    } else {
+                        Ok(())
+                    }
+                })?;
+                if text.trim().is_empty() {
+                    answers.retain(|a| a.field != field.id);
+                    return Ok(Ok(()));
+                }
+                text
+            }
+            FieldKind::Choice => match choose(self.runtime, self.plugin, self.d, field, answers, self.vault).await? {
+                Ok(value) => value,
+                Err(wrong) => return Ok(Err(wrong)),
+            },
+        };
+        upsert(answers, &field.id, value);
+        Ok(Ok(()))
+    }
+
+    /// A secret: typed (not echoed), or taken from the environment variable the method
+    /// hands it to deploy commands as, when that is set and the user agrees.
+    fn ask_secret(&self, field: &Field) -> Result<SecretString, CliError> {
+        if let Some((name, value)) = self.offered_by_environment(&field.id) {
+            let question = format!("Use ${name} from the environment as the {}?", field.label);
+            if ask::confirm(&question, true)? {
+                if !secrets::too_short(value.expose_secret()) {
+                    return Ok(value);
+                }
+                eprintln!("✘ ${name} {}; type the value instead", too_short_reason());
+            }
+        }
+        loop {
+            let value = ask::secret(&field.label)?;
+            if value.expose_secret().is_empty() {
+                if field.required {
+                    eprintln!("✘ {}: an answer is required: {}", field.label, field.help);
+                    continue;
+                }
+                return Ok(value);
+            }
+            if secrets::too_short(value.expose_secret()) {
+                eprintln!("✘ {} {}; try again", field.label, too_short_reason());
+                continue;
+            }
+            return Ok(value);
+        }
+    }
+
+    /// The variable the method's deploy commands receive secret `id` as, and its value,
+    /// when it is set here.
+    fn offered_by_environment(&self, id: &str) -> Option<(String, SecretString)> {
+        use crate::runtime::bindings::CommandEnvValue;
+        self.d.permissions.commands.env.iter().find_map(|e| match &e.value {
+            CommandEnvValue::Secret(handle) if handle == id => std::env::var(&e.name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (e.name.clone(), SecretString::from(v.trim().to_string()))),
+            _ => None,
+        })
+    }
 }
 
 /// Lets the user pick a choice field's value from what the method offers.
@@ -500,21 +654,29 @@ async fn choose(
     field: &Field,
     answers: &[Answer],
     vault: &Arc<Vault>,
-) -> Result<String, CliError> {
+) -> Result<Result<String, WrongAnswer>, CliError> {
     let (env, ctx) = setup_env(plugin, d, answers, vault.clone(), "")?;
-    let choices = ask::spin(
+    let choices = match ask::spin(
         &format!("fetching {} choices", field.label.to_lowercase()),
         plugin.choices(runtime, &env, &ctx, &field.id, answers),
     )
     .await?
-    .map_err(|e| method_error(d, e))?;
+    {
+        Ok(choices) => choices,
+        Err(e) => return wrong_answer(&e).map(Err).ok_or_else(|| method_error(d, e)),
+    };
     if choices.is_empty() {
-        return Err(CliError::Usage(format!("{}: the method offers no choices for `{}`", d.name, field.label)));
+        return Err(CliError::Method {
+            message: format!("{}: there is nothing to choose from for {}: {}", d.name, field.label, field.help),
+            exit: Exit::BadInput,
+        });
     }
+    ask::help(&field.help);
     let labels: Vec<String> = choices.iter().map(|c| c.label.clone()).collect();
-    let default = field.default.as_ref().and_then(|d| choices.iter().position(|c| &c.value == d)).unwrap_or(0);
+    let current = answers.iter().find(|a| a.field == field.id).map(|a| &a.value).or(field.default.as_ref());
+    let default = current.and_then(|d| choices.iter().position(|c| &c.value == d)).unwrap_or(0);
     let index = ask::select(&field.label, &labels, default)?;
-    Ok(choices[index].value.clone())
+    Ok(Ok(choices[index].value.clone()))
 }
 
 async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
@@ -534,22 +696,29 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
         None => None,
     };
     // S7: name; S2: strategy and branch; URL.
+    let check_name = |name: &str| -> Result<(), String> {
+        if name.trim().is_empty() {
+            return Err("a server needs a name, for example Production".into());
+        }
+        if alias::slug(name).is_none() {
+            return Err(format!("server name `{name}` needs at least one letter or digit"));
+        }
+        match project.config.servers().iter().find(|s| alias::same_name(&s.name, name)) {
+            Some(other) => Err(format!("a server named `{}` already exists (alias {})", other.name, other.alias)),
+            None => Ok(()),
+        }
+    };
     let name = match args.name {
-        Some(n) => Some(n),
-        None if interactive => Some(ask::text("Server name", None, false)?),
+        Some(n) => {
+            check_name(&n).map_err(CliError::Usage)?;
+            Some(n)
+        }
+        None if interactive => {
+            ask::help("Any text; its alias (lowercase letters, digits and `-`) names it in commands.");
+            Some(ask::text_checked("Server name", None, check_name)?)
+        }
         None => None,
     };
-    if let Some(name) = &name {
-        if alias::slug(name).is_none() {
-            return Err(CliError::Usage(format!("server name `{name}` needs at least one letter or digit")));
-        }
-        if let Some(other) = project.config.servers().iter().find(|s| alias::same_name(&s.name, name)) {
-            return Err(CliError::Usage(format!(
-                "a server named `{}` already exists (alias {})",
-                other.name, other.alias
-            )));
-        }
-    }
     let strategy: Option<Strategy> = match args.strategy {
         Some(s) => Some(s.into()),
         None if interactive => {
@@ -564,7 +733,11 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
     let branch = match (strategy, args.branch) {
         (_, Some(b)) => Some(b),
         (Some(Strategy::Automatic), None) if interactive => {
-            Some(ask::text("Branch to deploy automatically", Some("main"), false)?)
+            ask::help("`pier ci` deploys every passed build of this branch.");
+            Some(ask::text_checked("Branch to deploy automatically", Some("main"), |b| match b.trim() {
+                "" => Err("an automatic server needs a branch, for example main".into()),
+                _ => Ok(()),
+            })?)
         }
         (Some(Strategy::Automatic), None) => {
             missing.push("--branch NAME (required with --strategy automatic)".into());
@@ -573,9 +746,17 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
         _ => None,
     };
     let url = match args.url {
-        Some(u) => Some(u),
+        Some(u) => Some(u).filter(|u| !u.trim().is_empty()),
         None if interactive && !args.json => {
-            Some(ask::text("Server URL (optional)", None, true)?).filter(|u| !u.trim().is_empty())
+            ask::help("Where the deployed app can be seen; leave empty to take it from the method when it knows.");
+            let url = ask::text_checked("Server URL (optional)", None, |u| {
+                if u.trim().is_empty() || valid_url(u.trim()) {
+                    Ok(())
+                } else {
+                    Err(format!("`{u}` is not an http(s) URL, for example https://example.com"))
+                }
+            })?;
+            Some(url.trim().to_string()).filter(|u| !u.is_empty())
         }
         None => None,
     };
@@ -602,27 +783,49 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
     let d = plugin.describe(&runtime).await?;
     check_fields(&d, &set, &secret_values)?;
     let vault = Arc::new(Vault::new());
-    let answers = answer_form(&runtime, &plugin, &d, &set, secret_values, &vault, &mut missing).await?;
+    let mut answers = answer_form(&runtime, &plugin, &d, &set, secret_values, &vault, &mut missing).await?;
     if !missing.is_empty() {
         return Err(missing_error(&missing));
     }
     let (name, strategy) = (name.expect("checked"), strategy.expect("checked"));
-
-    // S3/S4: validate against the provider before anything is saved.
-    let (env, ctx) = setup_env(&plugin, &d, &answers, vault.clone(), "")?;
-    let validated = ask::spin("validating with the provider", plugin.validate(&runtime, &env, &ctx, &answers))
-        .await?
-        .map_err(|e| method_error(&d, e))?;
-    eprintln!("✓ {validated}");
-    // S5: set up (keys generated and registered).
+    let wizard = interactive.then_some(Wizard { runtime: &runtime, plugin: &plugin, d: &d, vault: &vault });
     let taken: Vec<&str> = project.config.servers().iter().map(|s| s.alias.as_str()).collect();
     let alias = alias::allocate(&name, taken.iter().copied()).expect("name has a letter or digit");
-    let (env, ctx) = setup_env(&plugin, &d, &answers, vault.clone(), &alias)?;
-    // Host keys the setup's SSH connections are shown are pinned (trust on first use).
-    let host_keys = HostKeys::learning();
-    let env = env.with_host_keys(host_keys.clone());
-    let setup = ask::spin("setting up", plugin.setup(&runtime, &env, &ctx, &answers)).await?;
-    let result = setup.value.map_err(|e| method_error(&d, e))?;
+    // On a terminal, an answer the method refuses is asked again, and checked again.
+    let (validated, result, host_keys) = loop {
+        // S3/S4: validate against the provider before anything is saved.
+        let (env, ctx) = setup_env(&plugin, &d, &answers, vault.clone(), "")?;
+        let validated =
+            match ask::spin("validating with the provider", plugin.validate(&runtime, &env, &ctx, &answers)).await? {
+                Ok(validated) => validated,
+                Err(e) => match (&wizard, wrong_answer(&e)) {
+                    (Some(wizard), Some(wrong)) => {
+                        wizard.ask_again(&mut answers, &wrong).await?;
+                        continue;
+                    }
+                    _ => return Err(method_error(&d, e)),
+                },
+            };
+        eprintln!("✓ {validated}");
+        // S5: set up (keys generated and registered).
+        let (env, ctx) = setup_env(&plugin, &d, &answers, vault.clone(), &alias)?;
+        // Host keys the setup's SSH connections are shown are pinned (trust on first use).
+        let host_keys = HostKeys::learning();
+        let env = env.with_host_keys(host_keys.clone());
+        let before = vault.handles();
+        let setup = ask::spin("setting up", plugin.setup(&runtime, &env, &ctx, &answers)).await?;
+        match setup.value {
+            Ok(result) => break (validated, result, host_keys),
+            Err(e) => match (&wizard, wrong_answer(&e)) {
+                (Some(wizard), Some(wrong)) => {
+                    // Keys the failed setup generated are not kept.
+                    vault.handles().iter().filter(|h| !before.contains(h)).for_each(|h| vault.remove(h));
+                    wizard.ask_again(&mut answers, &wrong).await?;
+                }
+                _ => return Err(method_error(&d, e)),
+            },
+        }
+    };
     let settings: BTreeMap<String, String> =
         result.settings.iter().map(|a| (a.field.clone(), a.value.clone())).collect();
     crate::caps::http::check_endpoint_settings(&d.permissions, &crate::runtime::values_of(&answers), &settings)

@@ -122,6 +122,9 @@ impl Method for Heroku {
         }
         let client = api::Client::new(&ctx)?;
         let apps = client.apps()?;
+        if apps.is_empty() {
+            return Err(invalid(APP, "this account has no apps: create one with `heroku create`, then run this again"));
+        }
         Ok(apps.into_iter().map(|name| Choice { label: name.clone(), value: name }).collect())
     }
 
