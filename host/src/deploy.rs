@@ -18,7 +18,7 @@ use crate::caps::exec::{
     Env, OutputRoom, Program, base_env, find_program, plain_program_name, refused_env, run_program,
 };
 use crate::caps::host_keys::HostKeys;
-use crate::caps::http::{SourceKind, resolve_endpoints};
+use crate::caps::http::resolve_endpoints;
 use crate::caps::keys::KeyFile;
 use crate::caps::secrets::{Vault, redact};
 use crate::caps::workspace::Workspace;
@@ -206,8 +206,9 @@ impl Deploy<'_> {
     /// The environment and context of a call, and the sink its events go through.
     fn env_and_context(&self) -> Result<(CallEnv, Context, Arc<Streamed>), DeployError> {
         let values = self.server.settings.clone().into_iter().collect();
+        let permissions = &self.description.permissions;
         let (grant, endpoints) =
-            Grant::for_contract(self.plugin.contract(), &self.description.permissions, &values, &|name| {
+            Grant::for_server(self.plugin.contract(), permissions, &values, &self.server.endpoints, &|name| {
                 std::env::var(name).ok()
             })
             .map_err(|e| DeployError::Setup(format!("method {}: {e}", self.description.name)))?;
@@ -237,7 +238,12 @@ impl Deploy<'_> {
     /// Settles how the commands will run, and checks that the programs they need are
     /// installed, before anything is deployed. A 0.1.0 method is asked (`prepare-commands`)
     /// and its answer accepted only where it keeps to what a current method may declare.
+    /// Says, once, where a variable set for this run replaces an endpoint stored with the
+    /// server.
     pub async fn plan(&self) -> Result<CommandPlan, DeployError> {
+        for note in self.endpoints()?.iter().filter_map(|r| r.replaced_note(&self.server.alias)) {
+            self.say(Level::Warn, note);
+        }
         let commands = &self.server.commands;
         let plan = match self.plugin.contract() {
             Contract::V0_1 => self.legacy_plan().await?,
@@ -264,8 +270,10 @@ impl Deploy<'_> {
     /// The endpoints in force for this server, with where each came from.
     fn endpoints(&self) -> Result<Vec<crate::caps::http::Resolved>, DeployError> {
         let values = self.server.settings.clone().into_iter().collect();
-        resolve_endpoints(&self.description.permissions, &values, &|name| std::env::var(name).ok())
-            .map_err(|e| DeployError::Setup(format!("method {}: {e}", self.description.name)))
+        resolve_endpoints(&self.description.permissions, &values, &self.server.endpoints, &|name| {
+            std::env::var(name).ok()
+        })
+        .map_err(|e| DeployError::Setup(format!("method {}: {e}", self.description.name)))
     }
 
     /// The plan of a current method: its declared rules, environment and tools.
@@ -293,7 +301,7 @@ impl Deploy<'_> {
                 }
                 CommandEnvValue::EndpointOverride(id) => endpoints
                     .iter()
-                    .find(|r| r.endpoint.id == *id && r.source != SourceKind::Fixed)
+                    .find(|r| r.endpoint.id == *id && r.source.user_given())
                     .map(|r| r.endpoint.url.clone()),
             };
             if let Some(value) = value {

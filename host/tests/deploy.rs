@@ -879,3 +879,70 @@ fn long_lines_are_cut_after_redaction_and_short_output_is_kept_whole() {
     assert_eq!(output[6..], ["last"]);
     assert!(!log.contains("log cut"), "{log}");
 }
+
+// ---------------------------------------------------------------------------------------
+// A server remembers where its API is
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_server_set_up_with_heroku_host_keeps_its_api_when_the_variable_is_gone() {
+    let (project, _) = Project::with_app();
+    let fake = project.fake.url();
+    // `server add` ran with HEROKU_HOST pointing at the fake: the API is stored with it.
+    let toml = project.read("pier.toml");
+    assert!(toml.contains(&format!("[servers.prod.endpoints]\napi = \"{fake}\"\n")), "{toml}");
+    let (show, _) = run(project.pier().args(["server", "show", "prod"]), 0);
+    assert!(show.contains(&format!("  endpoint:  api = {fake}\n")), "{show}");
+    let (show, _) = run(project.pier().args(["server", "show", "prod", "--json"]), 0);
+    assert_eq!(json(&show)["endpoints"], serde_json::json!({ "api": fake }), "{show}");
+
+    // Without the variable, later calls use the stored API: validation of an edit, and a
+    // deploy, whose commands get the same API for the Heroku CLI.
+    // What stderr says of HEROKU_HOST, but for the command's own text.
+    let about_host =
+        |err: &str| err.lines().filter(|l| l.contains("HEROKU_HOST") && !l.starts_with("→ Command")).count();
+    let without = || {
+        let mut cmd = project.pier();
+        cmd.env_remove("HEROKU_HOST");
+        cmd
+    };
+    run(without().args(["server", "edit", "prod", "--set", "app=hello-app"]), 0);
+    project.commands(&["printf %s \"$HEROKU_HOST\" > heroku-host.txt"]);
+    let (_, err) = run(without().args(["deploy", "prod"]), 0);
+    assert_eq!(about_host(&err), 0, "nothing to say when the variable is not set: {err}");
+    assert_eq!(project.fake.builds().len(), 1, "the deploy reached the stored API");
+    assert_eq!(project.read("heroku-host.txt"), fake);
+
+    // A variable given for this run wins, and is said once, with both URLs.
+    let second = fake_heroku::FakeHeroku::start(common::seed(vec![common::ada()])).expect("a second fake Heroku");
+    let (_, err) = run(project.pier().env("HEROKU_HOST", second.url()).args(["deploy", "prod"]), 0);
+    let said: Vec<&str> = err.lines().filter(|l| l.contains("HEROKU_HOST") && !l.starts_with("→ Command")).collect();
+    assert_eq!(said.len(), 1, "{err}");
+    assert!(said[0].contains(&second.url()) && said[0].contains(&fake), "{err}");
+    assert!(!err.contains(API_KEY));
+    assert_eq!((project.fake.builds().len(), second.builds().len()), (1, 1), "the second fake got the build");
+    assert_eq!(project.read("heroku-host.txt"), second.url());
+    // The same value as the stored one is nothing to say.
+    let (_, err) = run(project.pier().args(["deploy", "prod"]), 0);
+    assert_eq!(about_host(&err), 0, "{err}");
+}
+
+#[test]
+fn a_server_set_up_without_heroku_host_stores_no_endpoint() {
+    let (project, _) = Project::with_app();
+    let fake = project.fake.url();
+    // The API given as a setting instead: the setting is kept, no endpoint is stored.
+    let mut cmd =
+        project.add("Direct", &["--strategy", "manual", "--set", "app=hello-app", "--set", &format!("api_url={fake}")]);
+    run(cmd.env_remove("HEROKU_HOST"), 0);
+    let toml = project.read("pier.toml");
+    let direct = &toml[toml.find("[servers.direct]").expect("the server is saved")..];
+    assert!(!direct.contains("endpoints"), "{toml}");
+    let (show, _) = run(project.pier().args(["server", "show", "direct", "--json"]), 0);
+    assert_eq!(json(&show)["endpoints"], serde_json::json!({}), "{show}");
+    let (show, _) = run(project.pier().args(["server", "show", "direct"]), 0);
+    assert!(!show.contains("endpoint:"), "{show}");
+    let mut cmd = project.pier();
+    run(cmd.env_remove("HEROKU_HOST").args(["deploy", "direct"]), 0);
+    assert_eq!(project.fake.builds().len(), 1);
+}
