@@ -4,21 +4,21 @@
 //! Exit codes are honest (S9): a failed build or release phase fails the deploy, and so
 //! does the first command that exits non-zero; nothing after it runs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
 use crate::caps::Grant;
-use crate::caps::events::{Event, EventSink, Level, inert};
+use crate::caps::events::{Event, EventSink, Level, inert, safe_line};
 use crate::caps::exec::{
     Env, OutputRoom, Program, base_env, find_program, plain_program_name, refused_env, run_program,
 };
 use crate::caps::host_keys::HostKeys;
-use crate::caps::http::{SourceKind, resolve_endpoints};
+use crate::caps::http::resolve_endpoints;
 use crate::caps::keys::KeyFile;
 use crate::caps::secrets::{Vault, redact};
 use crate::caps::workspace::Workspace;
@@ -124,10 +124,68 @@ impl DeployError {
     }
 }
 
-fn method_failure(d: &Description, e: MethodError, sink: &dyn EventSink) -> DeployError {
+/// How many of a call's last output lines are remembered: more than a failure's tail
+/// holds.
+const REMEMBERED: usize = 256;
+
+/// Passes a call's events on and remembers its last output lines, so that the tail of a
+/// failure is not shown again when its lines were streamed live a moment before.
+struct Streamed {
+    sink: Arc<dyn EventSink>,
+    recent: Mutex<VecDeque<String>>,
+}
+
+impl Streamed {
+    fn new(sink: Arc<dyn EventSink>) -> Streamed {
+        Streamed { sink, recent: Mutex::new(VecDeque::with_capacity(REMEMBERED)) }
+    }
+
+    /// A line as compared: whitespace runs count as one space, ends trimmed.
+    fn key(line: &str) -> String {
+        line.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    /// Whether a failure's `tail` should be shown: unless every line of it that says
+    /// something was passed on as output, into a log that still had room (once the log
+    /// is full, output lines may have been dropped, and the log keeps Pier's notes).
+    fn shows(&self, tail: &[String], room: Option<&dyn OutputRoom>) -> bool {
+        if tail.is_empty() {
+            return false;
+        }
+        if room.is_some_and(|r| !r.has_room()) {
+            return true;
+        }
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let seen: BTreeSet<&str> = recent.iter().map(String::as_str).collect();
+        !tail
+            .iter()
+            .map(|line| Self::key(&safe_line(line)))
+            .filter(|k| !k.is_empty())
+            .all(|k| seen.contains(k.as_str()))
+    }
+}
+
+impl EventSink for Streamed {
+    fn emit(&self, event: Event) {
+        if let Event::Output { line } = &event {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if recent.len() == REMEMBERED {
+                recent.pop_front();
+            }
+            recent.push_back(Self::key(line));
+        }
+        self.sink.emit(event);
+    }
+}
+
+/// The error for a `method-error` of method `d`. The tail of a failed deploy is shown
+/// only when its lines did not reach the terminal and the log as they were streamed
+/// (`streamed` did not pass them on, or the log was full).
+fn method_failure(d: &Description, e: MethodError, streamed: &Streamed, room: Option<&dyn OutputRoom>) -> DeployError {
     if let MethodError::DeployFailed(f) = &e
-        && !f.tail.is_empty()
+        && streamed.shows(&f.tail, room)
     {
+        let sink = &streamed.sink;
         sink.emit(Event::Log { level: Level::Error, message: "last lines of the output:".into() });
         for line in &f.tail {
             sink.emit(Event::Log { level: Level::Error, message: format!("  {line}") });
@@ -145,21 +203,24 @@ fn private_key_handle(vault: &Vault) -> Option<String> {
 }
 
 impl Deploy<'_> {
-    fn env_and_context(&self) -> Result<(CallEnv, Context), DeployError> {
+    /// The environment and context of a call, and the sink its events go through.
+    fn env_and_context(&self) -> Result<(CallEnv, Context, Arc<Streamed>), DeployError> {
         let values = self.server.settings.clone().into_iter().collect();
+        let permissions = &self.description.permissions;
         let (grant, endpoints) =
-            Grant::for_contract(self.plugin.contract(), &self.description.permissions, &values, &|name| {
+            Grant::for_server(self.plugin.contract(), permissions, &values, &self.server.endpoints, &|name| {
                 std::env::var(name).ok()
             })
             .map_err(|e| DeployError::Setup(format!("method {}: {e}", self.description.name)))?;
-        let mut env = CallEnv::new(grant, self.vault.clone(), self.sink.clone())
+        let streamed = Arc::new(Streamed::new(self.sink.clone()));
+        let mut env = CallEnv::new(grant, self.vault.clone(), streamed.clone())
             .with_workspace(self.workspace.clone())
             .with_scratch(self.run_dir.clone())
             .with_host_keys(self.host_keys.clone());
         if let Some(room) = &self.room {
             env = env.with_room(room.clone());
         }
-        Ok((env, Context { endpoints, server: self.server.alias.clone() }))
+        Ok((env, Context { endpoints, server: self.server.alias.clone() }, streamed))
     }
 
     fn settings(&self) -> Vec<crate::runtime::Answer> {
@@ -177,7 +238,12 @@ impl Deploy<'_> {
     /// Settles how the commands will run, and checks that the programs they need are
     /// installed, before anything is deployed. A 0.1.0 method is asked (`prepare-commands`)
     /// and its answer accepted only where it keeps to what a current method may declare.
+    /// Says, once, where a variable set for this run replaces an endpoint stored with the
+    /// server.
     pub async fn plan(&self) -> Result<CommandPlan, DeployError> {
+        for note in self.endpoints()?.iter().filter_map(|r| r.replaced_note(&self.server.alias)) {
+            self.say(Level::Warn, note);
+        }
         let commands = &self.server.commands;
         let plan = match self.plugin.contract() {
             Contract::V0_1 => self.legacy_plan().await?,
@@ -204,8 +270,10 @@ impl Deploy<'_> {
     /// The endpoints in force for this server, with where each came from.
     fn endpoints(&self) -> Result<Vec<crate::caps::http::Resolved>, DeployError> {
         let values = self.server.settings.clone().into_iter().collect();
-        resolve_endpoints(&self.description.permissions, &values, &|name| std::env::var(name).ok())
-            .map_err(|e| DeployError::Setup(format!("method {}: {e}", self.description.name)))
+        resolve_endpoints(&self.description.permissions, &values, &self.server.endpoints, &|name| {
+            std::env::var(name).ok()
+        })
+        .map_err(|e| DeployError::Setup(format!("method {}: {e}", self.description.name)))
     }
 
     /// The plan of a current method: its declared rules, environment and tools.
@@ -233,7 +301,7 @@ impl Deploy<'_> {
                 }
                 CommandEnvValue::EndpointOverride(id) => endpoints
                     .iter()
-                    .find(|r| r.endpoint.id == *id && r.source != SourceKind::Fixed)
+                    .find(|r| r.endpoint.id == *id && r.source.user_given())
                     .map(|r| r.endpoint.url.clone()),
             };
             if let Some(value) = value {
@@ -248,7 +316,7 @@ impl Deploy<'_> {
     /// its own reconstruction, never the plugin's text), each variable a name a current
     /// method could declare, with a secret or a value the server already has.
     async fn legacy_plan(&self) -> Result<CommandPlan, DeployError> {
-        let (env, ctx) = self.env_and_context()?;
+        let (env, ctx, streamed) = self.env_and_context()?;
         let plugin = self.plugin.name();
         let legacy = self
             .plugin
@@ -262,7 +330,7 @@ impl Deploy<'_> {
                     tools: vec![],
                 })
             })
-            .map_err(|e| method_failure(self.description, e, self.sink.as_ref()))?;
+            .map_err(|e| method_failure(self.description, e, &streamed, self.room.as_deref()))?;
         let refuse = |message: String| {
             DeployError::Method(format!("plugin `{plugin}`: {message}; nothing was deployed"), Exit::PluginFault)
         };
@@ -311,9 +379,10 @@ impl Deploy<'_> {
         Ok(plan)
     }
 
-    /// Runs the method's deploy, then the commands; returns how it ended.
+    /// Runs the method's deploy, then the commands; returns how it ended. An error is
+    /// returned, not said: the caller reports it, once.
     pub async fn run(&self, plan: &CommandPlan) -> Result<Ended, DeployError> {
-        let (env, ctx) = self.env_and_context()?;
+        let (env, ctx, streamed) = self.env_and_context()?;
         // The plugin is told the commit it ships, and only that one.
         debug_assert_eq!(self.build.commit, self.workspace.commit());
         let build = BuildInfo {
@@ -326,7 +395,7 @@ impl Deploy<'_> {
         let result = self.plugin.deploy(self.runtime, &env, &ctx, &self.settings(), &build).await?;
         // A host refused for its key ends the deploy, whatever the plugin made of it.
         self.host_key_refused()?;
-        let report = result.map_err(|e| method_failure(self.description, e, self.sink.as_ref()))?;
+        let report = result.map_err(|e| method_failure(self.description, e, &streamed, self.room.as_deref()))?;
         self.say(Level::Info, format!("{}: {}", self.description.name, report.summary));
         let url = self.server.url.clone().or(report.url.clone());
         if plan.commands.is_empty() {
@@ -362,7 +431,10 @@ impl Deploy<'_> {
             if finished.code != 0 {
                 self.host_keys.note(&finished.tail);
                 self.host_key_refused()?;
-                let message = format!("command {} of {total} (`{command}`) exited with {}", i + 1, finished.code);
+                let mut message = format!("command {} of {total} (`{command}`) exited with {}", i + 1, finished.code);
+                if i + 1 < total {
+                    message.push_str(&format!("; {} later command(s) not run", total - i - 1));
+                }
                 if finished.unkept_lines > 0 {
                     // The log was full before the command ended: show how it ended.
                     self.say(Level::Error, "last lines of the output:");
@@ -370,10 +442,7 @@ impl Deploy<'_> {
                         self.say(Level::Error, format!("  {line}"));
                     }
                 }
-                self.say(Level::Error, message.clone());
-                if i + 1 < total {
-                    self.say(Level::Error, format!("{} later command(s) not run", total - i - 1));
-                }
+                // Said once, by whoever reports the deploy's end.
                 return Err(DeployError::Method(message, Exit::DeployFailed));
             }
         }
@@ -578,6 +647,37 @@ mod tests {
         assert!(!left.exists(), "the killed deploy's run directory is removed");
         assert!(precious.exists(), "a directory Pier did not make is kept");
         assert_eq!(std::fs::read_dir(state.path().join("run")).unwrap().count(), 0);
+    }
+
+    /// A log that is full, or not.
+    struct Room(bool);
+
+    impl OutputRoom for Room {
+        fn has_room(&self) -> bool {
+            !self.0
+        }
+
+        fn unkept(&self, _: u64, _: u64) {}
+    }
+
+    #[test]
+    fn a_failures_tail_is_shown_only_when_its_lines_were_not_streamed() {
+        let sink = Arc::new(crate::caps::events::MemorySink::default());
+        let streamed = Streamed::new(sink.clone());
+        for line in ["-----> Building", "error:\tcould not compile", "Build failed"] {
+            streamed.emit(Event::Output { line: safe_line(line) });
+        }
+        assert_eq!(sink.events().len(), 3, "every event is passed on");
+        let tail = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        let (room, full) = (Room(false), Room(true));
+        // Streamed lines (however their spaces were shown) are not shown again.
+        let shown = tail(&["error:\tcould not compile ", "", "Build failed"]);
+        assert!(!streamed.shows(&shown, Some(&room)));
+        assert!(!streamed.shows(&shown, None));
+        assert!(!streamed.shows(&[], Some(&full)));
+        // A line that was never streamed, or a log that was full, shows the tail.
+        assert!(streamed.shows(&tail(&["Build failed", "the dyno ran out of memory"]), Some(&room)));
+        assert!(streamed.shows(&shown, Some(&full)));
     }
 
     #[test]

@@ -80,7 +80,7 @@ fn a_deploy_uploads_the_checkout_builds_releases_and_is_recorded() {
 }
 
 #[test]
-fn a_failed_build_fails_the_deploy_with_its_last_lines() {
+fn a_failed_build_fails_the_deploy_and_its_streamed_lines_are_not_repeated() {
     let (project, _) = Project::with_app();
     project.fake.script(failed_build(
         FinalStatus::Failed,
@@ -89,25 +89,120 @@ fn a_failed_build_fails_the_deploy_with_its_last_lines() {
     ));
     let (out, err) = run(project.pier().args(["deploy", "prod"]), 1);
     assert!(out.starts_with("prod: failed"), "{out}");
-    assert!(err.contains("last lines of the output:"), "{err}");
-    assert!(err.contains("error: could not compile app"), "{err}");
+    assert_eq!(count(&err, "error: could not compile app"), 1, "streamed once, not shown again: {err}");
+    assert!(!err.contains("last lines of the output:"), "{err}");
     assert_eq!(timeline(&project)[0]["status"], "failed");
 }
 
+/// How many times `needle` occurs in `text`.
+fn count(text: &str, needle: &str) -> usize {
+    text.matches(needle).count()
+}
+
+/// The records of a `--json` deploy: its events, and its result.
+fn json_records(out: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let records: Vec<serde_json::Value> = out.lines().map(json).collect();
+    let events = records.iter().filter(|r| r["type"] == "event").map(|r| r["data"]["event"].clone()).collect();
+    let result = records.iter().find(|r| r["type"] == "result").expect("a result record")["data"].clone();
+    (events, result)
+}
+
+/// The events whose text (message, title or line) contains `needle`.
+fn events_with(events: &[serde_json::Value], needle: &str) -> usize {
+    events
+        .iter()
+        .filter(|e| {
+            ["message", "title", "line"].iter().any(|k| e[*k].as_str().is_some_and(|text| text.contains(needle)))
+        })
+        .count()
+}
+
+/// Deploys `prod`, expecting a failure: each of `errors` is said once on stderr and
+/// named once by the summary on stdout, each line of `streamed` shows once (live) and
+/// is never repeated, and the same holds of the deploy's log and of `--json`.
+fn fails_saying_once(project: &Project, errors: &[&str], streamed: &[&str]) {
+    let (out, err) = run(project.pier().args(["deploy", "prod"]), 1);
+    let summary: Vec<&str> = out.lines().filter(|l| l.starts_with("prod: failed")).collect();
+    assert_eq!(summary.len(), 1, "{out}");
+    for error in errors {
+        assert_eq!(count(&err, error), 1, "`{error}` said once on stderr:\n{err}");
+        assert_eq!(count(&out, error), 1, "`{error}` named once by the summary:\n{out}");
+    }
+    for line in streamed {
+        assert_eq!(count(&err, line), 1, "`{line}` streamed once and not repeated:\n{err}");
+        assert!(!out.contains(line), "{out}");
+    }
+    assert!(!err.contains("last lines of the output"), "the streamed lines are not shown again:\n{err}");
+
+    let id = timeline(project)[0]["id"].as_str().unwrap().to_string();
+    let log = log_of(project, &id);
+    for text in errors.iter().chain(streamed) {
+        assert_eq!(count(&log, text), 1, "`{text}` once in the deploy's log:\n{log}");
+    }
+
+    let (out, err) = run(project.pier().args(["deploy", "prod", "--json"]), 1);
+    let (events, result) = json_records(&out);
+    assert_eq!(result["status"], "failed", "{result}");
+    for error in errors {
+        assert_eq!(events_with(&events, error), 1, "`{error}` carried by one event:\n{out}");
+        assert!(result["summary"].as_str().unwrap().contains(error), "{result}");
+        assert_eq!(count(&err, error), 0, "with --json the error is in the JSON Lines:\n{err}");
+    }
+    for line in streamed {
+        assert_eq!(events_with(&events, line), 1, "`{line}` in one event:\n{out}");
+    }
+}
+
 #[test]
-fn a_failed_release_phase_fails_the_deploy() {
+fn a_failed_command_says_its_error_once() {
     let (project, _) = Project::with_app();
+    // What the command prints (`kaboom-42`) is not in the command's text.
+    project.commands(&["echo kaboom-$((6 * 7)) >&2; exit 3"]);
+    fails_saying_once(
+        &project,
+        &["command 1 of 1 (`echo kaboom-$((6 * 7)) >&2; exit 3`) exited with 3"],
+        &["kaboom-42"],
+    );
+}
+
+#[test]
+fn a_command_that_fails_after_filling_the_log_shows_how_it_ended() {
+    let (project, _) = Project::with_app();
+    // 17 MB in lines of 2,000 bytes: more than the log keeps, so the last ones are only
+    // counted.
+    project.commands(&["head -c 17000000 /dev/zero | tr '\\0' x | fold -w 2000; echo; echo last-words-9c; exit 5"]);
+    let (out, err) = run(project.pier().args(["deploy", "prod", "--json"]), 1);
+    let (events, result) = json_records(&out);
+    let message = "command 1 of 1 (`head -c 17000000 /dev/zero | tr '\\0' x | fold -w 2000; echo; echo last-words-9c; \
+                   exit 5`) exited with 5";
+    assert_eq!(events_with(&events, message), 1, "{err}");
+    assert_eq!(events_with(&events, "last lines of the output:"), 1);
+    let log = log_of(&project, result["deploy_id"].as_str().unwrap());
+    let (_, end) = log.rsplit_once("last lines of the output:").expect("the log shows the tail");
+    assert!(end.contains("last-words-9c") && end.contains(message), "{end}");
+    assert_eq!(count(&log, message), 1, "{end}");
+}
+
+#[test]
+fn a_failed_release_phase_says_its_error_once_and_does_not_repeat_its_lines() {
+    let (project, _) = Project::with_app();
+    let lines = ["Running migrations (release 5e1f)", "ERROR: migration 0007 failed (release 5e1f)"];
     let release = ReleaseScript {
         status: FinalStatus::Failed,
-        output: Some(vec!["Running migrations".into(), "ERROR: migration 0007 failed".into()]),
+        output: Some(lines.iter().map(|l| l.to_string()).collect()),
         ..Default::default()
     };
-    project.fake.script(failed_build(FinalStatus::Succeeded, Some(release), &["Build succeeded"]));
-    let (out, err) = run(project.pier().args(["deploy", "prod"]), 1);
-    assert!(out.contains("the release phase of v1 failed on Heroku"), "{out}");
-    assert!(err.contains("ERROR: migration 0007 failed"), "{err}");
-    let d = &timeline(&project)[0];
-    assert_eq!((d["status"].as_str(), d["exit_code"].as_i64()), (Some("failed"), Some(1)));
+    // Two builds (one for the text deploy, one for the --json one), each failing so.
+    for _ in 0..2 {
+        project.fake.script(failed_build(FinalStatus::Succeeded, Some(release.clone()), &["Build succeeded"]));
+    }
+    fails_saying_once(&project, &["heroku: the release phase of v"], &lines);
+    let summaries: Vec<String> =
+        timeline(&project).as_array().unwrap().iter().map(|d| d["summary"].as_str().unwrap().to_string()).collect();
+    assert_eq!(
+        summaries,
+        ["heroku: the release phase of v2 failed on Heroku", "heroku: the release phase of v1 failed on Heroku"]
+    );
 }
 
 #[test]
@@ -783,4 +878,71 @@ fn long_lines_are_cut_after_redaction_and_short_output_is_kept_whole() {
     assert!(!log.contains("heroku-"), "a secret's prefix is in the log");
     assert_eq!(output[6..], ["last"]);
     assert!(!log.contains("log cut"), "{log}");
+}
+
+// ---------------------------------------------------------------------------------------
+// A server remembers where its API is
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_server_set_up_with_heroku_host_keeps_its_api_when_the_variable_is_gone() {
+    let (project, _) = Project::with_app();
+    let fake = project.fake.url();
+    // `server add` ran with HEROKU_HOST pointing at the fake: the API is stored with it.
+    let toml = project.read("pier.toml");
+    assert!(toml.contains(&format!("[servers.prod.endpoints]\napi = \"{fake}\"\n")), "{toml}");
+    let (show, _) = run(project.pier().args(["server", "show", "prod"]), 0);
+    assert!(show.contains(&format!("  endpoint:  api = {fake}\n")), "{show}");
+    let (show, _) = run(project.pier().args(["server", "show", "prod", "--json"]), 0);
+    assert_eq!(json(&show)["endpoints"], serde_json::json!({ "api": fake }), "{show}");
+
+    // Without the variable, later calls use the stored API: validation of an edit, and a
+    // deploy, whose commands get the same API for the Heroku CLI.
+    // What stderr says of HEROKU_HOST, but for the command's own text.
+    let about_host =
+        |err: &str| err.lines().filter(|l| l.contains("HEROKU_HOST") && !l.starts_with("→ Command")).count();
+    let without = || {
+        let mut cmd = project.pier();
+        cmd.env_remove("HEROKU_HOST");
+        cmd
+    };
+    run(without().args(["server", "edit", "prod", "--set", "app=hello-app"]), 0);
+    project.commands(&["printf %s \"$HEROKU_HOST\" > heroku-host.txt"]);
+    let (_, err) = run(without().args(["deploy", "prod"]), 0);
+    assert_eq!(about_host(&err), 0, "nothing to say when the variable is not set: {err}");
+    assert_eq!(project.fake.builds().len(), 1, "the deploy reached the stored API");
+    assert_eq!(project.read("heroku-host.txt"), fake);
+
+    // A variable given for this run wins, and is said once, with both URLs.
+    let second = fake_heroku::FakeHeroku::start(common::seed(vec![common::ada()])).expect("a second fake Heroku");
+    let (_, err) = run(project.pier().env("HEROKU_HOST", second.url()).args(["deploy", "prod"]), 0);
+    let said: Vec<&str> = err.lines().filter(|l| l.contains("HEROKU_HOST") && !l.starts_with("→ Command")).collect();
+    assert_eq!(said.len(), 1, "{err}");
+    assert!(said[0].contains(&second.url()) && said[0].contains(&fake), "{err}");
+    assert!(!err.contains(API_KEY));
+    assert_eq!((project.fake.builds().len(), second.builds().len()), (1, 1), "the second fake got the build");
+    assert_eq!(project.read("heroku-host.txt"), second.url());
+    // The same value as the stored one is nothing to say.
+    let (_, err) = run(project.pier().args(["deploy", "prod"]), 0);
+    assert_eq!(about_host(&err), 0, "{err}");
+}
+
+#[test]
+fn a_server_set_up_without_heroku_host_stores_no_endpoint() {
+    let (project, _) = Project::with_app();
+    let fake = project.fake.url();
+    // The API given as a setting instead: the setting is kept, no endpoint is stored.
+    let mut cmd =
+        project.add("Direct", &["--strategy", "manual", "--set", "app=hello-app", "--set", &format!("api_url={fake}")]);
+    run(cmd.env_remove("HEROKU_HOST"), 0);
+    let toml = project.read("pier.toml");
+    let direct = &toml[toml.find("[servers.direct]").expect("the server is saved")..];
+    assert!(!direct.contains("endpoints"), "{toml}");
+    let (show, _) = run(project.pier().args(["server", "show", "direct", "--json"]), 0);
+    assert_eq!(json(&show)["endpoints"], serde_json::json!({}), "{show}");
+    let (show, _) = run(project.pier().args(["server", "show", "direct"]), 0);
+    assert!(!show.contains("endpoint:"), "{show}");
+    let mut cmd = project.pier();
+    run(cmd.env_remove("HEROKU_HOST").args(["deploy", "direct"]), 0);
+    assert_eq!(project.fake.builds().len(), 1);
 }

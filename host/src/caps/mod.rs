@@ -68,7 +68,19 @@ impl Grant {
         values: &BTreeMap<String, String>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(Grant, Vec<ResolvedEndpoint>), GrantError> {
-        let resolved = http::resolve_endpoints(permissions, values, env)?;
+        Self::for_server(contract, permissions, values, &BTreeMap::new(), env)
+    }
+
+    /// The same, for a server with the endpoint URLs `stored` at its setup (see
+    /// [`http::resolve_endpoints`]).
+    pub fn for_server(
+        contract: Contract,
+        permissions: &Permissions,
+        values: &BTreeMap<String, String>,
+        stored: &BTreeMap<String, String>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Grant, Vec<ResolvedEndpoint>), GrantError> {
+        let resolved = http::resolve_endpoints(permissions, values, stored, env)?;
         let http = http::HttpGrant::new(contract, permissions, &resolved).map_err(GrantError::Origin)?;
         let mut programs = BTreeMap::new();
         for program in &permissions.programs {

@@ -169,6 +169,7 @@ impl EventSink for DeploySink {
             let Event::Output { line } = &event else { return };
             state.log.unkept(line.len() as u64 + 1, 1);
             state.hidden += 1;
+            self.full.store(true, Ordering::Relaxed);
             return;
         }
         let line = super::progress::render(&event);
@@ -446,6 +447,8 @@ async fn run_one(
         None => (Status::Interrupted, None, "interrupted by a signal".to_string(), None),
         Some(Ok(ended)) => (Status::Succeeded, Some(ended.exit), ended.summary, ended.url),
         Some(Err(e)) => {
+            // The one place a deploy's error is said: on stderr (or in the JSON Lines) and
+            // in the log, then named by the summary.
             let exit = e.exit();
             let message = match &e {
                 DeployError::Call(c) => c.to_string(),

@@ -304,6 +304,9 @@ fn print_server(v: &ServerView, out: &mut Output) -> std::io::Result<()> {
     for (handle, public) in &v.public_keys {
         out.line(format!("  {handle} (public): {public}"))?;
     }
+    for (id, url) in &s.endpoints {
+        out.line(format!("  endpoint:  {id} = {url}"))?;
+    }
     for pin in s.pins() {
         let p = PinView::of(&pin);
         out.line(format!("  host key:  {} {} {}", p.host, p.algorithm, p.fingerprint))?;
@@ -406,17 +409,19 @@ fn check_fields(
     Ok(())
 }
 
-/// The environment a setup-time call runs in: the method's grant for these answers.
+/// The environment a setup-time call runs in: the method's grant for these answers, with
+/// the endpoint URLs `stored` with the server (none for a new one).
 fn setup_env(
     plugin: &Plugin,
     d: &Description,
     answers: &[Answer],
+    stored: &BTreeMap<String, String>,
     vault: Arc<Vault>,
     server: &str,
 ) -> Result<(CallEnv, Context), CliError> {
     let values = crate::runtime::values_of(answers);
     let (grant, endpoints) =
-        Grant::for_contract(plugin.contract(), &d.permissions, &values, &|name| std::env::var(name).ok())
+        Grant::for_server(plugin.contract(), &d.permissions, &values, stored, &|name| std::env::var(name).ok())
             .map_err(|e| CliError::Usage(format!("method {}: {e}", d.name)))?;
     let env = CallEnv::new(grant, vault, Arc::new(super::progress::StderrSink::new()));
     Ok((env, Context { endpoints, server: server.to_string() }))
@@ -655,7 +660,7 @@ async fn choose(
     answers: &[Answer],
     vault: &Arc<Vault>,
 ) -> Result<Result<String, WrongAnswer>, CliError> {
-    let (env, ctx) = setup_env(plugin, d, answers, vault.clone(), "")?;
+    let (env, ctx) = setup_env(plugin, d, answers, &BTreeMap::new(), vault.clone(), "")?;
     let choices = match ask::spin(
         &format!("fetching {} choices", field.label.to_lowercase()),
         plugin.choices(runtime, &env, &ctx, &field.id, answers),
@@ -794,7 +799,7 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
     // On a terminal, an answer the method refuses is asked again, and checked again.
     let (validated, result, host_keys) = loop {
         // S3/S4: validate against the provider before anything is saved.
-        let (env, ctx) = setup_env(&plugin, &d, &answers, vault.clone(), "")?;
+        let (env, ctx) = setup_env(&plugin, &d, &answers, &BTreeMap::new(), vault.clone(), "")?;
         let validated =
             match ask::spin("validating with the provider", plugin.validate(&runtime, &env, &ctx, &answers)).await? {
                 Ok(validated) => validated,
@@ -808,7 +813,7 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
             };
         eprintln!("✓ {validated}");
         // S5: set up (keys generated and registered).
-        let (env, ctx) = setup_env(&plugin, &d, &answers, vault.clone(), &alias)?;
+        let (env, ctx) = setup_env(&plugin, &d, &answers, &BTreeMap::new(), vault.clone(), &alias)?;
         // Host keys the setup's SSH connections are shown are pinned (trust on first use).
         let host_keys = HostKeys::learning();
         let env = env.with_host_keys(host_keys.clone());
@@ -837,6 +842,16 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
             }))
         })?;
 
+    // An endpoint a variable pointed elsewhere is remembered: deploys without the
+    // variable go where this setup went.
+    let resolved = crate::caps::http::resolve_endpoints(
+        &d.permissions,
+        &crate::runtime::values_of(&answers),
+        &BTreeMap::new(),
+        &|name| std::env::var(name).ok(),
+    )
+    .map_err(|e| CliError::Usage(format!("method {}: {e}", d.name)))?;
+    let endpoints = crate::caps::http::endpoints_to_store(&d.permissions, &resolved);
     let server = Server {
         alias: alias.clone(),
         name,
@@ -847,6 +862,7 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
         settings: result.settings.iter().map(|a| (a.field.clone(), a.value.clone())).collect(),
         commands: Vec::new(),
         host_keys: host_keys.pins().iter().map(Pin::line).collect(),
+        endpoints,
     };
     // Secret answers and generated keys are stored sealed; the config names none of them.
     let mut to_store: Vec<(String, SecretString)> = Vec::new();
@@ -861,6 +877,13 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
 
     for note in &result.notes {
         eprintln!("• {note}");
+    }
+    for r in resolved.iter().filter(|r| server.endpoints.contains_key(&r.endpoint.id)) {
+        let (id, url) = (&r.endpoint.id, &server.endpoints[&r.endpoint.id]);
+        let var = r.variable.as_deref().unwrap_or("the variable");
+        eprintln!(
+            "• stored endpoint `{id}` = {url} (from {var}) with the server: deploys use it when {var} is not set"
+        );
     }
     for pin in host_keys.pins() {
         eprintln!(
@@ -927,7 +950,15 @@ async fn edit(args: EditArgs, globals: &Globals, out: &mut Output) -> Result<Exi
         settings.extend(set.clone());
         let answers: Vec<Answer> =
             settings.iter().map(|(k, v)| Answer { field: k.clone(), value: v.clone() }).collect();
-        let (env, ctx) = setup_env(&plugin, &d, &answers, vault.clone(), &server.alias)?;
+        let values = crate::runtime::values_of(&answers);
+        let resolved = crate::caps::http::resolve_endpoints(&d.permissions, &values, &server.endpoints, &|name| {
+            std::env::var(name).ok()
+        })
+        .map_err(|e| CliError::Usage(format!("method {}: {e}", d.name)))?;
+        for note in resolved.iter().filter_map(|r| r.replaced_note(&server.alias)) {
+            eprintln!("warning: {note}");
+        }
+        let (env, ctx) = setup_env(&plugin, &d, &answers, &server.endpoints, vault.clone(), &server.alias)?;
         let validated = ask::spin("validating with the provider", plugin.validate(&runtime, &env, &ctx, &answers))
             .await?
             .map_err(|e| method_error(&d, e))?;

@@ -13,6 +13,9 @@
 //!
 //! [servers.production-eu.settings]
 //! app = "hello-app"
+//!
+//! [servers.production-eu.endpoints]   # stored at setup when a variable gave them
+//! api = "https://api.heroku.example"  # (HEROKU_HOST), used when it is not set
 //! ```
 
 use std::collections::BTreeMap;
@@ -79,6 +82,9 @@ pub struct Server {
     /// SSH host keys pinned for the server, as `known_hosts` lines (`HOST TYPE BASE64`):
     /// the only hosts its SSH key is offered to.
     pub host_keys: Vec<String>,
+    /// Endpoint URLs (http(s) origins) by endpoint id, stored at setup where an
+    /// environment variable gave them: used when that variable is not set.
+    pub endpoints: BTreeMap<String, String>,
 }
 
 impl Server {
@@ -166,7 +172,9 @@ impl Reader<'_> {
             );
         }
         for (key, item) in table.iter() {
-            if !["name", "method", "strategy", "branch", "url", "settings", "commands", "host_keys"].contains(&key) {
+            if !["name", "method", "strategy", "branch", "url", "settings", "commands", "host_keys", "endpoints"]
+                .contains(&key)
+            {
                 return Err(self.error(item.span().or(span.clone()), format!("{context}: unknown field `{key}`")));
             }
         }
@@ -251,7 +259,36 @@ impl Reader<'_> {
                 host_keys.push(pin.line());
             }
         }
-        Ok(Server { alias: alias.to_string(), name, method, strategy, branch, url, settings, commands, host_keys })
+        let mut endpoints = BTreeMap::new();
+        if let Some(item) = table.get("endpoints") {
+            let Some(et) = item.as_table_like() else {
+                return Err(self.error(item.span(), format!("{context}: `endpoints` must be a table")));
+            };
+            for (id, item) in et.iter() {
+                let origin = item.as_str().and_then(crate::caps::http::origin_url).ok_or_else(|| {
+                    self.error(
+                        item.span(),
+                        format!(
+                            "{context}: endpoint `{id}` must be an http(s) origin URL such as \
+                             `https://api.example.com` (no path, query or credentials)"
+                        ),
+                    )
+                })?;
+                endpoints.insert(id.to_string(), origin);
+            }
+        }
+        Ok(Server {
+            alias: alias.to_string(),
+            name,
+            method,
+            strategy,
+            branch,
+            url,
+            settings,
+            commands,
+            host_keys,
+            endpoints,
+        })
     }
 
     fn plugin(&self, name: &str, item: &Item) -> Result<InstalledPlugin, ConfigError> {
@@ -408,6 +445,13 @@ impl Config {
             settings.insert(k, value(v));
         }
         table.insert("settings", Item::Table(settings));
+        if !server.endpoints.is_empty() {
+            let mut endpoints = Table::new();
+            for (id, url) in &server.endpoints {
+                endpoints.insert(id, value(url));
+            }
+            table.insert("endpoints", Item::Table(endpoints));
+        }
         Self::keep_header_on_top(&mut doc, &mut table);
         self.insert(&mut doc, "servers", &server.alias, table)?;
         self.save(doc)
@@ -572,11 +616,36 @@ app = "hello"
             ("[servers.a]\nname = 'x'\nmethod = 'm'\nstrategy = 'manual'\n[servers.b]\nname = 'X'\nmethod = 'm'\nstrategy = 'manual'\n".to_string(), "pier.toml:5: servers `a` and `b` have the same name `X`"),
             ("[server]\n".to_string(), "pier.toml:1: unknown section `server`"),
             ("[servers\n".to_string(), "pier.toml:1: "),
+            (format!("{GOOD}\n[servers.prod.endpoints]\napi = \"https://api.example.com/v1\"\n"), "pier.toml:13: server `prod`: endpoint `api` must be an http(s) origin URL such as `https://api.example.com` (no path, query or credentials)"),
+            (format!("{GOOD}\n[servers.prod.endpoints]\napi = \"https://user:pw@api.example.com\"\n"), "pier.toml:13: server `prod`: endpoint `api` must be an http(s) origin URL"),
+            (format!("{GOOD}\n[servers.prod.endpoints]\napi = \"ftp://api.example.com\"\n"), "pier.toml:13: server `prod`: endpoint `api` must be an http(s) origin URL"),
+            (format!("{GOOD}\n[servers.prod.endpoints]\napi = 5000\n"), "pier.toml:13: server `prod`: endpoint `api` must be an http(s) origin URL"),
+            (GOOD.replace("commands = [\"echo hi\"]", "endpoints = \"http://127.0.0.1:5000\""), "pier.toml:7: server `prod`: `endpoints` must be a table"),
         ];
         for (text, expected) in cases {
             let error = parse(&text).unwrap_err().to_string();
             assert!(error.starts_with(expected), "got: {error}\nwanted: {expected}");
         }
+    }
+
+    #[test]
+    fn stored_endpoints_load_in_origin_form_and_are_written_as_a_table() {
+        let text = format!("{GOOD}\n[servers.prod.endpoints]\napi = \"HTTP://127.0.0.1:5000/\"\n");
+        let server = parse(&text).unwrap().server("prod").unwrap().clone();
+        assert_eq!(server.endpoints, BTreeMap::from([("api".to_string(), "http://127.0.0.1:5000".to_string())]));
+        assert!(parse(GOOD).unwrap().server("prod").unwrap().endpoints.is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pier.toml");
+        std::fs::write(&path, TEMPLATE).unwrap();
+        let config = Config::load(&path).unwrap();
+        let staging = Server { alias: "staging".into(), name: "Staging".into(), ..server.clone() };
+        let plain = Server { alias: "plain".into(), name: "Plain".into(), endpoints: BTreeMap::new(), ..server };
+        let config = config.add_server(&staging).unwrap().add_server(&plain).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("[servers.staging.endpoints]\napi = \"http://127.0.0.1:5000\"\n"), "{text}");
+        assert_eq!(text.matches("endpoints").count(), 1, "{text}");
+        assert_eq!(config.server("staging").unwrap().endpoints, staging.endpoints);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! The API base URL is the `api_url` setting, else `$HEROKU_HOST` (a value starting with
 //! `http` is the URL, anything else a host name to prefix with `https://api.`), else
 //! `https://api.heroku.com`, exactly as the Heroku CLI reads it. The host resolves it and
-//! grants only that origin.
+//! grants only that origin; when `$HEROKU_HOST` gave it at setup, the host stores it with
+//! the server and uses it while the variable is not set.
 //!
 //! Deploy commands get an authenticated Heroku CLI (`HEROKU_API_KEY`, `HEROKU_APP`, and
 //! `HEROKU_HOST` for a non-default API) and `--exit-code` on every `heroku run`: both are

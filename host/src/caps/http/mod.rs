@@ -345,6 +345,17 @@ pub enum SourceKind {
     Field,
     /// A host environment variable.
     Env,
+    /// The URL stored with the server when it was set up, where an environment variable
+    /// gave it then: used in place of that variable when it is not set.
+    Stored,
+}
+
+impl SourceKind {
+    /// Whether the user gave the URL (a setting, a variable, or a variable's value stored
+    /// at setup), rather than the plugin's default.
+    pub fn user_given(self) -> bool {
+        !matches!(self, SourceKind::Fixed)
+    }
 }
 
 /// An endpoint resolved for one call, and where its URL came from.
@@ -354,41 +365,113 @@ pub struct Resolved {
     pub endpoint: ResolvedEndpoint,
     /// Which kind of source gave it.
     pub source: SourceKind,
+    /// The environment variable that gave the URL (`Env`), or whose value was stored
+    /// (`Stored`).
+    pub variable: Option<String>,
+    /// The URL stored with the server that the variable's value replaced for this call,
+    /// when the two differ.
+    pub replaced: Option<String>,
+}
+
+impl Resolved {
+    /// One line saying that the environment's value replaced the URL stored with server
+    /// `server`, when it did. Both are origin URLs, never holding a secret.
+    pub fn replaced_note(&self, server: &str) -> Option<String> {
+        let stored = self.replaced.as_ref()?;
+        Some(format!(
+            "{} is set: endpoint `{}` of server `{server}` uses {} for this run, not {stored} stored with the server",
+            self.variable.as_deref().unwrap_or("the environment"),
+            self.endpoint.id,
+            self.endpoint.url,
+        ))
+    }
+}
+
+/// `url` in origin form (`scheme://host[:port]`, default port left out), or `None` when
+/// it is not an http(s) origin URL: no path, query, fragment or credentials.
+pub fn origin_url(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url.trim()).ok()?;
+    let plain = parsed.username().is_empty()
+        && parsed.password().is_none()
+        && parsed.query().is_none()
+        && parsed.fragment().is_none()
+        && matches!(parsed.path(), "" | "/");
+    if !plain {
+        return None;
+    }
+    OriginPattern::of(&parsed).ok().map(|o| o.to_string())
 }
 
 /// Resolves the plugin's endpoints for one call: for each, the first source with a value
-/// among the answers or settings `values` and the host environment `env`. A value of the
-/// wrong shape is an error naming the variable or endpoint, never showing the value.
+/// among the answers or settings `values` and the host environment `env`; an environment
+/// source that `env` does not set takes the URL `stored` with the server for that
+/// endpoint, if any. A value of the wrong shape is an error naming the variable or
+/// endpoint, never showing the value.
 pub fn resolve_endpoints(
     permissions: &Permissions,
     values: &BTreeMap<String, String>,
+    stored: &BTreeMap<String, String>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<Resolved>, crate::caps::GrantError> {
     let mut out = Vec::new();
     for endpoint in &permissions.endpoints {
         let endpoint_error = |source| crate::caps::GrantError::Endpoint { endpoint: endpoint.id.clone(), source };
+        let stored = stored.get(&endpoint.id).map(|url| url.trim()).filter(|url| !url.is_empty());
         for source in &endpoint.sources {
             let found = match source {
-                EndpointSource::Fixed(url) => Some((url.clone(), SourceKind::Fixed)),
+                EndpointSource::Fixed(url) => Some((url.clone(), SourceKind::Fixed, None)),
                 EndpointSource::Field(field) => values
                     .get(field)
                     .filter(|v| !v.trim().is_empty())
-                    .map(|v| (v.trim().to_string(), SourceKind::Field)),
+                    .map(|v| (v.trim().to_string(), SourceKind::Field, None)),
                 EndpointSource::Env(var) => match env(&var.name).filter(|v| !v.trim().is_empty()) {
-                    Some(value) => Some((env_endpoint_url(var, &value).map_err(endpoint_error)?, SourceKind::Env)),
-                    None => None,
+                    Some(value) => Some((
+                        env_endpoint_url(var, &value).map_err(endpoint_error)?,
+                        SourceKind::Env,
+                        Some(var.name.clone()),
+                    )),
+                    None => stored.map(|url| (url.to_string(), SourceKind::Stored, Some(var.name.clone()))),
                 },
             };
-            if let Some((url, kind)) = found {
+            if let Some((url, source, variable)) = found {
                 let url = url.trim_end_matches('/').to_string();
                 let parsed = url::Url::parse(&url).map_err(|_| endpoint_error(OriginError::NotAUrl(url.clone())))?;
-                OriginPattern::of(&parsed).map_err(endpoint_error)?;
-                out.push(Resolved { endpoint: ResolvedEndpoint { id: endpoint.id.clone(), url }, source: kind });
+                let origin = OriginPattern::of(&parsed).map_err(endpoint_error)?;
+                let replaced = match (source, stored) {
+                    (SourceKind::Env, Some(stored)) if origin_url(stored) != Some(origin.to_string()) => {
+                        Some(stored.trim_end_matches('/').to_string())
+                    }
+                    _ => None,
+                };
+                out.push(Resolved {
+                    endpoint: ResolvedEndpoint { id: endpoint.id.clone(), url },
+                    source,
+                    variable,
+                    replaced,
+                });
                 break;
             }
         }
     }
     Ok(out)
+}
+
+/// The endpoints to store with a server being set up: those whose URL came from an
+/// environment variable, by id, in origin form, unless that is the endpoint's fixed
+/// default anyway. Deploys use them when the variable is not set.
+pub fn endpoints_to_store(permissions: &Permissions, resolved: &[Resolved]) -> BTreeMap<String, String> {
+    let fixed = |id: &str| {
+        permissions.endpoints.iter().filter(|e| e.id == id).flat_map(|e| &e.sources).find_map(|s| match s {
+            EndpointSource::Fixed(url) => origin_url(url),
+            _ => None,
+        })
+    };
+    resolved
+        .iter()
+        .filter(|r| r.source == SourceKind::Env)
+        .filter_map(|r| Some((r.endpoint.id.clone(), origin_url(&r.endpoint.url)?)))
+        .filter(|(id, url)| fixed(id).as_ref() != Some(url))
+        .collect()
 }
 
 /// Where one secret may go in a header.
@@ -416,9 +499,10 @@ pub enum Reach {
 #[derive(Debug, Clone, Default)]
 pub struct HttpGrant {
     endpoints: Vec<(String, OriginPattern)>,
-    /// The origins of endpoints whose URL the user gave (a setting or an environment
-    /// variable), not the plugin's fixed default: the only ones that may be private
-    /// addresses, when the user wrote the address or `localhost`.
+    /// The origins of endpoints whose URL the user gave (a setting, an environment
+    /// variable, or a variable's value stored with the server at setup), not the plugin's
+    /// fixed default: the only ones that may be private addresses, when the user wrote the
+    /// address or `localhost`.
     user_origins: Vec<OriginPattern>,
     exact: Vec<OriginPattern>,
     wildcards: Vec<OriginPattern>,
@@ -435,7 +519,7 @@ impl HttpGrant {
             let url = &resolved.endpoint.url;
             let url = url::Url::parse(url).map_err(|_| OriginError::NotAUrl(url.clone()))?;
             let origin = OriginPattern::of(&url)?;
-            if matches!(resolved.source, SourceKind::Field | SourceKind::Env) {
+            if resolved.source.user_given() {
                 grant.user_origins.push(origin.clone());
             }
             grant.endpoints.push((resolved.endpoint.id.clone(), origin));
@@ -1352,10 +1436,10 @@ mod tests {
         assert!(matches!(grant.check("file:///etc/passwd"), Err(http::HttpError::InvalidRequest(_))));
     }
 
-    #[test]
-    fn endpoints_take_the_first_source_with_a_value() {
+    /// The Heroku method's endpoint: setting `api_url`, else `HEROKU_HOST`, else the API.
+    fn heroku_endpoint() -> Permissions {
         use crate::runtime::bindings::pier::deploy::types::{Endpoint, EnvEndpoint};
-        let permissions = Permissions {
+        Permissions {
             endpoints: vec![Endpoint {
                 id: "api".into(),
                 sources: vec![
@@ -1368,11 +1452,68 @@ mod tests {
             programs: vec![],
             secrets: vec![],
             commands: crate::runtime::bindings::CommandSupport { env: vec![], rules: vec![], tools: vec![] },
+        }
+    }
+
+    #[test]
+    fn a_stored_endpoint_stands_in_for_its_variable_when_it_is_not_set() {
+        let permissions = heroku_endpoint();
+        let none = |_: &str| None;
+        let host = |v: &'static str| move |name: &str| (name == "HEROKU_HOST").then(|| v.to_string());
+        let stored = BTreeMap::from([("api".to_string(), "http://127.0.0.1:5000".to_string())]);
+        let resolve = |values: &BTreeMap<String, String>, env: &dyn Fn(&str) -> Option<String>| {
+            resolve_endpoints(&permissions, values, &stored, env).unwrap().pop().unwrap()
         };
+        let empty = BTreeMap::new();
+        let r = resolve(&empty, &none);
+        assert_eq!((r.endpoint.url.as_str(), r.source), ("http://127.0.0.1:5000", SourceKind::Stored));
+        assert_eq!((r.variable.as_deref(), r.replaced_note("prod")), (Some("HEROKU_HOST"), None));
+        // A stored endpoint is the user's: it may be a loopback address.
+        let grant = HttpGrant::new(Contract::CURRENT, &permissions, &[r]).unwrap();
+        assert!(grant.user_wrote(&origin("http://127.0.0.1:5000")));
+
+        // The variable, set for this run, wins; said when it differs from the stored URL.
+        let r = resolve(&empty, &host("http://127.0.0.1:6000"));
+        assert_eq!((r.endpoint.url.as_str(), r.source), ("http://127.0.0.1:6000", SourceKind::Env));
+        assert_eq!(
+            r.replaced_note("prod").as_deref(),
+            Some(
+                "HEROKU_HOST is set: endpoint `api` of server `prod` uses http://127.0.0.1:6000 for this run, not \
+                 http://127.0.0.1:5000 stored with the server"
+            )
+        );
+        assert_eq!(resolve(&empty, &host("http://127.0.0.1:5000/")).replaced, None, "the same origin");
+        // A setting still comes first.
+        let set = BTreeMap::from([("api_url".to_string(), "http://127.0.0.1:7000".to_string())]);
+        assert_eq!(resolve(&set, &none).source, SourceKind::Field);
+
+        // What setup stores: a variable's URL, not a setting's, nor the fixed default.
+        let to_store = |values: &BTreeMap<String, String>, env: &dyn Fn(&str) -> Option<String>| {
+            endpoints_to_store(&permissions, &resolve_endpoints(&permissions, values, &empty, env).unwrap())
+        };
+        assert_eq!(to_store(&empty, &host("http://127.0.0.1:5000/")), stored);
+        assert_eq!(to_store(&empty, &host("heroku.example"))["api"], "https://api.heroku.example");
+        assert!(to_store(&set, &host("http://127.0.0.1:5000")).is_empty());
+        assert!(to_store(&empty, &none).is_empty());
+        assert!(to_store(&empty, &host("heroku.com")).is_empty(), "the default is nothing to remember");
+    }
+
+    #[test]
+    fn origin_urls_are_plain_http_origins() {
+        assert_eq!(origin_url("HTTPS://API.example.com:443/").as_deref(), Some("https://api.example.com"));
+        assert_eq!(origin_url("http://127.0.0.1:5000").as_deref(), Some("http://127.0.0.1:5000"));
+        for bad in ["https://api.example.com/v1", "https://u:p@api.example.com", "ftp://x", "https://x/?q", "x"] {
+            assert_eq!(origin_url(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn endpoints_take_the_first_source_with_a_value() {
+        let permissions = heroku_endpoint();
         let none = |_: &str| None;
         let host = |v: &'static str| move |name: &str| (name == "HEROKU_HOST").then(|| v.to_string());
         let url = |values: &BTreeMap<String, String>, env: &dyn Fn(&str) -> Option<String>| {
-            resolve_endpoints(&permissions, values, env).unwrap().pop().unwrap().endpoint.url
+            resolve_endpoints(&permissions, values, &BTreeMap::new(), env).unwrap().pop().unwrap().endpoint.url
         };
         let empty = BTreeMap::new();
         assert_eq!(url(&empty, &none), "https://api.heroku.com");
@@ -1497,7 +1638,7 @@ mod tests {
     ) -> (HttpPolicy, Arc<crate::caps::Audit>) {
         let values: BTreeMap<String, String> =
             api_url.map(|u| ("api_url".to_string(), u.to_string())).into_iter().collect();
-        let resolved = resolve_endpoints(permissions, &values, &|_| None).unwrap();
+        let resolved = resolve_endpoints(permissions, &values, &BTreeMap::new(), &|_| None).unwrap();
         let grant = HttpGrant::new(Contract::CURRENT, permissions, &resolved).unwrap();
         let audit = Arc::new(crate::caps::Audit::default());
         let client = SharedClient::new(&limits);
