@@ -16,6 +16,10 @@ pub fn run(json: bool, out: &mut Output) -> Result<Exit, CliError> {
             .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", config.display())))?;
         true
     };
+    // Every project has an id, so that several can share one database for their state.
+    let loaded = crate::project::config::Config::load(&config)?;
+    let had_id = loaded.project_id().is_some();
+    let (_, project_id) = loaded.ensure_project_id()?;
     let from_env = std::env::var(masterkey::ENV).is_ok_and(|v| !v.trim().is_empty());
     let key_file = if from_env { None } else { masterkey::create_file()? };
     let key_path = if from_env { None } else { Some(masterkey::key_file()?) };
@@ -25,13 +29,16 @@ pub fn run(json: bool, out: &mut Output) -> Result<Exit, CliError> {
             "created_config": created_config,
             "master_key": if from_env { "env".to_string() } else { key_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default() },
             "created_master_key": key_file.is_some(),
+            "project_id": project_id,
         }))?;
         return Ok(Exit::Success);
     }
     if created_config {
         out.line(format!("created {}", config.display()))?;
-    } else {
+    } else if had_id {
         out.line(format!("{} already exists; left as it is", config.display()))?;
+    } else {
+        out.line(format!("{} already exists; gave the project the id {project_id}", config.display()))?;
     }
     match (&key_file, &key_path) {
         (_, None) => out.line(format!("the master key comes from {}", masterkey::ENV))?,

@@ -112,6 +112,33 @@ pub struct Config {
     text: String,
     servers: Vec<Server>,
     plugins: Vec<InstalledPlugin>,
+    project_id: Option<String>,
+    state: StateBackend,
+}
+
+/// Where the timeline and the deploy locks live (`[state] backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackend {
+    /// `.pier/` of the checkout: one machine.
+    #[default]
+    Local,
+    /// The PostgreSQL database `PIER_DATABASE_URL` names, shared by every runner.
+    Postgres,
+}
+
+/// Whether `id` is a usable project id: lowercase letters, digits, `-` and `_`, 1 to 64.
+pub fn valid_project_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// A new project id: `p` and 16 random hex digits.
+pub fn new_project_id() -> String {
+    use rand_core::RngCore as _;
+    let mut bytes = [0u8; 8];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    format!("p{}", hex::encode(bytes))
 }
 
 /// What is wrong with `pier.toml`, and where.
@@ -337,7 +364,7 @@ impl Config {
             .map_err(|e| reader.error(e.span(), e.message().trim().replace('\n', " ")))?;
         let root = doc.as_table();
         for (key, item) in root.iter() {
-            if key != "servers" && key != "plugins" {
+            if !["servers", "plugins", "project", "state"].contains(&key) {
                 return Err(reader
                     .error(item.span().or(root.key(key).and_then(|k| k.span())), format!("unknown section `{key}`")));
             }
@@ -368,7 +395,84 @@ impl Config {
                 plugins.push(reader.plugin(name, item)?);
             }
         }
-        Ok(Config { path: path.to_path_buf(), text, servers, plugins })
+        let project_id = match root.get("project") {
+            None => None,
+            Some(item) => {
+                let table = item.as_table().ok_or_else(|| reader.error(item.span(), "`project` must be a table"))?;
+                for (key, item) in table.iter() {
+                    if key != "id" {
+                        return Err(reader.error(item.span(), format!("[project]: unknown field `{key}`")));
+                    }
+                }
+                let id = reader.string(table, "id", "[project]")?;
+                if let Some(id) = &id
+                    && !valid_project_id(id)
+                {
+                    return Err(reader.error(
+                        table.get("id").and_then(Item::span),
+                        format!("[project]: id `{id}` must be 1 to 64 lowercase letters, digits, `-` or `_`"),
+                    ));
+                }
+                id
+            }
+        };
+        let state = match root.get("state") {
+            None => StateBackend::Local,
+            Some(item) => {
+                let table = item.as_table().ok_or_else(|| reader.error(item.span(), "`state` must be a table"))?;
+                for (key, item) in table.iter() {
+                    if key != "backend" {
+                        return Err(reader.error(item.span(), format!("[state]: unknown field `{key}`")));
+                    }
+                }
+                match reader.string(table, "backend", "[state]")?.as_deref() {
+                    None | Some("local") => StateBackend::Local,
+                    Some("postgres") => StateBackend::Postgres,
+                    Some(other) => {
+                        return Err(reader.error(
+                            table.get("backend").and_then(Item::span),
+                            format!("[state]: backend `{other}` must be `local` or `postgres`"),
+                        ));
+                    }
+                }
+            }
+        };
+        if state == StateBackend::Postgres && project_id.is_none() {
+            return Err(reader.error(
+                root.get("state").and_then(Item::span),
+                "[state] backend is postgres, but [project] has no id (several projects share a database): \
+                 run `pier init` to add one",
+            ));
+        }
+        Ok(Config { path: path.to_path_buf(), text, servers, plugins, project_id, state })
+    }
+
+    /// The project's id (`[project] id`), which keeps its rows apart in a shared database.
+    pub fn project_id(&self) -> Option<&str> {
+        self.project_id.as_deref()
+    }
+
+    /// Where the timeline and locks live, as `pier.toml` says (local by default).
+    pub fn state_backend(&self) -> StateBackend {
+        self.state
+    }
+
+    /// Gives the project an id if it has none, and writes the file; returns the id.
+    pub fn ensure_project_id(&self) -> Result<(Config, String), ConfigError> {
+        if let Some(id) = &self.project_id {
+            return Ok((self.clone(), id.clone()));
+        }
+        let id = new_project_id();
+        let mut doc = self.document()?;
+        let mut table = Table::new();
+        table.insert("id", value(&id));
+        Self::keep_header_on_top(&mut doc, &mut table);
+        let prefix = table.decor().prefix().and_then(|p| p.as_str()).unwrap_or("").to_string();
+        table.decor_mut().set_prefix(format!(
+            "{prefix}\n# Keeps this project's deploys apart in a shared database. Do not change it.\n"
+        ));
+        doc.insert("project", Item::Table(table));
+        Ok((self.save(doc)?, id))
     }
 
     /// The file.
@@ -626,6 +730,31 @@ app = "hello"
             let error = parse(&text).unwrap_err().to_string();
             assert!(error.starts_with(expected), "got: {error}\nwanted: {expected}");
         }
+    }
+
+    #[test]
+    fn the_project_id_and_state_backend_are_read_and_checked() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!((config.project_id(), config.state_backend()), (None, StateBackend::Local));
+        let shared = parse(&format!("[project]\nid = \"p0123abcd\"\n[state]\nbackend = \"postgres\"\n{GOOD}")).unwrap();
+        assert_eq!((shared.project_id(), shared.state_backend()), (Some("p0123abcd"), StateBackend::Postgres));
+        let cases = [
+            ("[state]\nbackend = \"postgres\"\n", "pier.toml:1: [state] backend is postgres, but [project] has no id"),
+            ("[state]\nbackend = \"mysql\"\n", "pier.toml:2: [state]: backend `mysql` must be `local` or `postgres`"),
+            ("[state]\nurl = \"postgres://x\"\n", "pier.toml:2: [state]: unknown field `url`"),
+            ("[project]\nid = \"Has Spaces\"\n", "pier.toml:2: [project]: id `Has Spaces` must be 1 to 64"),
+        ];
+        for (text, expected) in cases {
+            let error = parse(text).unwrap_err().to_string();
+            assert!(error.starts_with(expected), "got: {error}\nwanted: {expected}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pier.toml");
+        std::fs::write(&path, format!("{TEMPLATE}{GOOD}")).unwrap();
+        let (config, id) = Config::load(&path).unwrap().ensure_project_id().unwrap();
+        assert!(valid_project_id(&id) && config.project_id() == Some(id.as_str()));
+        assert_eq!(config.ensure_project_id().unwrap().1, id, "an id is given once");
+        assert_eq!(Config::load(&path).unwrap().server("prod").unwrap().name, "Prod");
     }
 
     #[test]
