@@ -395,6 +395,7 @@ async fn run_one(
             Trigger::Automatic => "automatic".into(),
         },
         actor: build.actor.clone(),
+        runner: None,
         started_at: String::new(),
         ended_at: None,
         status: Status::Running,

@@ -10,6 +10,7 @@ pub mod config;
 pub mod lock;
 pub mod masterkey;
 pub mod secrets_file;
+pub mod shared;
 pub mod timeline;
 
 use std::io::Write as _;

@@ -63,6 +63,9 @@ pub struct Deploy {
     pub trigger: String,
     /// Who or what asked for it.
     pub actor: String,
+    /// The machine (CI runner) that ran it, when the timeline is shared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runner: Option<String>,
     /// RFC 3339, UTC.
     pub started_at: String,
     pub ended_at: Option<String>,
@@ -287,6 +290,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Deploy> {
         build: r.get(5)?,
         trigger: r.get(6)?,
         actor: r.get(7)?,
+        runner: None,
         started_at: r.get(8)?,
         ended_at: r.get(9)?,
         status: Status::parse(&r.get::<_, String>(10)?),
@@ -446,6 +450,7 @@ mod tests {
             build: None,
             trigger: "manual".into(),
             actor: "ada".into(),
+            runner: None,
             started_at: String::new(),
             ended_at: None,
             status: Status::Running,

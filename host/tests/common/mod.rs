@@ -6,6 +6,7 @@ use std::path::PathBuf;
 pub mod bomb;
 pub mod loopback;
 pub mod oracle;
+pub mod postgres;
 
 /// Where tests cache compiled plugins: shared by every test so each plugin compiles once.
 pub fn cache_dir() -> PathBuf {

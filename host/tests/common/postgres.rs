@@ -25,14 +25,20 @@ fn program(name: &str) -> PathBuf {
     if let Some(dir) = BIN_DIRS.iter().map(Path::new).find(|d| d.join(name).exists()) {
         return dir.join(name);
     }
-    let on_path = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join(name))
-        .find(|p| p.exists());
+    let on_path =
+        std::env::var_os("PATH").iter().flat_map(std::env::split_paths).map(|d| d.join(name)).find(|p| p.exists());
     on_path.unwrap_or_else(|| {
         panic!("this test runs a real PostgreSQL server, and `{name}` is missing: apt-get install postgresql")
     })
+}
+
+/// Makes `path` the server's own (its user's, when this process is root), for files the
+/// server insists on owning, such as its TLS key.
+pub fn give_to_server(path: &Path) {
+    if let Some((uid, gid)) = unprivileged() {
+        nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
+            .expect("chown to the server's user");
+    }
 }
 
 /// The user and group to run the server as, when this process is root.
@@ -58,6 +64,11 @@ fn as_server_user(command: &mut Command) -> &mut Command {
 impl Postgres {
     /// Starts a fresh cluster; returns once it accepts connections.
     pub fn start() -> Postgres {
+        Postgres::start_with(&[])
+    }
+
+    /// The same, with more server settings (`name=value`, as `postgres -c` takes them).
+    pub fn start_with(settings: &[&str]) -> Postgres {
         let dir = tempfile::Builder::new().prefix("pier-pg-").tempdir().expect("temporary directory");
         let data = dir.path().join("data");
         let sockets = dir.path().join("sockets");
@@ -67,9 +78,13 @@ impl Postgres {
             nix::unistd::chown(dir.path(), owner.0, owner.1).unwrap();
             nix::unistd::chown(&sockets, owner.0, owner.1).unwrap();
         }
-        let init = as_server_user(Command::new(program("initdb")).args(["-A", "trust", "-U", USER, "--no-sync", "-E", "UTF8", "-D"]).arg(&data))
-            .output()
-            .expect("run initdb");
+        let init = as_server_user(
+            Command::new(program("initdb"))
+                .args(["-A", "trust", "-U", USER, "--no-sync", "-E", "UTF8", "-D"])
+                .arg(&data),
+        )
+        .output()
+        .expect("run initdb");
         assert!(init.status.success(), "initdb failed:\n{}", String::from_utf8_lossy(&init.stderr));
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut child = as_server_user(
@@ -80,6 +95,7 @@ impl Postgres {
                 .arg(&sockets)
                 .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
                 .args(["-c", "log_min_messages=warning", "-c", "max_connections=100"])
+                .args(settings.iter().flat_map(|s| ["-c", s]))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped()),
