@@ -227,7 +227,11 @@ fn a_missing_heroku_cli_is_named_before_anything_deploys() {
     let (project, _) = Project::with_app();
     project.commands(&["heroku run rake db:migrate"]);
     let before = project.fake.requests().len();
-    let (_, err) = run(project.pier().args(["deploy", "prod"]).env("PATH", "/usr/bin:/bin"), 2);
+    // A PATH of only what this deploy needs, so a Heroku CLI installed on the machine
+    // (in /usr/bin, say) is not found.
+    let bin = common::tempdir();
+    let path = common::only_programs(bin.path(), &["sh", "git"]);
+    let (_, err) = run(project.pier().args(["deploy", "prod"]).env("PATH", &path), 2);
     assert!(
         err.contains(
             "need `heroku` (install it with: npm install -g heroku), which is not on PATH; nothing was deployed"
