@@ -97,8 +97,10 @@ pub struct AddArgs {
 pub struct EditArgs {
     /// The server's alias or name.
     server: String,
+    /// A new strategy: when to deploy.
     #[arg(long, value_enum)]
     strategy: Option<StrategyArg>,
+    /// A new branch for automatic deploys to follow.
     #[arg(long, value_name = "NAME")]
     branch: Option<String>,
     /// A new URL; an empty value removes it.
