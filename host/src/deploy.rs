@@ -13,7 +13,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use crate::caps::Grant;
-use crate::caps::events::{Event, EventSink, Level, inert};
+use crate::caps::events::{Event, EventSink, Level, count, inert};
 use crate::caps::exec::{
     Env, OutputRoom, Program, base_env, find_program, plain_program_name, refused_env, run_program,
 };
@@ -372,12 +372,13 @@ impl Deploy<'_> {
                 }
                 self.say(Level::Error, message.clone());
                 if i + 1 < total {
-                    self.say(Level::Error, format!("{} later command(s) not run", total - i - 1));
+                    self.say(Level::Error, format!("{} not run", count((total - i - 1) as u64, "later command")));
                 }
                 return Err(DeployError::Method(message, Exit::DeployFailed));
             }
         }
-        Ok(Ended { exit: Exit::Success, summary: format!("{}; {total} command(s) passed", report.summary), url })
+        let passed = count(total as u64, "command");
+        Ok(Ended { exit: Exit::Success, summary: format!("{}; {passed} passed", report.summary), url })
     }
 
     /// Exit 4 when ssh refused a host for its key during this deploy.

@@ -127,8 +127,8 @@ impl DeploySink {
             let event = Event::Log {
                 level: Level::Warn,
                 message: format!(
-                    "{hidden} output lines not shown here (more than {} a second); `pier timeline show {}` has the \
-                     deploy's log",
+                    "{} not shown here (more than {} a second); `pier timeline show {}` has the deploy's log",
+                    events::count(hidden, "output line"),
                     events::RATE_PER_SECOND,
                     self.deploy_id
                 ),

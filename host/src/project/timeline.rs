@@ -397,9 +397,9 @@ impl DeployLog {
     pub fn finish(&mut self) -> String {
         if self.dropped_lines > 0 {
             let line = format!(
-                "[log cut: {} bytes in {} lines not kept: a deploy's log keeps {} MiB]",
-                self.dropped_bytes,
-                self.dropped_lines,
+                "[log cut: {} in {} not kept: a deploy's log keeps {} MiB]",
+                crate::caps::events::count(self.dropped_bytes, "byte"),
+                crate::caps::events::count(self.dropped_lines, "line"),
                 LOG_OUTPUT >> 20
             );
             (self.dropped_bytes, self.dropped_lines) = (0, 0);
