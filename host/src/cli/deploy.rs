@@ -202,23 +202,42 @@ impl OutputRoom for DeploySink {
     }
 }
 
-/// Who asked for a deploy: the CI's user, else the local user.
-fn actor() -> String {
-    for var in [
+/// Who asked for a deploy: the CI's user; else the local user (`USER`, `LOGNAME`, or the
+/// system's name for this user); else git's `user.name` of the checkout. Never nobody.
+fn actor(checkout: &Checkout) -> String {
+    let uid = nix::unistd::geteuid();
+    actor_from(
+        &|name| std::env::var(name).ok(),
+        || nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name),
+        || checkout.user_name(),
+        uid.as_raw(),
+    )
+}
+
+/// [`actor`] from the variables `var` reads, the system's name for the user, git's
+/// `user.name`, and the user id when none of them says.
+fn actor_from(
+    var: &dyn Fn(&str) -> Option<String>,
+    system_user: impl FnOnce() -> Option<String>,
+    git_user: impl FnOnce() -> Option<String>,
+    uid: u32,
+) -> String {
+    let given = |text: Option<String>| text.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    [
         "GITHUB_ACTOR",
         "GITLAB_USER_LOGIN",
         "CIRCLE_USERNAME",
         "BUILDKITE_BUILD_CREATOR",
         "SEMAPHORE_GIT_COMMITTER",
         "BUILD_USER_ID",
-    ] {
-        if let Ok(v) = std::env::var(var)
-            && !v.is_empty()
-        {
-            return v;
-        }
-    }
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into())
+        "USER",
+        "LOGNAME",
+    ]
+    .into_iter()
+    .find_map(|name| given(var(name)))
+    .or_else(|| given(system_user()))
+    .or_else(|| given(git_user()))
+    .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// The checkout at `dir`, refusing a directory that does not exist or is not in a git
@@ -292,7 +311,7 @@ pub async fn deploy(args: DeployArgs, globals: &Globals, out: &mut Output) -> Re
         branch,
         build: args.build.or_else(|| std::env::var("PIER_BUILD").ok().filter(|v| !v.is_empty())),
         trigger: Trigger::Manual,
-        actor: actor(),
+        actor: actor(&checkout),
     };
     warn_uncommitted(&checkout, &commit);
     let workspace = Workspace::new(checkout, commit);
@@ -506,6 +525,7 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
     let commit = resolve(&checkout, Some((rev, detected.commit_var.unwrap_or("the build's commit"))))?;
     let scratch = scratch_root(&checkout)?;
     let mut warned = false;
+    let who = actor(&checkout);
     let workspace = Workspace::new(checkout, commit.clone());
     if !args.run.json {
         eprintln!("{}: branch {branch}, commit {}", detected.describe(), commit.get(..12).unwrap_or(&commit));
@@ -543,7 +563,7 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
             branch: branch.clone(),
             build: detected.build.clone(),
             trigger: Trigger::Automatic,
-            actor: actor(),
+            actor: who.clone(),
         };
         if !std::mem::replace(&mut warned, true) {
             warn_uncommitted(workspace.checkout(), &commit);
@@ -575,4 +595,27 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
         eprintln!("no automatic server follows branch {branch}: nothing to deploy");
     }
     report(&results, args.run.json, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn the_actor_is_the_ci_user_then_the_local_user_then_git_then_the_uid() {
+        let none = || None;
+        let system = || Some("ada".to_string());
+        let git = || Some("Ada Lovelace".to_string());
+        let ci = vars(&[("GITHUB_ACTOR", "octocat"), ("USER", "runner")]);
+        assert_eq!(actor_from(&ci, system, git, 1000), "octocat");
+        assert_eq!(actor_from(&vars(&[("USER", "bob"), ("LOGNAME", "b")]), system, git, 1000), "bob");
+        assert_eq!(actor_from(&vars(&[("USER", " "), ("LOGNAME", "bee")]), system, git, 1000), "bee");
+        assert_eq!(actor_from(&vars(&[("GITHUB_ACTOR", "")]), system, git, 1000), "ada");
+        assert_eq!(actor_from(&vars(&[]), none, git, 1000), "Ada Lovelace");
+        assert_eq!(actor_from(&vars(&[]), none, none, 1000), "uid 1000");
+    }
 }
