@@ -418,6 +418,7 @@ async fn run_one(
         status: Status::Running,
         exit_code: None,
         summary: None,
+        url: None,
     };
     let log = timeline.start(&record)?;
     let sink = Arc::new(DeploySink::new(log, json, &server.alias, &deploy_id));
@@ -476,7 +477,8 @@ async fn run_one(
     };
     let code = exit.unwrap_or(Exit::Interrupted).code();
     let log = sink.finish();
-    timeline.finish(&deploy_id, status, i32::from(code), &redact(&summary), &log)?;
+    let ended = timeline::Ended { status, exit_code: i32::from(code), summary: &redact(&summary), url: url.as_deref() };
+    timeline.finish(&deploy_id, ended, &log)?;
     Ok(ServerResult {
         server: server.alias.clone(),
         status: status.to_string(),
