@@ -10,10 +10,16 @@ if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then bold=$'\e[1m'; plain=$'\e[0m'; else 
 say() { printf '\n%s==> %s%s\n' "$bold" "$*" "$plain"; }
 show() { printf '%s$ %s%s\n' "$bold" "$*" "$plain"; "$@"; }
 
-say "Building pier and the fake Heroku (the first build takes a few minutes)"
-(cd "$root" && cargo build --quiet -p pier -p fake-heroku)
-pier="$root/target/debug/pier"
-fake="$root/target/debug/fake-heroku"
+say "Building pier, then the fake Heroku (the first build takes a few minutes; cargo shows its progress)"
+# Two builds, not one: built together, the two packages share dependencies with the union
+# of their features (the fake's axum turns on more of serde, hyper and tower), which makes
+# a pier unlike the one `cargo build -p pier` or `cargo run -p pier` makes, and the README's
+# next command would compile pier and most of its dependencies again.
+(cd "$root" && cargo build -p pier && cargo build -p fake-heroku)
+target=${CARGO_TARGET_DIR:-target}
+case $target in /*) ;; *) target="$root/$target" ;; esac
+pier="$target/debug/pier"
+fake="$target/debug/fake-heroku"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pier-demo.XXXXXX")
 fake_pid=

@@ -13,7 +13,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use crate::caps::Grant;
-use crate::caps::events::{Event, EventSink, Level, inert, safe_line};
+use crate::caps::events::{Event, EventSink, Level, count, inert, safe_line};
 use crate::caps::exec::{
     Env, OutputRoom, Program, base_env, find_program, plain_program_name, refused_env, run_program,
 };
@@ -433,7 +433,7 @@ impl Deploy<'_> {
                 self.host_key_refused()?;
                 let mut message = format!("command {} of {total} (`{command}`) exited with {}", i + 1, finished.code);
                 if i + 1 < total {
-                    message.push_str(&format!("; {} later command(s) not run", total - i - 1));
+                    message.push_str(&format!("; {} not run", count((total - i - 1) as u64, "later command")));
                 }
                 if finished.unkept_lines > 0 {
                     // The log was full before the command ended: show how it ended.
@@ -446,7 +446,8 @@ impl Deploy<'_> {
                 return Err(DeployError::Method(message, Exit::DeployFailed));
             }
         }
-        Ok(Ended { exit: Exit::Success, summary: format!("{}; {total} command(s) passed", report.summary), url })
+        let passed = count(total as u64, "command");
+        Ok(Ended { exit: Exit::Success, summary: format!("{}; {passed} passed", report.summary), url })
     }
 
     /// Exit 4 when ssh refused a host for its key during this deploy.

@@ -235,6 +235,13 @@ impl Checkout {
         }
     }
 
+    /// git's `user.name` for this checkout (its repository's, else the user's), if set.
+    pub fn user_name(&self) -> Option<String> {
+        let name = self.run(["config", "--get", "user.name"]).ok()?.ok()?;
+        let name = name.trim();
+        (!name.is_empty()).then(|| name.to_string())
+    }
+
     /// The branch checked out, if one is.
     pub fn branch(&self) -> Option<String> {
         let name = self.run(["symbolic-ref", "--quiet", "--short", "HEAD"]).ok()?.ok()?;

@@ -155,10 +155,10 @@ fn usage_errors_exit_2() {
 #[test]
 fn a_closed_stdout_is_not_an_error() {
     let home = tempdir();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pier"))
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pier"));
+    common::clean(&mut cmd, home.path());
+    let mut child = cmd
         .args(["plugins", "list", "--json"])
-        .env("PIER_CACHE_DIR", common::cache_dir())
-        .env("HOME", home.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

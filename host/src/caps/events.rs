@@ -124,6 +124,11 @@ pub fn inert(text: &str) -> String {
     strip(&text.replace('\t', " "))
 }
 
+/// `n` and `noun`, in the plural unless `n` is 1: "1 command", "2 commands".
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// Escape sequences, control characters and invisible characters removed.
 fn strip(text: &str) -> String {
     // Every escape sequence begins with a control character: text without one is kept.
@@ -371,6 +376,13 @@ impl events::Host for EventsCap {
 mod tests {
     use super::*;
     use crate::caps::secrets::REDACTED as REDACTED_MARK;
+
+    #[test]
+    fn counts_are_in_words() {
+        assert_eq!(count(0, "command"), "0 commands");
+        assert_eq!(count(1, "command"), "1 command");
+        assert_eq!(count(2, "later command"), "2 later commands");
+    }
 
     #[test]
     fn escapes_and_controls_are_removed() {

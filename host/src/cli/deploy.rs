@@ -127,8 +127,8 @@ impl DeploySink {
             let event = Event::Log {
                 level: Level::Warn,
                 message: format!(
-                    "{hidden} output lines not shown here (more than {} a second); `pier timeline show {}` has the \
-                     deploy's log",
+                    "{} not shown here (more than {} a second); `pier timeline show {}` has the deploy's log",
+                    events::count(hidden, "output line"),
                     events::RATE_PER_SECOND,
                     self.deploy_id
                 ),
@@ -203,23 +203,42 @@ impl OutputRoom for DeploySink {
     }
 }
 
-/// Who asked for a deploy: the CI's user, else the local user.
-fn actor() -> String {
-    for var in [
+/// Who asked for a deploy: the CI's user; else the local user (`USER`, `LOGNAME`, or the
+/// system's name for this user); else git's `user.name` of the checkout. Never nobody.
+fn actor(checkout: &Checkout) -> String {
+    let uid = nix::unistd::geteuid();
+    actor_from(
+        &|name| std::env::var(name).ok(),
+        || nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name),
+        || checkout.user_name(),
+        uid.as_raw(),
+    )
+}
+
+/// [`actor`] from the variables `var` reads, the system's name for the user, git's
+/// `user.name`, and the user id when none of them says.
+fn actor_from(
+    var: &dyn Fn(&str) -> Option<String>,
+    system_user: impl FnOnce() -> Option<String>,
+    git_user: impl FnOnce() -> Option<String>,
+    uid: u32,
+) -> String {
+    let given = |text: Option<String>| text.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    [
         "GITHUB_ACTOR",
         "GITLAB_USER_LOGIN",
         "CIRCLE_USERNAME",
         "BUILDKITE_BUILD_CREATOR",
         "SEMAPHORE_GIT_COMMITTER",
         "BUILD_USER_ID",
-    ] {
-        if let Ok(v) = std::env::var(var)
-            && !v.is_empty()
-        {
-            return v;
-        }
-    }
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into())
+        "USER",
+        "LOGNAME",
+    ]
+    .into_iter()
+    .find_map(|name| given(var(name)))
+    .or_else(|| given(system_user()))
+    .or_else(|| given(git_user()))
+    .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// The checkout at `dir`, refusing a directory that does not exist or is not in a git
@@ -293,7 +312,7 @@ pub async fn deploy(args: DeployArgs, globals: &Globals, out: &mut Output) -> Re
         branch,
         build: args.build.or_else(|| std::env::var("PIER_BUILD").ok().filter(|v| !v.is_empty())),
         trigger: Trigger::Manual,
-        actor: actor(),
+        actor: actor(&checkout),
     };
     warn_uncommitted(&checkout, &commit);
     let workspace = Workspace::new(checkout, commit);
@@ -401,6 +420,7 @@ async fn run_one(
         status: Status::Running,
         exit_code: None,
         summary: None,
+        url: None,
     };
     let log = timeline.start(&record)?;
     let sink = Arc::new(DeploySink::new(log, json, &server.alias, &deploy_id));
@@ -461,7 +481,8 @@ async fn run_one(
     };
     let code = exit.unwrap_or(Exit::Interrupted).code();
     let log = sink.finish();
-    timeline.finish(&deploy_id, status, i32::from(code), &redact(&summary), &log)?;
+    let ended = timeline::Ended { status, exit_code: i32::from(code), summary: &redact(&summary), url: url.as_deref() };
+    timeline.finish(&deploy_id, ended, &log)?;
     Ok(ServerResult {
         server: server.alias.clone(),
         status: status.to_string(),
@@ -510,6 +531,7 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
     let commit = resolve(&checkout, Some((rev, detected.commit_var.unwrap_or("the build's commit"))))?;
     let scratch = scratch_root(&checkout)?;
     let mut warned = false;
+    let who = actor(&checkout);
     let workspace = Workspace::new(checkout, commit.clone());
     if !args.run.json {
         eprintln!("{}: branch {branch}, commit {}", detected.describe(), commit.get(..12).unwrap_or(&commit));
@@ -547,7 +569,7 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
             branch: branch.clone(),
             build: detected.build.clone(),
             trigger: Trigger::Automatic,
-            actor: actor(),
+            actor: who.clone(),
         };
         if !std::mem::replace(&mut warned, true) {
             warn_uncommitted(workspace.checkout(), &commit);
@@ -579,4 +601,27 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
         eprintln!("no automatic server follows branch {branch}: nothing to deploy");
     }
     report(&results, args.run.json, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn the_actor_is_the_ci_user_then_the_local_user_then_git_then_the_uid() {
+        let none = || None;
+        let system = || Some("ada".to_string());
+        let git = || Some("Ada Lovelace".to_string());
+        let ci = vars(&[("GITHUB_ACTOR", "octocat"), ("USER", "runner")]);
+        assert_eq!(actor_from(&ci, system, git, 1000), "octocat");
+        assert_eq!(actor_from(&vars(&[("USER", "bob"), ("LOGNAME", "b")]), system, git, 1000), "bob");
+        assert_eq!(actor_from(&vars(&[("USER", " "), ("LOGNAME", "bee")]), system, git, 1000), "bee");
+        assert_eq!(actor_from(&vars(&[("GITHUB_ACTOR", "")]), system, git, 1000), "ada");
+        assert_eq!(actor_from(&vars(&[]), none, git, 1000), "Ada Lovelace");
+        assert_eq!(actor_from(&vars(&[]), none, none, 1000), "uid 1000");
+    }
 }

@@ -15,6 +15,7 @@ mod plugins;
 pub mod progress;
 mod project;
 mod server;
+mod table;
 mod template;
 mod timeline;
 

@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use super::project::{Project, master_key};
+use super::table::{self, Column};
 use super::{CliError, Globals, Output, ask, method_error};
 use crate::caps::Grant;
 use crate::caps::host_keys::{self, Destination, HostKeys, Pin};
@@ -47,6 +48,16 @@ pub enum ServerCommand {
         json: bool,
     },
 }
+
+/// The columns of `pier server list`; when room is short, NAME goes (the alias stays).
+const LIST_COLUMNS: [Column; 6] = [
+    Column::new("ALIAS", 30),
+    Column::new("NAME", 24).spare(1),
+    Column::new("METHOD", 16),
+    Column::new("STRATEGY", 9),
+    Column::new("BRANCH", 16),
+    Column::new("URL", 0),
+];
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum StrategyArg {
@@ -97,8 +108,10 @@ pub struct AddArgs {
 pub struct EditArgs {
     /// The server's alias or name.
     server: String,
+    /// A new strategy: when to deploy.
     #[arg(long, value_enum)]
     strategy: Option<StrategyArg>,
+    /// A new branch for automatic deploys to follow.
     #[arg(long, value_name = "NAME")]
     branch: Option<String>,
     /// A new URL; an empty value removes it.
@@ -194,6 +207,31 @@ pub struct ServerView {
     /// the master key is at hand.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub public_keys: BTreeMap<String, String>,
+    /// Where the last succeeded deploy that knew it said the app can be seen (the
+    /// timeline's record), for a server without a URL of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_deploy_url: Option<String>,
+}
+
+impl ServerView {
+    /// The app's URL, when known: the server's, else its last deploy's.
+    fn url(&self) -> Option<&str> {
+        self.server.url.as_deref().or(self.last_deploy_url.as_deref())
+    }
+}
+
+/// The URL the last succeeded deploy of `alias` recorded, if the project has a timeline
+/// (never created here) and it has one.
+fn last_deploy_url(project: &Project, alias: &str) -> Option<String> {
+    let state = project.root.join(crate::project::STATE_DIR);
+    if !state.join(crate::project::timeline::FILE).is_file() {
+        return None;
+    }
+    let found = crate::project::timeline::Timeline::open(&state).and_then(|t| t.last_url(alias));
+    found.unwrap_or_else(|e| {
+        tracing::warn!("cannot read the last deploy's URL: {e}");
+        None
+    })
 }
 
 /// The public keys of the server's private-key secrets, if the master key opens them.
@@ -226,6 +264,7 @@ pub async fn run(command: ServerCommand, globals: &Globals, out: &mut Output) ->
                     server: s.clone(),
                     secrets: secrets.names(&s.alias),
                     public_keys: BTreeMap::new(),
+                    last_deploy_url: if s.url.is_none() { last_deploy_url(&project, &s.alias) } else { None },
                 })
                 .collect();
             if json {
@@ -233,21 +272,22 @@ pub async fn run(command: ServerCommand, globals: &Globals, out: &mut Output) ->
             } else if views.is_empty() {
                 out.line("no servers yet: add one with `pier server add`")?;
             } else {
-                out.line(format!(
-                    "{:<20} {:<24} {:<10} {:<10} {:<12} URL",
-                    "ALIAS", "NAME", "METHOD", "STRATEGY", "BRANCH"
-                ))?;
-                for v in &views {
-                    let s = &v.server;
-                    out.line(format!(
-                        "{:<20} {:<24} {:<10} {:<10} {:<12} {}",
-                        s.alias,
-                        s.name,
-                        s.method,
-                        s.strategy,
-                        s.branch.as_deref().unwrap_or("-"),
-                        s.url.as_deref().unwrap_or("-")
-                    ))?;
+                let rows: Vec<Vec<String>> = views
+                    .iter()
+                    .map(|v| {
+                        let s = &v.server;
+                        vec![
+                            s.alias.clone(),
+                            s.name.clone(),
+                            s.method.clone(),
+                            s.strategy.to_string(),
+                            s.branch.clone().unwrap_or_else(|| "-".into()),
+                            v.url().unwrap_or("-").to_string(),
+                        ]
+                    })
+                    .collect();
+                for line in table::render(&LIST_COLUMNS, &rows, table::width()) {
+                    out.line(line)?;
                 }
             }
             Ok(Exit::Success)
@@ -258,6 +298,7 @@ pub async fn run(command: ServerCommand, globals: &Globals, out: &mut Output) ->
             let view = ServerView {
                 secrets: project.secrets()?.names(&server.alias),
                 public_keys: public_keys(&project, &server.alias),
+                last_deploy_url: if server.url.is_none() { last_deploy_url(&project, &server.alias) } else { None },
                 server,
             };
             if json {
@@ -293,8 +334,10 @@ fn print_server(v: &ServerView, out: &mut Output) -> std::io::Result<()> {
         Some(b) if s.strategy == Strategy::Automatic => out.line(format!("  strategy:  automatic, on branch {b}"))?,
         _ => out.line(format!("  strategy:  {}", s.strategy))?,
     }
-    if let Some(url) = &s.url {
-        out.line(format!("  url:       {url}"))?;
+    match (&s.url, &v.last_deploy_url) {
+        (Some(url), _) => out.line(format!("  url:       {url}"))?,
+        (None, Some(url)) => out.line(format!("  url:       {url} (as the last deploy reported it)"))?,
+        (None, None) => {}
     }
     out.line("  settings:")?;
     for (k, v) in &s.settings {
@@ -894,8 +937,12 @@ async fn add(args: AddArgs, globals: &Globals, out: &mut Output) -> Result<Exit,
         );
     }
     let pinned: Vec<PinView> = host_keys.pins().iter().map(PinView::of).collect();
-    let view =
-        ServerView { secrets: to_store.iter().map(|(n, _)| n.clone()).collect(), public_keys: BTreeMap::new(), server };
+    let view = ServerView {
+        secrets: to_store.iter().map(|(n, _)| n.clone()).collect(),
+        public_keys: BTreeMap::new(),
+        last_deploy_url: None,
+        server,
+    };
     if args.json {
         out.json(&serde_json::json!({
             "server": view, "validation": validated, "notes": result.notes, "pinned_host_keys": pinned,
@@ -987,7 +1034,12 @@ async fn edit(args: EditArgs, globals: &Globals, out: &mut Output) -> Result<Exi
     };
     let config = project.config.edit_server(&server.alias, &edit)?;
     let server = config.server(&server.alias).expect("edited server exists").clone();
-    let view = ServerView { secrets: project.secrets()?.names(&server.alias), public_keys: BTreeMap::new(), server };
+    let view = ServerView {
+        secrets: project.secrets()?.names(&server.alias),
+        public_keys: BTreeMap::new(),
+        last_deploy_url: None,
+        server,
+    };
     if args.json {
         out.json(&view)?
     } else {

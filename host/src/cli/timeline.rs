@@ -3,10 +3,11 @@
 use clap::{Args, Subcommand};
 
 use super::project::Project;
+use super::table::{self, Column};
 use super::{CliError, Output};
 use crate::exit::Exit;
 use crate::project::STATE_DIR;
-use crate::project::timeline::Timeline;
+use crate::project::timeline::{Deploy, Found, Timeline};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -27,7 +28,8 @@ pub struct TimelineArgs {
 enum TimelineCommand {
     /// Show one deploy and its log.
     Show {
-        /// The deploy id (as `pier timeline` lists it).
+        /// The deploy id as `pier timeline` lists it, or any part of it that begins or
+        /// ends only that id (its last characters, say).
         deploy_id: String,
         /// Print JSON.
         #[arg(long)]
@@ -42,9 +44,13 @@ pub fn run(args: TimelineArgs, out: &mut Output) -> Result<Exit, CliError> {
     crate::deploy::reconcile(&state, &timeline, None)?;
     match args.command {
         Some(TimelineCommand::Show { deploy_id, json }) => {
-            let (deploy, log) = timeline
-                .get(&deploy_id)?
-                .ok_or_else(|| CliError::Usage(format!("no deploy `{deploy_id}` in the timeline")))?;
+            let no_deploy = || CliError::Usage(format!("no deploy `{deploy_id}` in the timeline"));
+            let id = match timeline.find(&deploy_id)? {
+                Found::One(id) => id,
+                Found::None => return Err(no_deploy()),
+                Found::Several(ids, all) => return Err(ambiguous(&deploy_id, &ids, all)),
+            };
+            let (deploy, log) = timeline.get(&id)?.ok_or_else(no_deploy)?;
             if json {
                 out.json(&serde_json::json!({ "deploy": deploy, "log": log }))?;
             } else {
@@ -66,6 +72,9 @@ pub fn run(args: TimelineArgs, out: &mut Output) -> Result<Exit, CliError> {
                 if let Some(s) = &deploy.summary {
                     out.line(format!("  summary:  {s}"))?;
                 }
+                if let Some(u) = &deploy.url {
+                    out.line(format!("  url:      {u}"))?;
+                }
                 out.line("")?;
                 for line in log.lines() {
                     out.line(line)?;
@@ -83,25 +92,58 @@ pub fn run(args: TimelineArgs, out: &mut Output) -> Result<Exit, CliError> {
             } else if deploys.is_empty() {
                 out.line("no deploys yet")?;
             } else {
-                out.line(format!(
-                    "{:<18} {:<16} {:<12} {:<10} {:<9} {:<12} {:<21} SUMMARY",
-                    "DEPLOY", "SERVER", "STATUS", "TRIGGER", "COMMIT", "BRANCH", "STARTED"
-                ))?;
-                for d in deploys {
-                    out.line(format!(
-                        "{:<18} {:<16} {:<12} {:<10} {:<9} {:<12} {:<21} {}",
-                        d.id,
-                        d.server,
-                        d.status,
-                        d.trigger,
-                        d.commit.get(..7).unwrap_or(&d.commit),
-                        d.branch,
-                        d.started_at,
-                        d.summary.unwrap_or_default()
-                    ))?;
+                for line in table::render(&COLUMNS, &deploys.iter().map(cells).collect::<Vec<_>>(), table::width()) {
+                    out.line(line)?;
                 }
             }
         }
     }
     Ok(Exit::Success)
+}
+
+/// The columns of `pier timeline`; when room is short, TRIGGER goes first, then BRANCH,
+/// then COMMIT (`pier timeline show` has them all).
+const COLUMNS: [Column; 8] = [
+    Column::new("DEPLOY", 40),
+    Column::new("SERVER", 16),
+    Column::new("STATUS", 11),
+    Column::new("TRIGGER", 9).spare(3),
+    Column::new("COMMIT", 7).spare(1),
+    Column::new("BRANCH", 16).spare(2),
+    Column::new("STARTED (UTC)", 16),
+    Column::new("SUMMARY", 0),
+];
+
+/// One deploy's cells under [`COLUMNS`], redacted before they are cut.
+fn cells(d: &Deploy) -> Vec<String> {
+    let redact = |text: &str| crate::caps::secrets::redact(text).into_owned();
+    vec![
+        d.id.clone(),
+        d.server.clone(),
+        d.status.to_string(),
+        d.trigger.clone(),
+        d.commit.get(..7).unwrap_or(&d.commit).to_string(),
+        d.branch.clone(),
+        started(&d.started_at),
+        redact(d.summary.as_deref().unwrap_or_default()),
+    ]
+}
+
+/// `2026-12-01T15:04:21Z` as `2026-12-01 15:04`; anything else as it is.
+fn started(rfc3339: &str) -> String {
+    match (rfc3339.get(..10), rfc3339.get(10..11), rfc3339.get(11..16)) {
+        (Some(date), Some("T"), Some(time)) => format!("{date} {time}"),
+        _ => rfc3339.to_string(),
+    }
+}
+
+/// The usage error for a deploy id that names several deploys.
+fn ambiguous(given: &str, ids: &[String], all: usize) -> CliError {
+    let mut named = ids.join(", ");
+    if all > ids.len() {
+        named.push_str(&format!(" and {} more", all - ids.len()));
+    }
+    CliError::Usage(format!(
+        "`{given}` names {all} deploys ({named}): give more of the id, or all of it, as `pier timeline` lists it"
+    ))
 }

@@ -73,7 +73,24 @@ pub struct Deploy {
     pub exit_code: Option<i32>,
     /// One line: what happened.
     pub summary: Option<String>,
+    /// Where the deployed app can be seen, when the deploy succeeded and knew it: the
+    /// server's URL, else the one the method reported.
+    pub url: Option<String>,
 }
+
+/// What a deploy id given on the command line names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// One deploy: the id, or the only one it begins or ends.
+    One(String),
+    /// No deploy.
+    None,
+    /// Several: these ids, newest first (at most [`CANDIDATES`]), and how many in all.
+    Several(Vec<String>, usize),
+}
+
+/// How many candidates [`Timeline::find`] returns for an ambiguous id.
+pub const CANDIDATES: usize = 5;
 
 /// Why the timeline cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -110,10 +127,14 @@ CREATE TABLE IF NOT EXISTS deploys (
     status      TEXT NOT NULL,
     exit_code   INTEGER,
     summary     TEXT,
-    log         TEXT
+    log         TEXT,
+    url         TEXT
 );
 CREATE INDEX IF NOT EXISTS deploys_server ON deploys (server, started_at);
 ";
+
+/// The timeline's database file, in the state directory.
+pub const FILE: &str = "timeline.sqlite";
 
 /// How long one statement waits for another process's write (SQLite's busy handler).
 const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -135,7 +156,7 @@ impl Timeline {
         busy_wait: std::time::Duration,
         patience: std::time::Duration,
     ) -> Result<Timeline, TimelineError> {
-        let path = state_dir.join("timeline.sqlite");
+        let path = state_dir.join(FILE);
         let logs = state_dir.join("logs");
         let io = |source| TimelineError::Io { path: logs.display().to_string(), source };
         std::fs::create_dir_all(&logs).map_err(io)?;
@@ -148,6 +169,7 @@ impl Timeline {
         // A finished deploy's log passes through the journal: do not keep it there too.
         timeline.patiently(|c| c.pragma_update(None, "journal_size_limit", 4 << 20)).map_err(|e| timeline.db(e))?;
         timeline.patiently(|c| c.execute_batch(SCHEMA)).map_err(|e| timeline.db(e))?;
+        timeline.patiently(add_url_column).map_err(|e| timeline.db(e))?;
         Ok(timeline)
     }
 
@@ -203,19 +225,16 @@ impl Timeline {
         Ok(DeployLog::new(Some((file, path))))
     }
 
-    /// Records how deploy `id` ended, with its log.
-    pub fn finish(
-        &self,
-        id: &str,
-        status: Status,
-        exit_code: i32,
-        summary: &str,
-        log: &str,
-    ) -> Result<(), TimelineError> {
+    /// Records how deploy `id` ended, with its log and, when it is known, the URL of the
+    /// deployed app.
+    pub fn finish(&self, id: &str, ended: Ended<'_>, log: &str) -> Result<(), TimelineError> {
         self.patiently(|conn| {
             conn.execute(
-                &format!("UPDATE deploys SET status = ?2, exit_code = ?3, summary = ?4, log = ?5, ended_at = {NOW} WHERE id = ?1"),
-                params![id, status.as_str(), exit_code, summary, log],
+                &format!(
+                    "UPDATE deploys SET status = ?2, exit_code = ?3, summary = ?4, log = ?5, url = ?6, ended_at = {NOW}
+                     WHERE id = ?1"
+                ),
+                params![id, ended.status.as_str(), ended.exit_code, ended.summary, log, ended.url],
             )
         })
         .map_err(|e| self.db(e))?;
@@ -226,13 +245,13 @@ impl Timeline {
     /// Marks deploy `id` interrupted, keeping the log it had written.
     pub fn interrupt(&self, id: &str) -> Result<(), TimelineError> {
         let log = read_log(&self.log_path(id));
-        self.finish(
-            id,
-            Status::Interrupted,
-            130,
-            "interrupted: the deploying process ended before the deploy did",
-            &log,
-        )
+        let ended = Ended {
+            status: Status::Interrupted,
+            exit_code: 130,
+            summary: "interrupted: the deploying process ended before the deploy did",
+            url: None,
+        };
+        self.finish(id, ended, &log)
     }
 
     /// Marks `interrupted` every running deploy for which `is_stale` says its process is gone.
@@ -252,7 +271,7 @@ impl Timeline {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, server, method, git_commit, branch, build, trigger, actor, started_at, ended_at, status, exit_code, summary
+                "SELECT id, server, method, git_commit, branch, build, trigger, actor, started_at, ended_at, status, exit_code, summary, url
                  FROM deploys WHERE (?1 IS NULL OR server = ?1) ORDER BY started_at DESC, rowid DESC LIMIT ?2",
             )
             .map_err(|e| self.db(e))?;
@@ -261,15 +280,56 @@ impl Timeline {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.db(e))
     }
 
+    /// The URL of the newest succeeded deploy of `server` that recorded one.
+    pub fn last_url(&self, server: &str) -> Result<Option<String>, TimelineError> {
+        self.conn
+            .query_row(
+                "SELECT url FROM deploys WHERE server = ?1 AND status = 'succeeded' AND url IS NOT NULL AND url != ''
+                 ORDER BY started_at DESC, rowid DESC LIMIT 1",
+                params![server],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.db(e))
+    }
+
+    /// The deploy that `text` names: its id, or a part of one that only one id begins or
+    /// ends with (ids are `TIME-RANDOM`: the random end is short and unique in practice).
+    pub fn find(&self, text: &str) -> Result<Found, TimelineError> {
+        let text = text.trim().to_ascii_lowercase();
+        if text.is_empty() {
+            return Ok(Found::None);
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id FROM deploys
+                 WHERE id = ?1 OR substr(id, 1, length(?1)) = ?1 OR substr(id, -length(?1)) = ?1
+                 ORDER BY id = ?1 DESC, started_at DESC, rowid DESC",
+            )
+            .map_err(|e| self.db(e))?;
+        let ids = stmt
+            .query_map(params![text], |r| r.get::<_, String>(0))
+            .map_err(|e| self.db(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.db(e))?;
+        Ok(match ids.as_slice() {
+            [] => Found::None,
+            [only] => Found::One(only.clone()),
+            [first, ..] if *first == text => Found::One(first.clone()),
+            _ => Found::Several(ids.iter().take(CANDIDATES).cloned().collect(), ids.len()),
+        })
+    }
+
     /// One deploy and its log (the live log while it runs).
     pub fn get(&self, id: &str) -> Result<Option<(Deploy, String)>, TimelineError> {
         let found = self
             .conn
             .query_row(
-                "SELECT id, server, method, git_commit, branch, build, trigger, actor, started_at, ended_at, status, exit_code, summary, log
+                "SELECT id, server, method, git_commit, branch, build, trigger, actor, started_at, ended_at, status, exit_code, summary, url, log
                  FROM deploys WHERE id = ?1",
                 params![id],
-                |r| Ok((row(r)?, r.get::<_, Option<String>>(13)?)),
+                |r| Ok((row(r)?, r.get::<_, Option<String>>(14)?)),
             )
             .optional()
             .map_err(|e| self.db(e))?;
@@ -296,7 +356,36 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Deploy> {
         status: Status::parse(&r.get::<_, String>(10)?),
         exit_code: r.get(11)?,
         summary: r.get(12)?,
+        url: r.get(13)?,
     })
+}
+
+/// How a deploy ended, as [`Timeline::finish`] records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Ended<'a> {
+    pub status: Status,
+    pub exit_code: i32,
+    pub summary: &'a str,
+    /// Where the deployed app can be seen, when known.
+    pub url: Option<&'a str>,
+}
+
+/// Adds the `url` column to a timeline created before it existed. Two processes may
+/// open an old timeline at once: the one that finds the column already added is done.
+fn add_url_column(conn: &Connection) -> rusqlite::Result<()> {
+    let has = |conn: &Connection| -> rusqlite::Result<bool> {
+        conn.query_row("SELECT COUNT(*) FROM pragma_table_info('deploys') WHERE name = 'url'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|n| n > 0)
+    };
+    if has(conn)? {
+        return Ok(());
+    }
+    match conn.execute_batch("ALTER TABLE deploys ADD COLUMN url TEXT") {
+        Err(_) if has(conn)? => Ok(()),
+        other => other,
+    }
 }
 
 /// Bytes of output lines one deploy's log keeps.
@@ -401,9 +490,9 @@ impl DeployLog {
     pub fn finish(&mut self) -> String {
         if self.dropped_lines > 0 {
             let line = format!(
-                "[log cut: {} bytes in {} lines not kept: a deploy's log keeps {} MiB]",
-                self.dropped_bytes,
-                self.dropped_lines,
+                "[log cut: {} in {} not kept: a deploy's log keeps {} MiB]",
+                crate::caps::events::count(self.dropped_bytes, "byte"),
+                crate::caps::events::count(self.dropped_lines, "line"),
                 LOG_OUTPUT >> 20
             );
             (self.dropped_bytes, self.dropped_lines) = (0, 0);
@@ -456,7 +545,13 @@ mod tests {
             status: Status::Running,
             exit_code: None,
             summary: None,
+            url: None,
         }
+    }
+
+    fn ended<'a>(status: Status, summary: &'a str, url: Option<&'a str>) -> Ended<'a> {
+        let exit_code = if status == Status::Succeeded { 0 } else { 1 };
+        Ended { status, exit_code, summary, url }
     }
 
     #[test]
@@ -484,7 +579,7 @@ mod tests {
             other.execute_batch("COMMIT").unwrap();
         });
         is_locked.recv().unwrap();
-        timeline.finish("a", Status::Succeeded, 0, "released v1", "log").unwrap();
+        timeline.finish("a", ended(Status::Succeeded, "released v1", None), "log").unwrap();
         holder.join().unwrap();
         assert!(timeline.retries.load(Ordering::Relaxed) >= 2);
         let (d, log) = timeline.get("a").unwrap().unwrap();
@@ -497,7 +592,7 @@ mod tests {
         let timeline = Timeline::open(dir.path()).unwrap();
         let mut log = timeline.start(&deploy("a")).unwrap();
         log.line("building");
-        timeline.finish("a", Status::Succeeded, 0, "released v1", &log.finish()).unwrap();
+        timeline.finish("a", ended(Status::Succeeded, "released v1", None), &log.finish()).unwrap();
         let mut log = timeline.start(&deploy("b")).unwrap();
         log.line("half way");
         drop(log);
@@ -510,6 +605,72 @@ mod tests {
         let (a, log) = timeline.get("a").unwrap().unwrap();
         assert_eq!((a.status, a.exit_code, log.as_str()), (Status::Succeeded, Some(0), "building\n"));
         assert!(timeline.get("zzz").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_deploy_is_found_by_its_id_or_a_unique_beginning_or_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let timeline = Timeline::open(dir.path()).unwrap();
+        for id in ["6b0ee1f5-72718f", "6b0ee1f5-17b202", "6b0ee2a0-17b2aa", "17b2"] {
+            timeline.start(&deploy(id)).unwrap();
+        }
+        let one = |id: &str| Found::One(id.to_string());
+        assert_eq!(timeline.find("6b0ee1f5-72718f").unwrap(), one("6b0ee1f5-72718f"));
+        assert_eq!(timeline.find("72718f").unwrap(), one("6b0ee1f5-72718f"));
+        assert_eq!(timeline.find(" 72718F ").unwrap(), one("6b0ee1f5-72718f"), "trimmed, any case");
+        assert_eq!(timeline.find("6b0ee2").unwrap(), one("6b0ee2a0-17b2aa"));
+        // An id that is also the beginning of others is itself.
+        assert_eq!(timeline.find("17b2").unwrap(), one("17b2"));
+        assert_eq!(timeline.find("nothing").unwrap(), Found::None);
+        assert_eq!(timeline.find("").unwrap(), Found::None);
+        let Found::Several(ids, all) = timeline.find("6b0ee1f5").unwrap() else { panic!("ambiguous") };
+        assert_eq!(all, 2);
+        let mut ids = ids;
+        ids.sort();
+        assert_eq!(ids, ["6b0ee1f5-17b202", "6b0ee1f5-72718f"]);
+        for id in 0..10 {
+            timeline.start(&deploy(&format!("aa-{id}"))).unwrap();
+        }
+        let Found::Several(ids, all) = timeline.find("aa-").unwrap() else { panic!("ambiguous") };
+        assert_eq!((ids.len(), all), (CANDIDATES, 10));
+    }
+
+    #[test]
+    fn the_url_of_the_last_succeeded_deploy_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let timeline = Timeline::open(dir.path()).unwrap();
+        assert_eq!(timeline.last_url("prod").unwrap(), None);
+        timeline.start(&deploy("a")).unwrap();
+        timeline.finish("a", ended(Status::Succeeded, "v1", Some("https://one.example")), "").unwrap();
+        timeline.start(&deploy("b")).unwrap();
+        timeline.finish("b", ended(Status::Failed, "broken", Some("https://failed.example")), "").unwrap();
+        timeline.start(&deploy("c")).unwrap();
+        timeline.finish("c", ended(Status::Succeeded, "v2", None), "").unwrap();
+        assert_eq!(timeline.last_url("prod").unwrap().as_deref(), Some("https://one.example"));
+        assert_eq!(timeline.last_url("other").unwrap(), None);
+        assert_eq!(timeline.get("a").unwrap().unwrap().0.url.as_deref(), Some("https://one.example"));
+    }
+
+    #[test]
+    fn a_timeline_from_before_urls_gets_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Connection::open(dir.path().join("timeline.sqlite")).unwrap();
+        old.execute_batch(&SCHEMA.replace(",\n    url         TEXT", "")).unwrap();
+        old.execute(
+            "INSERT INTO deploys (id, server, method, git_commit, branch, trigger, actor, started_at, status)
+             VALUES ('old', 'prod', 'heroku', 'abc', 'main', 'manual', 'ada', '2020-01-01T00:00:00Z', 'succeeded')",
+            [],
+        )
+        .unwrap();
+        assert!(old.prepare("SELECT url FROM deploys").is_err(), "the old schema has no url");
+        drop(old);
+        let timeline = Timeline::open(dir.path()).unwrap();
+        assert_eq!(timeline.get("old").unwrap().unwrap().0.url, None);
+        timeline.start(&deploy("new")).unwrap();
+        timeline.finish("new", ended(Status::Succeeded, "v1", Some("https://app.example")), "").unwrap();
+        assert_eq!(timeline.last_url("prod").unwrap().as_deref(), Some("https://app.example"));
+        // Opening it again finds the column there.
+        Timeline::open(dir.path()).unwrap();
     }
 
     #[test]

@@ -13,16 +13,37 @@ pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compiled")
 }
 
-/// What the tests change in `pier`'s environment: no inherited `PIER_*` settings or
-/// Heroku variables (`None`: removed), the test cache, no colour, and `HOME` / config
-/// pointing into `home`.
+/// Whether an inherited variable named `key` could change what `pier` does, so that the
+/// tests remove it: Pier's own settings, the Heroku CLI's, and what `pier ci` and the
+/// deploy's actor read from a CI (the suite may itself run in GitHub Actions, with
+/// `HEROKU_API_KEY` set, ...).
+fn leaks_in(key: &str) -> bool {
+    const PREFIXES: &[&str] =
+        &["PIER_", "HEROKU_", "GITHUB_", "GITLAB_", "CI_", "SEMAPHORE", "CIRCLE", "BUILDKITE", "JENKINS_"];
+    const NAMES: &[&str] = &[
+        "CI",
+        "BRANCH_NAME",
+        "GIT_BRANCH",
+        "GIT_COMMIT",
+        "BUILD_NUMBER",
+        "BUILD_USER_ID",
+        "CHANGE_ID",
+        // A test plugin's endpoint variable.
+        "DEPLOY_API_HOST",
+        "RUST_BACKTRACE",
+    ];
+    PREFIXES.iter().any(|p| key.starts_with(p)) || NAMES.contains(&key)
+}
+
+/// What the tests change in `pier`'s environment: no inherited variable that could change
+/// what it does (`None`: removed, see [`leaks_in`]), the test cache, no colour, and
+/// `HOME` / config pointing into `home`.
 fn clean_env(home: &std::path::Path) -> Vec<(std::ffi::OsString, Option<std::ffi::OsString>)> {
     let mut env: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)> = std::env::vars_os()
         .map(|(key, _)| key)
-        .filter(|key| key.to_string_lossy().starts_with("PIER_") || key == "HEROKU_HOST" || key == "HEROKU_API_KEY")
+        .filter(|key| key.to_str().is_some_and(leaks_in))
         .map(|key| (key, None))
         .collect();
-    env.push(("RUST_BACKTRACE".into(), None));
     env.push(("PIER_CACHE_DIR".into(), Some(cache_dir().into())));
     env.push(("HOME".into(), Some(home.into())));
     env.push(("XDG_CONFIG_HOME".into(), Some(home.join(".config").into())));
@@ -30,16 +51,23 @@ fn clean_env(home: &std::path::Path) -> Vec<(std::ffi::OsString, Option<std::ffi
     env
 }
 
-/// The `pier` binary with a clean environment: no inherited `PIER_*` settings, the test
-/// cache, no colour, and `HOME` / config pointing into `home`.
-pub fn pier(home: &std::path::Path) -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_pier"));
+/// `cmd` with the environment of [`pier`] for `home`.
+pub fn clean(cmd: &mut std::process::Command, home: &std::path::Path) {
     for (key, value) in clean_env(home) {
         match value {
             Some(value) => cmd.env(key, value),
             None => cmd.env_remove(key),
         };
     }
+}
+
+/// The `pier` binary with a clean environment: no inherited variable that could change
+/// what it does (`PIER_*`, Heroku's, a CI's), the test cache, no colour, and `HOME` /
+/// config pointing into `home`.
+pub fn pier(home: &std::path::Path) -> assert_cmd::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pier"));
+    clean(&mut cmd, home);
+    let mut cmd = assert_cmd::Command::from_std(cmd);
     cmd.current_dir(home);
     cmd
 }
@@ -134,12 +162,7 @@ macro_rules! measure_trampoline {
 fn measure_here(home: &std::path::Path, args: &[&str], extra_env: &[(&str, &str)]) -> Measured {
     use std::io::Read as _;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pier"));
-    for (key, value) in clean_env(home) {
-        match value {
-            Some(value) => cmd.env(key, value),
-            None => cmd.env_remove(key),
-        };
-    }
+    clean(&mut cmd, home);
     cmd.envs(extra_env.iter().copied())
         .args(args)
         .current_dir(home)
@@ -355,6 +378,23 @@ pub fn tar_names(bytes: &[u8]) -> Vec<String> {
         archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
     names.sort();
     names
+}
+
+/// A `PATH` that holds only `programs`: a directory in `dir` of links to where they are on
+/// the test's own `PATH`. A test that needs a program to be missing (the Heroku CLI,
+/// say) passes whatever the machine has installed.
+pub fn only_programs(dir: &std::path::Path, programs: &[&str]) -> std::ffi::OsString {
+    let bin = dir.join("only-programs");
+    std::fs::create_dir_all(&bin).expect("create the PATH directory");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for program in programs {
+        let found = std::env::split_paths(&path)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("`{program}` is not on PATH"));
+        std::os::unix::fs::symlink(&found, bin.join(program)).expect("link the program");
+    }
+    bin.into_os_string()
 }
 
 /// A named pipe in `dir`: deploy commands block on it until the test writes, so tests
