@@ -12,13 +12,23 @@ pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compiled")
 }
 
-/// What the tests change in `pier`'s environment: no inherited `PIER_*` settings or
-/// Heroku variables (`None`: removed), the test cache, no colour, and `HOME` / config
+/// Variables of the CI the tests may run in, which `pier` reads: tests set them explicitly.
+fn ci_variable(key: &str) -> bool {
+    const PREFIXES: [&str; 6] = ["GITHUB_", "GITLAB_", "CI_", "SEMAPHORE", "CIRCLE", "BUILDKITE"];
+    const NAMES: [&str; 6] = ["JENKINS_URL", "BRANCH_NAME", "GIT_BRANCH", "GIT_COMMIT", "CHANGE_ID", "BUILD_NUMBER"];
+    PREFIXES.iter().any(|p| key.starts_with(p)) || NAMES.contains(&key)
+}
+
+/// What the tests change in `pier`'s environment: no inherited `PIER_*` settings, Heroku
+/// or CI variables (`None`: removed), the test cache, no colour, and `HOME` / config
 /// pointing into `home`.
 fn clean_env(home: &std::path::Path) -> Vec<(std::ffi::OsString, Option<std::ffi::OsString>)> {
     let mut env: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)> = std::env::vars_os()
         .map(|(key, _)| key)
-        .filter(|key| key.to_string_lossy().starts_with("PIER_") || key == "HEROKU_HOST" || key == "HEROKU_API_KEY")
+        .filter(|key| {
+            let key = key.to_string_lossy();
+            key.starts_with("PIER_") || key == "HEROKU_HOST" || key == "HEROKU_API_KEY" || ci_variable(&key)
+        })
         .map(|key| (key, None))
         .collect();
     env.push(("RUST_BACKTRACE".into(), None));
