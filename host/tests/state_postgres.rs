@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::postgres::{self, Postgres};
 use pier::project::shared::{self, DatabaseUrl, SharedError, SharedState};
-use pier::project::timeline::{Deploy, Status};
+use pier::project::timeline::{Deploy, Ended, Status};
 
 /// The server the tests share while any of them runs (each in its own database); the
 /// last test to finish stops it.
@@ -47,6 +47,7 @@ fn deploy(id: &str, server: &str) -> Deploy {
         status: Status::Running,
         exit_code: None,
         summary: None,
+        url: None,
     }
 }
 
@@ -95,7 +96,9 @@ async fn deploys_round_trip_newest_first_and_per_project() {
     let report = log.close().await;
     assert!(report.complete(), "{report:?}");
     assert_eq!((report.sent, report.dropped), (2, 0));
-    timeline.finish("65f0a1b2-aaa111", Status::Succeeded, 0, "released v1").await.unwrap();
+    let ended =
+        Ended { status: Status::Succeeded, exit_code: 0, summary: "released v1", url: Some("https://hello.example") };
+    timeline.finish("65f0a1b2-aaa111", &ended).await.unwrap();
     timeline.start(&deploy("65f0a1b3-bbb222", "staging"), "runner-2").await.unwrap();
 
     let all = timeline.list(None, 10).await.unwrap();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde::Serialize;
 
+use super::ci_output::{CiOutput, Steps, SummaryRow};
 use super::project::{Project, master_key};
 use super::{CliError, Globals, Output, ci_env};
 use crate::caps::events::{self, Event, EventSink, Level, inert};
@@ -68,10 +69,15 @@ struct Envelope<'a, T: Serialize> {
     data: T,
 }
 
-fn json_line<T: Serialize>(kind: &str, data: T) {
+fn json_line<T: Serialize>(kind: &str, data: T, ci: Option<&CiOutput>) {
     if let Ok(text) = serde_json::to_string(&Envelope { kind, data }) {
+        let text = redact(&text);
+        let text = match ci {
+            Some(ci) => ci.json(&text).into_owned(),
+            None => text.into_owned(),
+        };
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", redact(&text));
+        let _ = writeln!(out, "{text}");
         let _ = out.flush();
     }
 }
@@ -79,12 +85,14 @@ fn json_line<T: Serialize>(kind: &str, data: T) {
 /// Shows a deploy's events on stderr (or as JSON Lines on stdout) and writes them to its
 /// log. The log is bounded ([`DeployLog`]); what the terminal shows of programs' output is
 /// rate-limited like a plugin's lines ([`events::RATE_PER_SECOND`], bursts of
-/// [`events::BURST`]), with a note of how many lines it did not show.
+/// [`events::BURST`]), with a note of how many lines it did not show. In a CI that has
+/// them, each step shown as text opens a collapsible group or section ([`CiOutput`]).
 struct DeploySink {
     state: Mutex<SinkState>,
     /// Whether the log is full of output: programs then only count what they print.
     full: AtomicBool,
     json: bool,
+    ci: Option<CiOutput>,
     server: String,
     deploy_id: String,
 }
@@ -95,14 +103,18 @@ struct SinkState {
     refilled: Instant,
     /// Output lines not shown since the last note.
     hidden: u64,
+    /// The CI's groups or sections of the steps shown as text.
+    steps: Option<Steps>,
 }
 
 impl DeploySink {
-    fn new(log: DeployLog, json: bool, server: &str, deploy_id: &str) -> DeploySink {
+    fn new(log: DeployLog, json: bool, ci: Option<&CiOutput>, server: &str, deploy_id: &str) -> DeploySink {
+        let steps = if json { None } else { ci.map(|ci| ci.steps(deploy_id)) };
         DeploySink {
-            state: Mutex::new(SinkState { log, tokens: events::BURST, refilled: Instant::now(), hidden: 0 }),
+            state: Mutex::new(SinkState { log, tokens: events::BURST, refilled: Instant::now(), hidden: 0, steps }),
             full: AtomicBool::new(false),
             json,
+            ci: ci.cloned(),
             server: server.to_string(),
             deploy_id: deploy_id.to_string(),
         }
@@ -112,11 +124,46 @@ impl DeploySink {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn show(&self, event: &Event, line: &str) {
+    fn show(&self, state: &mut SinkState, event: &Event, line: &str) {
         if self.json {
-            json_line("event", serde_json::json!({ "server": self.server, "event": event }));
-        } else {
-            let _ = writeln!(std::io::stderr(), "{line}");
+            json_line("event", serde_json::json!({ "server": self.server, "event": event }), self.ci.as_ref());
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        match (event, state.steps.as_mut()) {
+            (Event::Step { title }, Some(steps)) => {
+                let _ = write!(err, "{}", steps.step_started(title));
+            }
+            _ => {
+                let _ = writeln!(err, "{line}");
+            }
+        }
+    }
+
+    /// Says the deploy failed with `message`, once: after its steps, as the CI's error
+    /// annotation if it has one, else as an error line; and in the log.
+    fn failed(&self, message: &str) {
+        let mut state = self.lock();
+        self.note_hidden(&mut state);
+        self.steps_done(&mut state);
+        match state.steps.as_ref().and_then(|steps| steps.annotation(&self.server, message)) {
+            Some(text) => {
+                let event = Event::Log { level: Level::Error, message: message.to_string() };
+                let line = redact(&super::progress::render(&event)).into_owned();
+                state.log.note(&line);
+                let _ = write!(std::io::stderr(), "{text}");
+            }
+            None => {
+                drop(state);
+                self.emit(Event::Log { level: Level::Error, message: message.to_string() });
+            }
+        }
+    }
+
+    /// Ends the CI's open group or section, if any.
+    fn steps_done(&self, state: &mut SinkState) {
+        if let Some(steps) = state.steps.as_mut() {
+            let _ = write!(std::io::stderr(), "{}", steps.steps_done());
         }
     }
 
@@ -133,15 +180,25 @@ impl DeploySink {
                     self.deploy_id
                 ),
             };
-            self.show(&event, &super::progress::render(&event));
+            self.show(state, &event, &super::progress::render(&event));
         }
     }
 
-    /// Ends the log (with what it dropped) and returns it; says what the terminal skipped.
+    /// Ends the log (with what it dropped) and returns it; says what the terminal skipped
+    /// and ends the CI's open group or section.
     fn finish(&self) -> String {
         let mut state = self.lock();
         self.note_hidden(&mut state);
+        self.steps_done(&mut state);
         state.log.finish()
+    }
+}
+
+impl Drop for DeploySink {
+    /// However the deploy ended, no group is left open and GitHub reads commands again.
+    fn drop(&mut self) {
+        let mut state = self.lock();
+        self.steps_done(&mut state);
     }
 }
 
@@ -184,7 +241,7 @@ impl EventSink for DeploySink {
             if !output {
                 self.note_hidden(&mut state);
             }
-            self.show(&event, &line);
+            self.show(&mut state, &event, &line);
         } else {
             state.hidden += 1;
         }
@@ -315,10 +372,42 @@ pub async fn deploy(args: DeployArgs, globals: &Globals, out: &mut Output) -> Re
         actor: actor(&checkout),
     };
     warn_uncommitted(&checkout, &commit);
-    let workspace = Workspace::new(checkout, commit);
+    let workspace = Workspace::new(checkout, commit.clone());
     let wait = Duration::from_secs(args.run.wait);
-    let result = run_one(&project, &server, build, &workspace, &scratch, wait, args.run.json, globals).await?;
-    report(&[result], args.run.json, out)
+    let ci = CiOutput::from_env();
+    let json = args.run.json;
+    let result = run_one(&project, &server, build, &workspace, &scratch, wait, json, ci.as_ref(), globals)
+        .await
+        .inspect_err(|e| {
+            // A deploy that could not start (the server is being deployed, say) is a row too.
+            if let Some(ci) = &ci {
+                let message = redact(&e.to_string()).into_owned();
+                let row =
+                    SummaryRow { server: &server.alias, status: "failed", summary: &message, ..Default::default() };
+                ci.summary(&[row]);
+            }
+        })?;
+    let results = [result];
+    summarize(ci.as_ref(), &results, &commit);
+    report(&results, json, ci.as_ref(), out)
+}
+
+/// Appends the CI's job summary of `results`, deploys of `commit`, if the CI has one.
+fn summarize(ci: Option<&CiOutput>, results: &[ServerResult], commit: &str) {
+    let Some(ci) = ci else { return };
+    let rows: Vec<SummaryRow> = results
+        .iter()
+        .map(|r| SummaryRow {
+            server: &r.server,
+            commit: r.deploy_id.as_ref().map(|_| commit),
+            status: &r.status,
+            summary: &r.summary,
+            seconds: r.seconds,
+            url: r.url.as_deref(),
+            deploy_id: r.deploy_id.as_deref(),
+        })
+        .collect();
+    ci.summary(&rows);
 }
 
 /// What `pier deploy` and `pier ci` print per server.
@@ -334,17 +423,18 @@ pub struct ServerResult {
     pub seconds: Option<f64>,
 }
 
-fn report(results: &[ServerResult], json: bool, out: &mut Output) -> Result<Exit, CliError> {
+fn report(results: &[ServerResult], json: bool, ci: Option<&CiOutput>, out: &mut Output) -> Result<Exit, CliError> {
     // The first failure decides the exit code.
     let first_failure = results.iter().find(|r| r.status != "succeeded" && r.status != "skipped").map(|r| r.exit_code);
     for r in results {
         if json {
-            json_line("result", r);
+            json_line("result", r, ci);
         } else {
             let took = r.seconds.map(|s| format!(" in {s:.1}s")).unwrap_or_default();
             let id = r.deploy_id.as_deref().map(|i| format!(" [deploy {i}]")).unwrap_or_default();
             let url = r.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
-            out.line(format!("{}: {}{took}: {}{url}{id}", r.server, r.status, r.summary))?;
+            let line = format!("{}: {}{took}: {}{url}{id}", r.server, r.status, r.summary);
+            out.line(ci.map(|ci| ci.plain(&line).into_owned()).unwrap_or(line))?;
         }
     }
     Ok(first_failure.map(Exit::from_code).unwrap_or(Exit::Success))
@@ -380,6 +470,7 @@ async fn run_one(
     scratch: &Path,
     wait: Duration,
     json: bool,
+    ci: Option<&CiOutput>,
     globals: &Globals,
 ) -> Result<ServerResult, CliError> {
     let state = project.root.join(STATE_DIR);
@@ -423,7 +514,7 @@ async fn run_one(
         url: None,
     };
     let log = timeline.start(&record)?;
-    let sink = Arc::new(DeploySink::new(log, json, &server.alias, &deploy_id));
+    let sink = Arc::new(DeploySink::new(log, json, ci, &server.alias, &deploy_id));
     let run_dir = RunDir::create(&state, scratch, &deploy_id)
         .map_err(|e| CliError::Usage(format!("cannot create the run directory: {e}")))?;
     let deploy = Deploy {
@@ -475,7 +566,7 @@ async fn run_one(
                 DeployError::Call(c) => c.to_string(),
                 other => other.to_string(),
             };
-            sink.emit(Event::Log { level: Level::Error, message: message.clone() });
+            sink.failed(&message);
             (Status::Failed, Some(exit), message, None)
         }
     };
@@ -498,6 +589,7 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
     let project = Project::open()?;
     let checkout = checkout(&args.run.dir)?;
     let detected = ci_env::detect(&|name| std::env::var(name).ok());
+    let ci = CiOutput::from_env();
     if let Some(why) = &detected.pull_request {
         // A pull request's branch name is its author's choice: never deploy one.
         let reason = format!("a pull-request build ({}, {why}): pull requests never deploy", detected.describe());
@@ -520,7 +612,8 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
                 }
             })
             .collect();
-        return report(&results, args.run.json, out);
+        summarize(ci.as_ref(), &results, "");
+        return report(&results, args.run.json, ci.as_ref(), out);
     }
     let (Some(branch), Some(rev)) = (detected.branch.clone(), detected.commit.clone()) else {
         return Err(CliError::Usage(format!(
@@ -575,21 +668,24 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
             warn_uncommitted(workspace.checkout(), &commit);
         }
         let wait = Duration::from_secs(args.run.wait);
-        let result = match run_one(&project, server, build, &workspace, &scratch, wait, args.run.json, globals).await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {}: {}", server.alias, redact(&e.to_string()));
-                ServerResult {
-                    server: server.alias.clone(),
-                    status: "failed".into(),
-                    deploy_id: None,
-                    exit_code: e.exit().code(),
-                    summary: redact(&e.to_string()).into_owned(),
-                    url: None,
-                    seconds: None,
+        let json = args.run.json;
+        let result =
+            match run_one(&project, server, build, &workspace, &scratch, wait, json, ci.as_ref(), globals).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let line = format!("error: {}: {}", server.alias, redact(&e.to_string()));
+                    eprintln!("{}", ci.as_ref().map(|ci| ci.plain(&line)).unwrap_or(line.as_str().into()));
+                    ServerResult {
+                        server: server.alias.clone(),
+                        status: "failed".into(),
+                        deploy_id: None,
+                        exit_code: e.exit().code(),
+                        summary: redact(&e.to_string()).into_owned(),
+                        url: None,
+                        seconds: None,
+                    }
                 }
-            }
-        };
+            };
         failed |= result.status != "succeeded";
         let interrupted = result.status == "interrupted";
         results.push(result);
@@ -600,7 +696,8 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
     if results.iter().all(|r| r.status == "skipped") && !args.run.json {
         eprintln!("no automatic server follows branch {branch}: nothing to deploy");
     }
-    report(&results, args.run.json, out)
+    summarize(ci.as_ref(), &results, &commit);
+    report(&results, args.run.json, ci.as_ref(), out)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 mod ask;
 mod ci_env;
+mod ci_output;
 mod conformance;
 mod deploy;
 mod init;

@@ -573,6 +573,7 @@ CREATE TABLE pier_deploys (
     status      text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'interrupted')),
     exit_code   integer,
     summary     text,
+    url         text,
     PRIMARY KEY (project, id)
 );
 CREATE INDEX pier_deploys_server ON pier_deploys (project, server, started_at);
@@ -701,7 +702,7 @@ async fn connect_within(url: &DatabaseUrl, project: &str, patience: Duration) ->
 const COLUMNS: &str = "id, server, method, \"commit\", branch, build, \"trigger\", actor, runner,
     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
     to_char(ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-    status, exit_code, summary";
+    status, exit_code, summary, url";
 
 fn status_str(status: Status) -> &'static str {
     match status {
@@ -733,6 +734,7 @@ fn deploy(row: &tokio_postgres::Row) -> Deploy {
         },
         exit_code: row.get(12),
         summary: row.get(13),
+        url: row.get(14),
     }
 }
 
@@ -769,13 +771,13 @@ impl SharedState {
     }
 
     /// Records how deploy `id` ended (its log is what was streamed).
-    pub async fn finish(&self, id: &str, status: Status, exit_code: i32, summary: &str) -> Result<(), SharedError> {
+    pub async fn finish(&self, id: &str, ended: &timeline::Ended<'_>) -> Result<(), SharedError> {
         let client = self.db.client().await?;
         client
             .execute(
-                "UPDATE pier_deploys SET status = $3, exit_code = $4, summary = $5, ended_at = clock_timestamp()
+                "UPDATE pier_deploys SET status = $3, exit_code = $4, summary = $5, url = $6, ended_at = clock_timestamp()
                  WHERE project = $1 AND id = $2",
-                &[&self.project, &id, &status_str(status), &exit_code, &summary],
+                &[&self.project, &id, &status_str(ended.status), &ended.exit_code, &ended.summary, &ended.url],
             )
             .await
             .map_err(failed("record how a deploy ended"))?;
