@@ -63,6 +63,9 @@ pub struct Deploy<'a> {
     /// The server's pinned SSH host keys, the only hosts its SSH key is offered to; notes
     /// a host refused for its key.
     pub host_keys: HostKeys,
+    /// The server's deploy lock, checked before each step: a deploy whose lock is lost
+    /// (the shared database's connection holding it ended) stops before its next step.
+    pub lock: Option<&'a crate::project::state::ServerLock>,
 }
 
 /// How the server's deploy commands will run, settled before anything deploys: the
@@ -392,6 +395,7 @@ impl Deploy<'_> {
             build_id: self.build.build.clone(),
             trigger: self.build.trigger,
         };
+        self.still_locked().await?;
         let result = self.plugin.deploy(self.runtime, &env, &ctx, &self.settings(), &build).await?;
         // A host refused for its key ends the deploy, whatever the plugin made of it.
         self.host_key_refused()?;
@@ -410,6 +414,7 @@ impl Deploy<'_> {
             .ok_or_else(|| DeployError::Setup("`sh` is not on PATH".into()))?;
         let total = plan.commands.len();
         for (i, command) in plan.commands.iter().enumerate() {
+            self.still_locked().await?;
             self.sink.emit(Event::Step { title: format!("Command {}/{total}: {command}", i + 1) });
             env.retain(|(k, _)| k != "PIER_COMMAND_INDEX");
             env.push(("PIER_COMMAND_INDEX".into(), (i + 1).to_string().into()));
@@ -448,6 +453,15 @@ impl Deploy<'_> {
         }
         let passed = count(total as u64, "command");
         Ok(Ended { exit: Exit::Success, summary: format!("{}; {passed} passed", report.summary), url })
+    }
+
+    /// Exit 4 when the server's lock was lost: no next step may run beside another
+    /// runner's deploy that has taken it since.
+    async fn still_locked(&self) -> Result<(), DeployError> {
+        let Some(lock) = self.lock else { return Ok(()) };
+        lock.confirm().await.map_err(|lost| {
+            DeployError::Method(format!("{lost}: stopped before the next step of the deploy"), Exit::Provider)
+        })
     }
 
     /// Exit 4 when ssh refused a host for its key during this deploy.

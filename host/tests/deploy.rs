@@ -336,28 +336,10 @@ fn a_missing_heroku_cli_is_named_before_anything_deploys() {
     assert_eq!(project.fake.requests().len(), before, "nothing may reach Heroku");
 }
 
-/// Starts a deploy whose only command blocks on a pipe; returns the process once the
-/// command runs, with the key file path it saw.
-fn blocked_deploy(project: &Project, extra: &[&str]) -> (std::process::Child, String, std::path::PathBuf) {
-    let started = fifo(project.dir(), "started");
-    let release = fifo(project.dir(), "release");
-    project.commands(&[&format!(
-        "echo \"$PIER_SSH_KEY\" > '{}'; cat '{}' > /dev/null",
-        started.display(),
-        release.display()
-    )]);
-    let mut args = vec!["deploy", "prod"];
-    args.extend_from_slice(extra);
-    let child = project.spawn(&args);
-    let mut key_path = String::new();
-    std::fs::File::open(&started).unwrap().read_to_string(&mut key_path).unwrap();
-    (child, key_path.trim().to_string(), release)
-}
-
 #[test]
 fn two_deploys_of_one_server_never_overlap() {
     let (project, _) = Project::with_app();
-    let (first, _, release) = blocked_deploy(&project, &[]);
+    let (first, _, release) = project.blocked_deploy(&[]);
     let (_, err) = run(project.pier().args(["deploy", "prod"]), 1);
     assert!(err.contains("server `prod` is being deployed by deploy "), "{err}");
     assert!(err.contains(&format!("(pid {})", first.id())), "{err}");
@@ -383,7 +365,7 @@ fn two_deploys_of_one_server_never_overlap() {
 #[test]
 fn an_interrupted_deploy_cleans_up_and_is_recorded() {
     let (project, _) = Project::with_app();
-    let (child, key_path, _release) = blocked_deploy(&project, &[]);
+    let (child, key_path, _release) = project.blocked_deploy(&[]);
     assert!(Path::new(&key_path).exists());
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let output = child.wait_with_output().unwrap();
@@ -396,7 +378,7 @@ fn an_interrupted_deploy_cleans_up_and_is_recorded() {
 #[test]
 fn a_killed_deploy_shows_as_interrupted_and_its_lock_is_taken_over() {
     let (project, _) = Project::with_app();
-    let (mut child, key_path, _release) = blocked_deploy(&project, &[]);
+    let (mut child, key_path, _release) = project.blocked_deploy(&[]);
     child.kill().unwrap(); // SIGKILL: no cleanup can run in the process
     child.wait().unwrap();
     // The command dies with pier; its supervisor holds the lock until it has.

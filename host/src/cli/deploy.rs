@@ -19,9 +19,10 @@ use crate::caps::workspace::Workspace;
 use crate::deploy::{Build, Deploy, DeployError, RunDir};
 use crate::exit::Exit;
 use crate::git::Checkout;
+use crate::project::STATE_DIR;
 use crate::project::config::Server;
-use crate::project::timeline::{self, DeployLog, Status, Timeline};
-use crate::project::{STATE_DIR, lock};
+use crate::project::state::{State, StateError};
+use crate::project::timeline::{self, DeployLog, Status};
 use crate::runtime::bindings::Trigger;
 
 #[derive(Debug, Args)]
@@ -459,6 +460,11 @@ async fn interrupted() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// The CLI error for a state that cannot be used, with its exit code.
+pub fn state_error(e: StateError) -> CliError {
+    CliError::Method { exit: e.exit(), message: redact(&e.to_string()).into_owned() }
+}
+
 /// Deploys one server under its lock and records it in the timeline: `workspace`'s
 /// commit, which is `build.commit`, with its run directory under `scratch`.
 #[allow(clippy::too_many_arguments)]
@@ -483,14 +489,14 @@ async fn run_one(
     let vault = Arc::new(project.secrets()?.open_server(&key, &source.to_string(), &server.alias)?);
 
     let deploy_id = timeline::new_id();
-    let _lock = lock::lock(&state, &server.alias, &deploy_id, wait).await.map_err(|e| match e {
-        lock::LockError::Busy { .. } => {
-            CliError::Method { message: format!("{e}; wait for it with --wait SECONDS"), exit: Exit::DeployFailed }
-        }
-        other => CliError::Usage(other.to_string()),
+    // The database unreachable or refusing: nothing deploys, and never without its lock.
+    let shared = State::open(&project.config, &state).await.map_err(state_error)?;
+    let runner = crate::project::state::runner();
+    let lock = shared.lock(&server.alias, &deploy_id, &runner, wait).await.map_err(|e| match e.is_busy() {
+        true => CliError::Method { message: format!("{e}; wait for it with --wait SECONDS"), exit: Exit::DeployFailed },
+        false => state_error(e),
     })?;
-    let timeline = Timeline::open(&state)?;
-    for stale in crate::deploy::reconcile(&state, &timeline, Some(&server.alias))? {
+    for stale in shared.reconcile(Some(&server.alias)).await.map_err(state_error)? {
         tracing::warn!("deploy {stale} was interrupted (its process ended); marked as such in the timeline");
     }
     let record = timeline::Deploy {
@@ -505,7 +511,7 @@ async fn run_one(
             Trigger::Automatic => "automatic".into(),
         },
         actor: build.actor.clone(),
-        runner: None,
+        runner: shared.is_shared().then(|| runner.clone()),
         started_at: String::new(),
         ended_at: None,
         status: Status::Running,
@@ -513,7 +519,7 @@ async fn run_one(
         summary: None,
         url: None,
     };
-    let log = timeline.start(&record)?;
+    let (log, stream) = shared.start(&record, &runner).await.map_err(state_error)?;
     let sink = Arc::new(DeploySink::new(log, json, ci, &server.alias, &deploy_id));
     let run_dir = RunDir::create(&state, scratch, &deploy_id)
         .map_err(|e| CliError::Usage(format!("cannot create the run directory: {e}")))?;
@@ -531,6 +537,7 @@ async fn run_one(
         command_timeout: runtime.limits().deploy_time,
         room: Some(sink.clone()),
         host_keys: crate::caps::host_keys::HostKeys::pinned(server.pins()),
+        lock: Some(&lock),
     };
     sink.emit(Event::Step {
         title: format!(
@@ -573,7 +580,20 @@ async fn run_one(
     let code = exit.unwrap_or(Exit::Interrupted).code();
     let log = sink.finish();
     let ended = timeline::Ended { status, exit_code: i32::from(code), summary: &redact(&summary), url: url.as_deref() };
-    timeline.finish(&deploy_id, ended, &log)?;
+    // How the deploy went is what it reports, even when its record cannot be written.
+    match shared.finish(&deploy_id, ended, &log, stream).await {
+        Ok(recorded) => {
+            if let Some(unsent) = recorded.unsent {
+                eprintln!("warning: {}: deploy {deploy_id}: {unsent}", server.alias);
+            }
+        }
+        Err(e) => eprintln!(
+            "warning: {}: deploy {deploy_id} {status}, but the timeline could not record how it ended: {}",
+            server.alias,
+            redact(&e.to_string())
+        ),
+    }
+    drop(lock);
     Ok(ServerResult {
         server: server.alias.clone(),
         status: status.to_string(),

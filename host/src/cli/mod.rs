@@ -250,7 +250,7 @@ pub fn main() -> Exit {
             Command::Plugins(command) => plugins::run(command, &globals, &mut out).await,
             Command::Deploy(args) => deploy::deploy(args, &globals, &mut out).await,
             Command::Ci(args) => deploy::ci(args, &globals, &mut out).await,
-            Command::Timeline(args) => timeline::run(args, &mut out),
+            Command::Timeline(args) => timeline::run(args, &mut out).await,
             Command::Conformance(args) => conformance::run(args, &globals, &mut out).await,
         }
     });

@@ -2,12 +2,14 @@
 
 use clap::{Args, Subcommand};
 
+use super::deploy::state_error;
 use super::project::Project;
 use super::table::{self, Column};
 use super::{CliError, Output};
 use crate::exit::Exit;
 use crate::project::STATE_DIR;
-use crate::project::timeline::{Deploy, Found, Timeline};
+use crate::project::state::State;
+use crate::project::timeline::{Deploy, Found};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -37,20 +39,19 @@ enum TimelineCommand {
     },
 }
 
-pub fn run(args: TimelineArgs, out: &mut Output) -> Result<Exit, CliError> {
+pub async fn run(args: TimelineArgs, out: &mut Output) -> Result<Exit, CliError> {
     let project = Project::open()?;
-    let state = project.root.join(STATE_DIR);
-    let timeline = Timeline::open(&state)?;
-    crate::deploy::reconcile(&state, &timeline, None)?;
+    let timeline = State::open(&project.config, &project.root.join(STATE_DIR)).await.map_err(state_error)?;
+    timeline.reconcile(None).await.map_err(state_error)?;
     match args.command {
         Some(TimelineCommand::Show { deploy_id, json }) => {
             let no_deploy = || CliError::Usage(format!("no deploy `{deploy_id}` in the timeline"));
-            let id = match timeline.find(&deploy_id)? {
+            let id = match timeline.find(&deploy_id).await.map_err(state_error)? {
                 Found::One(id) => id,
                 Found::None => return Err(no_deploy()),
                 Found::Several(ids, all) => return Err(ambiguous(&deploy_id, &ids, all)),
             };
-            let (deploy, log) = timeline.get(&id)?.ok_or_else(no_deploy)?;
+            let (deploy, log) = timeline.get(&id).await.map_err(state_error)?.ok_or_else(no_deploy)?;
             if json {
                 out.json(&serde_json::json!({ "deploy": deploy, "log": log }))?;
             } else {
@@ -65,6 +66,9 @@ pub fn run(args: TimelineArgs, out: &mut Output) -> Result<Exit, CliError> {
                     out.line(format!("  build:    {b}"))?;
                 }
                 out.line(format!("  trigger:  {} by {}", deploy.trigger, deploy.actor))?;
+                if let Some(r) = &deploy.runner {
+                    out.line(format!("  runner:   {r}"))?;
+                }
                 out.line(format!("  started:  {}", deploy.started_at))?;
                 if let Some(e) = &deploy.ended_at {
                     out.line(format!("  ended:    {e}"))?;
@@ -86,7 +90,7 @@ pub fn run(args: TimelineArgs, out: &mut Output) -> Result<Exit, CliError> {
                 Some(s) => Some(project.server(s)?.alias.clone()),
                 None => None,
             };
-            let deploys = timeline.list(server.as_deref(), args.limit as usize)?;
+            let deploys = timeline.list(server.as_deref(), args.limit as usize).await.map_err(state_error)?;
             if args.json {
                 out.json(&deploys)?;
             } else if deploys.is_empty() {

@@ -11,6 +11,7 @@ pub mod lock;
 pub mod masterkey;
 pub mod secrets_file;
 pub mod shared;
+pub mod state;
 pub mod timeline;
 
 use std::io::Write as _;

@@ -821,7 +821,7 @@ impl SharedState {
             )
             .await
             .map_err(failed("read a deploy"))?;
-        Ok(row.map(|r| (deploy(&r), r.get(14))))
+        Ok(row.map(|r| (deploy(&r), r.get(15))))
     }
 
     /// The ids, newest first, that start or end with `part` (for `timeline show`).
@@ -1005,11 +1005,34 @@ impl SharedLock {
         if self.lost() { Err(SharedError::LockLost { server: self.server.clone() }) } else { Ok(()) }
     }
 
+    /// Asks the database whether this session still holds the lock (within
+    /// [`CONFIRM_PATIENCE`]): a connection that ended, or a database that does not answer,
+    /// is a lost lock.
+    pub async fn confirm(&self) -> Result<(), SharedError> {
+        self.check()?;
+        let lost = || SharedError::LockLost { server: self.server.clone() };
+        let client = self.client.as_ref().ok_or_else(lost)?;
+        let asked = client.query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted",
+            &[],
+        );
+        match tokio::time::timeout(CONFIRM_PATIENCE, asked).await {
+            Ok(Ok(row)) if row.get::<_, i64>(0) > 0 => Ok(()),
+            _ => {
+                self.ended.set();
+                Err(lost())
+            }
+        }
+    }
+
     /// The server whose lock this is.
     pub fn server(&self) -> &str {
         &self.server
     }
 }
+
+/// How long [`SharedLock::confirm`] waits for the database's answer.
+const CONFIRM_PATIENCE: Duration = Duration::from_secs(10);
 
 impl Drop for SharedLock {
     fn drop(&mut self) {
@@ -1080,14 +1103,19 @@ impl LogReport {
     }
 }
 
-impl SharedLog {
+/// A handle that queues lines on a [`SharedLog`], for whoever writes the log (an event
+/// sink) while the deploy code keeps the log itself to close it.
+#[derive(Clone)]
+pub struct LogPusher(Arc<LogShared>);
+
+impl LogPusher {
     /// Queues one (already redacted) line; never waits. Beyond the log's bound
     /// (`LOG_OUTPUT + LOG_NOTES` bytes) lines are counted, not kept.
     pub fn push(&self, line: String) {
         // PostgreSQL's text cannot hold NUL.
         let line = if line.contains('\0') { line.replace('\0', "\u{FFFD}") } else { line };
         let size = line.len() as u64 + 1;
-        let mut state = self.shared.lock();
+        let mut state = self.0.lock();
         if state.closing.is_some() {
             return;
         }
@@ -1101,8 +1129,20 @@ impl SharedLog {
         let full = state.pending.len() >= BATCH_LINES;
         drop(state);
         if full {
-            self.shared.wake.notify_one();
+            self.0.wake.notify_one();
         }
+    }
+}
+
+impl SharedLog {
+    /// Queues one (already redacted) line; never waits (see [`LogPusher::push`]).
+    pub fn push(&self, line: String) {
+        self.pusher().push(line);
+    }
+
+    /// A handle that queues lines on this log.
+    pub fn pusher(&self) -> LogPusher {
+        LogPusher(self.shared.clone())
     }
 
     /// Sends everything (with one line saying what the bound dropped, if anything),

@@ -396,12 +396,17 @@ pub const LOG_NOTES: u64 = 1 << 20;
 /// How often a live log's file is brought up to date while lines stream in.
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Where a streamed log's kept lines go, one at a time.
+pub type Tee = Box<dyn Fn(&str) + Send>;
+
 /// The log of a running deploy, appended to its file as it runs (or kept in memory), and
 /// bounded: it keeps [`LOG_OUTPUT`] bytes of output lines and [`LOG_NOTES`] more of Pier's
 /// own, counts what it drops, and [`DeployLog::finish`] ends it with one line saying how
 /// much that was.
 pub struct DeployLog {
     file: Option<(std::io::BufWriter<std::fs::File>, PathBuf)>,
+    /// Where kept lines go instead of the file or the text, when the log is streamed.
+    tee: Option<Tee>,
     /// The text, when there is no file.
     text: String,
     kept: u64,
@@ -416,6 +421,7 @@ impl DeployLog {
     fn new(file: Option<(std::fs::File, PathBuf)>) -> DeployLog {
         DeployLog {
             file: file.map(|(file, path)| (std::io::BufWriter::with_capacity(64 << 10, file), path)),
+            tee: None,
             text: String::new(),
             kept: 0,
             full: false,
@@ -428,6 +434,13 @@ impl DeployLog {
     /// A log kept only in memory.
     pub fn memory() -> DeployLog {
         DeployLog::new(None)
+    }
+
+    /// A log whose kept lines (bounded as any log's) go to `tee` as they are written, and
+    /// are not kept here: [`DeployLog::finish`] sends its closing line there too and returns
+    /// nothing.
+    pub fn streaming(tee: Tee) -> DeployLog {
+        DeployLog { tee: Some(tee), ..DeployLog::new(None) }
     }
 
     /// Appends one (already redacted) line of output, if the log still keeps output.
@@ -456,6 +469,10 @@ impl DeployLog {
     }
 
     fn write(&mut self, line: &str) {
+        if let Some(tee) = &self.tee {
+            tee(line);
+            return;
+        }
         match &mut self.file {
             Some((file, _)) => {
                 let _ = writeln!(file, "{line}");

@@ -240,6 +240,8 @@ pub fn run(cmd: &mut assert_cmd::Command, code: i32) -> (String, String) {
 pub struct Project {
     pub home: tempfile::TempDir,
     pub fake: fake_heroku::FakeHeroku,
+    /// Variables every `pier` of the project gets (for example `PIER_DATABASE_URL`).
+    pub env: Vec<(String, String)>,
 }
 
 /// The API key of the seeded account.
@@ -264,7 +266,7 @@ impl Project {
     /// A project whose fake Heroku holds `accounts`.
     pub fn with(accounts: Vec<fake_heroku::SeedAccount>) -> Project {
         let fake = fake_heroku::FakeHeroku::start(seed(accounts)).expect("start fake Heroku");
-        let project = Project { home: tempdir(), fake };
+        let project = Project { home: tempdir(), fake, env: Vec::new() };
         run(project.pier().arg("init"), 0);
         project
     }
@@ -283,7 +285,28 @@ impl Project {
     pub fn pier(&self) -> assert_cmd::Command {
         let mut cmd = pier(self.dir());
         cmd.env("HEROKU_HOST", self.fake.url()).env("HEROKU_API_KEY", API_KEY);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
+    }
+
+    /// Starts `pier deploy prod ARGS` whose one command writes `$PIER_SSH_KEY` to the
+    /// fifo `started`, then blocks until the test writes to the fifo `release`: returns
+    /// the running pier, the key file's path, and the `release` fifo.
+    pub fn blocked_deploy(&self, extra: &[&str]) -> (std::process::Child, String, PathBuf) {
+        use std::io::Read as _;
+        let started = fifo(self.dir(), "started");
+        let release = fifo(self.dir(), "release");
+        self.commands(&[&format!(
+            "echo \"$PIER_SSH_KEY\" > '{}'; cat '{}' > /dev/null",
+            started.display(),
+            release.display()
+        )]);
+        let mut args = vec!["deploy", "prod"];
+        args.extend_from_slice(extra);
+        let child = self.spawn(&args);
+        let mut key_path = String::new();
+        std::fs::File::open(&started).unwrap().read_to_string(&mut key_path).unwrap();
+        (child, key_path.trim().to_string(), release)
     }
 
     /// `pier server add` of a Heroku server non-interactively.
@@ -346,6 +369,7 @@ impl Project {
             .env("PIER_CACHE_DIR", cache_dir())
             .env("HEROKU_HOST", self.fake.url())
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         cmd.spawn().expect("spawn pier")

@@ -1,0 +1,247 @@
+//! One interface for where deploys are recorded and servers are locked: the project's
+//! local state in `.pier/` (the SQLite timeline and `flock` locks, for one machine) or
+//! the shared state in the PostgreSQL database `PIER_DATABASE_URL` names (for every CI
+//! runner of a team). The deploy and timeline commands see only [`State`].
+//!
+//! Which one: `PIER_DATABASE_URL` set selects the shared state; `[state] backend =
+//! "postgres"` in `pier.toml` requires it, so that a runner without the variable refuses
+//! to deploy rather than lock and record on its own.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::config::{Config, StateBackend};
+use super::lock::{self, LockError};
+use super::shared::{self, DatabaseUrl, SharedError, SharedLock, SharedLog, SharedState};
+use super::timeline::{self, Deploy, DeployLog, Ended, Found, Timeline, TimelineError};
+use crate::exit::Exit;
+
+/// Why the state cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Timeline(#[from] TimelineError),
+    #[error("{0}")]
+    Lock(#[from] LockError),
+    #[error("{0}")]
+    Shared(#[from] SharedError),
+    #[error(
+        "pier.toml says this project keeps its state in PostgreSQL ([state] backend = \"postgres\"), and \
+         {} is not set: set it to the database's postgres:// URL (nothing was deployed)",
+        shared::DATABASE_URL_VAR
+    )]
+    NoDatabase,
+    #[error(
+        "{} is set, but pier.toml has no [project] id to keep this project's deploys apart in the database: \
+         run `pier init` to add one and commit pier.toml",
+        shared::DATABASE_URL_VAR
+    )]
+    NoProjectId,
+    #[error("cannot create {path}: {source}")]
+    Dir { path: String, source: std::io::Error },
+}
+
+impl StateError {
+    /// The exit code: a server being deployed is 1 (as a failed deploy), configuration 2,
+    /// an unreachable or refusing database 4.
+    pub fn exit(&self) -> Exit {
+        match self {
+            StateError::Lock(LockError::Busy { .. }) | StateError::Shared(SharedError::Busy { .. }) => {
+                Exit::DeployFailed
+            }
+            StateError::Shared(SharedError::Url(_)) | StateError::NoDatabase | StateError::NoProjectId => {
+                Exit::BadInput
+            }
+            StateError::Shared(_) => Exit::Provider,
+            _ => Exit::BadInput,
+        }
+    }
+
+    /// Whether another deploy of the server holds its lock.
+    pub fn is_busy(&self) -> bool {
+        self.exit() == Exit::DeployFailed
+    }
+}
+
+/// Where the timeline and the locks are.
+pub enum State {
+    /// `.pier/` of the checkout.
+    Local { dir: PathBuf, timeline: Timeline },
+    /// The shared database.
+    Shared(SharedState),
+}
+
+/// A server's deploy lock, held while it lives.
+pub enum ServerLock {
+    Local(lock::Lock),
+    Shared(SharedLock),
+}
+
+impl ServerLock {
+    /// Whether the lock is still held: a local lock cannot be lost; a shared one is asked
+    /// of the database, and lost with its connection.
+    pub async fn confirm(&self) -> Result<(), String> {
+        match self {
+            ServerLock::Local(_) => Ok(()),
+            ServerLock::Shared(lock) => lock.confirm().await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// The database side of a running deploy's log, with the shared state: what
+/// [`State::finish`] flushes.
+pub struct LogStream(Option<SharedLog>);
+
+/// How a deploy's record ended up, when it did not all arrive.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// Lines of the log that did not reach the database, and why.
+    pub unsent: Option<String>,
+}
+
+/// The machine a deploy runs on, as the shared timeline names it: the CI runner's name
+/// when the CI gives one, else the host name.
+pub fn runner() -> String {
+    for var in ["RUNNER_NAME", "CI_RUNNER_DESCRIPTION", "BUILDKITE_AGENT_NAME", "NODE_NAME"] {
+        if let Ok(name) = std::env::var(var)
+            && !name.trim().is_empty()
+        {
+            return crate::caps::events::inert(name.trim());
+        }
+    }
+    nix::unistd::gethostname()
+        .ok()
+        .map(|h| h.to_string_lossy().into_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown host".into())
+}
+
+impl State {
+    /// The state `config` and the environment select; the local one lives in `state_dir`.
+    pub async fn open(config: &Config, state_dir: &Path) -> Result<State, StateError> {
+        match DatabaseUrl::from_env()? {
+            Some(url) => {
+                let project = config.project_id().ok_or(StateError::NoProjectId)?;
+                Ok(State::Shared(shared::connect(&url, project).await?))
+            }
+            None if config.state_backend() == StateBackend::Postgres => Err(StateError::NoDatabase),
+            None => {
+                std::fs::create_dir_all(state_dir)
+                    .map_err(|source| StateError::Dir { path: state_dir.display().to_string(), source })?;
+                let _ = std::fs::write(state_dir.join(".gitignore"), "# Local state of pier: not for committing.\n*\n");
+                Ok(State::Local { dir: state_dir.to_path_buf(), timeline: Timeline::open(state_dir)? })
+            }
+        }
+    }
+
+    /// Whether this is the shared state.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, State::Shared(_))
+    }
+
+    /// Takes the deploy lock of `server`, waiting up to `wait` for a running deploy.
+    pub async fn lock(
+        &self,
+        server: &str,
+        deploy_id: &str,
+        runner: &str,
+        wait: Duration,
+    ) -> Result<ServerLock, StateError> {
+        Ok(match self {
+            State::Local { dir, .. } => ServerLock::Local(lock::lock(dir, server, deploy_id, wait).await?),
+            State::Shared(shared) => ServerLock::Shared(shared.lock(server, deploy_id, runner, wait).await?),
+        })
+    }
+
+    /// Marks `interrupted` the running deploys (of `held`, whose lock this process holds,
+    /// or of every server) whose process is gone; returns their ids.
+    pub async fn reconcile(&self, held: Option<&str>) -> Result<Vec<String>, StateError> {
+        Ok(match self {
+            State::Local { dir, timeline } => crate::deploy::reconcile(dir, timeline, held)?,
+            State::Shared(shared) => shared.reconcile(held).await?,
+        })
+    }
+
+    /// Records `d` as running (on `runner`); returns the log it writes to (bounded; in
+    /// its file, or streamed to the database) and, with the shared state, its stream.
+    pub async fn start(&self, d: &Deploy, runner: &str) -> Result<(DeployLog, LogStream), StateError> {
+        Ok(match self {
+            State::Local { timeline, .. } => (timeline.start(d)?, LogStream(None)),
+            State::Shared(shared) => {
+                shared.start(d, runner).await?;
+                let stream = shared.log(&d.id);
+                let tee = stream.pusher();
+                let log = DeployLog::streaming(Box::new(move |line: &str| tee.push(line.to_string())));
+                (log, LogStream(Some(stream)))
+            }
+        })
+    }
+
+    /// Records how deploy `id` ended, with its log (`text`, as [`DeployLog::finish`]
+    /// returned it; the shared state has it already, through `stream`).
+    pub async fn finish(
+        &self,
+        id: &str,
+        ended: Ended<'_>,
+        text: &str,
+        stream: LogStream,
+    ) -> Result<Recorded, StateError> {
+        match self {
+            State::Local { timeline, .. } => {
+                timeline.finish(id, ended, text)?;
+                Ok(Recorded::default())
+            }
+            State::Shared(shared) => {
+                let report = match stream.0 {
+                    Some(stream) => Some(stream.close().await),
+                    None => None,
+                };
+                shared.finish(id, &ended).await?;
+                let unsent = report.filter(|r| !r.complete()).map(|r| {
+                    format!(
+                        "{} log lines did not reach the database{}",
+                        r.unsent,
+                        r.error.map(|e| format!(" ({e})")).unwrap_or_default()
+                    )
+                });
+                Ok(Recorded { unsent })
+            }
+        }
+    }
+
+    /// Deploys, newest first, of one server or all.
+    pub async fn list(&self, server: Option<&str>, limit: usize) -> Result<Vec<Deploy>, StateError> {
+        Ok(match self {
+            State::Local { timeline, .. } => timeline.list(server, limit)?,
+            State::Shared(shared) => shared.list(server, limit).await?,
+        })
+    }
+
+    /// One deploy and its log.
+    pub async fn get(&self, id: &str) -> Result<Option<(Deploy, String)>, StateError> {
+        Ok(match self {
+            State::Local { timeline, .. } => timeline.get(id)?,
+            State::Shared(shared) => shared.get(id).await?,
+        })
+    }
+
+    /// The deploy `text` names: its id, or a part only that id begins or ends with.
+    pub async fn find(&self, text: &str) -> Result<Found, StateError> {
+        Ok(match self {
+            State::Local { timeline, .. } => timeline.find(text)?,
+            State::Shared(shared) => {
+                let text = text.trim().to_ascii_lowercase();
+                if text.is_empty() {
+                    return Ok(Found::None);
+                }
+                let ids = shared.find(&text).await?;
+                match ids.as_slice() {
+                    [] => Found::None,
+                    [only] => Found::One(only.clone()),
+                    _ if ids.contains(&text) => Found::One(text),
+                    _ => Found::Several(ids.iter().take(timeline::CANDIDATES).cloned().collect(), ids.len()),
+                }
+            }
+        })
+    }
+}

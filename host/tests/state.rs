@@ -1,0 +1,200 @@
+//! The timeline and the deploy locks through the real `pier` binary, one suite run
+//! against both states: the local one in `.pier/`, and the shared one in a real
+//! PostgreSQL server (`PIER_DATABASE_URL`). Then what only the shared state does: every
+//! runner sees one timeline and one lock, a lost lock stops the deploy, an unreachable
+//! database deploys nothing.
+
+mod common;
+
+use std::io::Write as _;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::postgres::Postgres;
+use common::{Project, run};
+
+/// One PostgreSQL server for the file's tests; each test gets a database of its own.
+fn server() -> &'static Postgres {
+    static SERVER: OnceLock<Postgres> = OnceLock::new();
+    SERVER.get_or_init(Postgres::start)
+}
+
+/// Which state a test runs against.
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Local,
+    Shared,
+}
+
+/// A project with a Heroku server `prod` and a committed app, using `backend`, as runner
+/// `runner`.
+fn project(backend: Backend, runner: &str) -> Project {
+    let (mut project, _) = Project::with_app();
+    project.env.push(("RUNNER_NAME".into(), runner.into()));
+    if let Backend::Shared = backend {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("state_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        project.env.push(("PIER_DATABASE_URL".into(), server().database(&name)));
+    }
+    project
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn timeline(project: &Project) -> serde_json::Value {
+    json(&run(project.pier().args(["timeline", "--json"]), 0).0)
+}
+
+fn release(fifo: &std::path::Path) {
+    std::fs::OpenOptions::new().write(true).open(fifo).unwrap().write_all(b"go\n").unwrap();
+}
+
+/// Runs `check` against both states.
+macro_rules! both {
+    ($name:ident, $check:expr) => {
+        mod $name {
+            use super::*;
+            #[test]
+            fn local() {
+                ($check)(Backend::Local)
+            }
+            #[test]
+            fn shared() {
+                ($check)(Backend::Shared)
+            }
+        }
+    };
+}
+
+both!(a_deploy_is_recorded_with_its_log_and_found_by_any_unique_part, |backend| {
+    let project = project(backend, "runner-a");
+    project.commands(&["echo migrating-$((6 * 7))"]);
+    let (out, _) = run(project.pier().args(["deploy", "prod", "--json"]), 0);
+    let result = out.lines().map(json).find(|l| l["type"] == "result").unwrap();
+    let id = result["data"]["deploy_id"].as_str().unwrap().to_string();
+    let deploys = timeline(&project);
+    assert_eq!(deploys.as_array().unwrap().len(), 1, "{deploys}");
+    assert_eq!(deploys[0]["id"], id.as_str());
+    assert_eq!(deploys[0]["status"], "succeeded");
+    assert_eq!(deploys[0]["exit_code"], 0);
+    let (shown, _) = run(project.pier().args(["timeline", "show", &id[id.len() - 6..], "--json"]), 0);
+    let shown = json(&shown);
+    assert_eq!(shown["deploy"]["id"], id.as_str());
+    let log = shown["log"].as_str().unwrap();
+    assert_eq!(log.matches("migrating-42").count(), 1, "{log}");
+    if let Backend::Shared = backend {
+        assert_eq!(shown["deploy"]["runner"], "runner-a", "{shown}");
+    }
+});
+
+both!(a_second_deploy_of_a_server_fails_at_once_naming_the_running_one, |backend| {
+    let project = project(backend, "runner-a");
+    let (first, _, release_fifo) = project.blocked_deploy(&[]);
+    let running = timeline(&project)[0]["id"].as_str().unwrap().to_string();
+    let mut second = project.pier();
+    second.args(["deploy", "prod"]).env("RUNNER_NAME", "runner-b");
+    let (_, err) = run(&mut second, 1);
+    assert!(err.contains("server `prod` is being deployed by"), "{err}");
+    assert!(err.contains(&running), "the running deploy is named: {err}");
+    assert!(err.contains("--wait SECONDS"), "{err}");
+    if let Backend::Shared = backend {
+        assert!(err.contains("runner-a"), "the runner is named: {err}");
+    }
+    release(&release_fifo);
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
+    let statuses: Vec<_> = timeline(&project).as_array().unwrap().iter().map(|d| d["status"].clone()).collect();
+    assert_eq!(statuses, ["succeeded"], "the refused deploy was never started");
+});
+
+both!(a_killed_runner_loses_its_lock_and_its_deploy_shows_as_interrupted, |backend| {
+    let project = project(backend, "runner-a");
+    let (mut first, _, _release) = project.blocked_deploy(&[]);
+    let killed = timeline(&project)[0]["id"].as_str().unwrap().to_string();
+    first.kill().unwrap(); // SIGKILL: nothing runs in the process
+    first.wait().unwrap();
+    project.commands(&["true"]);
+    // The lock goes with the process (and its commands): the next deploy waits for it.
+    let mut next = project.pier();
+    next.args(["deploy", "prod", "--wait", "60"]).env("RUNNER_NAME", "runner-b");
+    run(&mut next, 0);
+    let deploys = timeline(&project);
+    let of = |id: &str| deploys.as_array().unwrap().iter().find(|d| d["id"] == id).unwrap().clone();
+    assert_eq!(of(&killed)["status"], "interrupted", "{deploys}");
+    assert_eq!(deploys[0]["status"], "succeeded", "{deploys}");
+});
+
+/// Runners of one team share the timeline: a fresh checkout (no `.pier/`) sees the
+/// deploys of every other runner.
+#[test]
+fn every_runner_sees_one_timeline() {
+    let project = project(Backend::Shared, "runner-a");
+    run(project.pier().args(["deploy", "prod"]), 0);
+    std::fs::remove_dir_all(project.dir().join(".pier")).unwrap();
+    let mut list = project.pier();
+    list.args(["timeline", "--json"]).env("RUNNER_NAME", "runner-b");
+    let deploys = json(&run(&mut list, 0).0);
+    assert_eq!(deploys.as_array().unwrap().len(), 1, "{deploys}");
+    assert_eq!(deploys[0]["runner"], "runner-a");
+    // And a project of another id in the same database sees none of them.
+    let other = Project::with_app().0;
+    let url = project.env.iter().find(|(k, _)| k == "PIER_DATABASE_URL").unwrap().1.clone();
+    let mut list = other.pier();
+    list.args(["timeline", "--json"]).env("PIER_DATABASE_URL", &url);
+    assert_eq!(json(&run(&mut list, 0).0), serde_json::json!([]));
+}
+
+/// A project that says it keeps its state in PostgreSQL never deploys on its own: the
+/// variable missing is exit 2, the database unreachable exit 4, and nothing reaches the
+/// provider either way.
+#[test]
+fn without_its_database_a_shared_project_deploys_nothing() {
+    let project = project(Backend::Local, "runner-a");
+    let toml = project.dir().join("pier.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("[state]\nbackend = \"postgres\"\n{text}")).unwrap();
+    let (_, err) = run(project.pier().args(["deploy", "prod"]), 2);
+    assert!(err.contains("PIER_DATABASE_URL is not set"), "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "one error line: {err}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("postgres://pier:hunter2-not-shown@127.0.0.1:{closed}/pier?sslmode=disable");
+    let (_, err) = run(project.pier().args(["deploy", "prod"]).env("PIER_DATABASE_URL", &url), 4);
+    assert!(err.contains("127.0.0.1"), "{err}");
+    assert!(!err.contains("hunter2"), "the password is never shown: {err}");
+    let deploying =
+        project.fake.requests().iter().filter(|r| r.path.contains("/sources") || r.path.contains("/builds")).count();
+    assert_eq!(deploying, 0, "nothing was deployed");
+}
+
+/// The database ends the connection that holds a deploy's lock: the deploy stops before
+/// its next step, so no second deploy can overlap it.
+#[test]
+fn a_lost_lock_stops_the_deploy_before_its_next_step() {
+    let project = project(Backend::Shared, "runner-a");
+    let started = common::fifo(project.dir(), "started");
+    let release_fifo = common::fifo(project.dir(), "release");
+    project.commands(&[
+        &format!("echo started > '{}'; cat '{}' > /dev/null", started.display(), release_fifo.display()),
+        "echo the-second-command-ran",
+    ]);
+    let child = project.spawn(&["deploy", "prod"]);
+    std::fs::read_to_string(&started).unwrap();
+    let url = project.env.iter().find(|(k, _)| k == "PIER_DATABASE_URL").unwrap().1.clone();
+    let db = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
+    let ended = server().sql(
+        &db,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE 'pier lock prod %'",
+    );
+    assert_eq!(ended, "1", "the lock's connection was found and ended");
+    release(&release_fifo);
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{err}");
+    assert!(err.contains("stopped before the next step"), "{err}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("the-second-command-ran"));
+    assert!(!err.contains("the-second-command-ran"), "{err}");
+    assert_eq!(timeline(&project)[0]["status"], "failed");
+}
