@@ -186,7 +186,8 @@ fn a_lost_lock_stops_the_deploy_before_its_next_step() {
     let db = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
     let ended = server().sql(
         &db,
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE 'pier lock prod %'",
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name LIKE 'pier lock prod %'",
     );
     assert_eq!(ended, "1", "the lock's connection was found and ended");
     release(&release_fifo);
@@ -197,4 +198,37 @@ fn a_lost_lock_stops_the_deploy_before_its_next_step() {
     assert!(!String::from_utf8_lossy(&output.stdout).contains("the-second-command-ran"));
     assert!(!err.contains("the-second-command-ran"), "{err}");
     assert_eq!(timeline(&project)[0]["status"], "failed");
+}
+
+/// The database goes away while the last step runs: the deploy's success stands (exit
+/// 0, with a warning), its end is kept on the runner, and recorded as soon as the
+/// database is back, before anything could take the deploy for a dead one.
+#[test]
+fn a_deploy_whose_end_cannot_be_recorded_still_succeeds_and_is_recorded_later() {
+    let project = project(Backend::Shared, "runner-a");
+    let (child, _, release_fifo) = project.blocked_deploy(&[]);
+    let url = project.env.iter().find(|(k, _)| k == "PIER_DATABASE_URL").unwrap().1.clone();
+    let db = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
+    server().sql(
+        "postgres",
+        &format!(
+            "ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS false; \
+             SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{db}'"
+        ),
+    );
+    release(&release_fifo);
+    let output = child.wait_with_output().unwrap();
+    let (out, err) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "the deploy's result stands:\n{out}\n{err}");
+    assert!(out.starts_with("prod: succeeded"), "{out}");
+    assert!(err.contains("but the timeline could not record how it ended"), "{err}");
+    assert!(err.contains(".pier/unrecorded/"), "{err}");
+
+    server().sql("postgres", &format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS true"));
+    let (listed, err) = run(project.pier().args(["timeline", "--json"]), 0);
+    assert!(err.contains("which the shared timeline had missed"), "{err}");
+    let deploys = json(&listed);
+    assert_eq!(deploys[0]["status"], "succeeded", "{deploys}");
+    assert_eq!(deploys[0]["exit_code"], 0, "{deploys}");
+    assert_eq!(std::fs::read_dir(project.dir().join(".pier/unrecorded")).unwrap().count(), 0);
 }

@@ -37,6 +37,8 @@ pub enum StateError {
         shared::DATABASE_URL_VAR
     )]
     NoProjectId,
+    #[error("{0} (kept in .pier/unrecorded/: the next pier run here that reaches the database records it)")]
+    Unrecorded(SharedError),
     #[error("cannot create {path}: {source}")]
     Dir { path: String, source: std::io::Error },
 }
@@ -52,7 +54,7 @@ impl StateError {
             StateError::Shared(SharedError::Url(_)) | StateError::NoDatabase | StateError::NoProjectId => {
                 Exit::BadInput
             }
-            StateError::Shared(_) => Exit::Provider,
+            StateError::Shared(_) | StateError::Unrecorded(_) => Exit::Provider,
             _ => Exit::BadInput,
         }
     }
@@ -67,8 +69,22 @@ impl StateError {
 pub enum State {
     /// `.pier/` of the checkout.
     Local { dir: PathBuf, timeline: Timeline },
-    /// The shared database.
-    Shared(SharedState),
+    /// The shared database; `dir` keeps the ends of deploys the database missed.
+    Shared { shared: SharedState, dir: PathBuf },
+}
+
+/// How a deploy ended, kept in `.pier/unrecorded/ID.json` when the shared database could
+/// not take it, and recorded when it is reachable again.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Unrecorded {
+    status: timeline::Status,
+    exit_code: i32,
+    summary: String,
+    url: Option<String>,
+}
+
+fn unrecorded_dir(dir: &Path) -> PathBuf {
+    dir.join("unrecorded")
 }
 
 /// A server's deploy lock, held while it lives.
@@ -122,7 +138,10 @@ impl State {
         match DatabaseUrl::from_env()? {
             Some(url) => {
                 let project = config.project_id().ok_or(StateError::NoProjectId)?;
-                Ok(State::Shared(shared::connect(&url, project).await?))
+                let state =
+                    State::Shared { shared: shared::connect(&url, project).await?, dir: state_dir.to_path_buf() };
+                state.record_missed().await;
+                Ok(state)
             }
             None if config.state_backend() == StateBackend::Postgres => Err(StateError::NoDatabase),
             None => {
@@ -136,7 +155,33 @@ impl State {
 
     /// Whether this is the shared state.
     pub fn is_shared(&self) -> bool {
-        matches!(self, State::Shared(_))
+        matches!(self, State::Shared { .. })
+    }
+
+    /// Records the ends of deploys that the shared database missed on this machine.
+    async fn record_missed(&self) {
+        let State::Shared { shared, dir } = self else { return };
+        let Ok(entries) = std::fs::read_dir(unrecorded_dir(dir)) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(id) = path.file_stem().and_then(|s| s.to_str()).filter(|id| timeline::valid_id(id)) else {
+                continue;
+            };
+            let Some(missed) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Unrecorded>(&b).ok())
+            else {
+                continue;
+            };
+            let ended = Ended {
+                status: missed.status,
+                exit_code: missed.exit_code,
+                summary: &missed.summary,
+                url: missed.url.as_deref(),
+            };
+            if shared.finish(id, &ended).await.is_ok() {
+                let _ = std::fs::remove_file(&path);
+                eprintln!("recorded how deploy {id} ended ({}), which the shared timeline had missed", missed.status);
+            }
+        }
     }
 
     /// Takes the deploy lock of `server`, waiting up to `wait` for a running deploy.
@@ -149,7 +194,7 @@ impl State {
     ) -> Result<ServerLock, StateError> {
         Ok(match self {
             State::Local { dir, .. } => ServerLock::Local(lock::lock(dir, server, deploy_id, wait).await?),
-            State::Shared(shared) => ServerLock::Shared(shared.lock(server, deploy_id, runner, wait).await?),
+            State::Shared { shared, .. } => ServerLock::Shared(shared.lock(server, deploy_id, runner, wait).await?),
         })
     }
 
@@ -158,7 +203,7 @@ impl State {
     pub async fn reconcile(&self, held: Option<&str>) -> Result<Vec<String>, StateError> {
         Ok(match self {
             State::Local { dir, timeline } => crate::deploy::reconcile(dir, timeline, held)?,
-            State::Shared(shared) => shared.reconcile(held).await?,
+            State::Shared { shared, .. } => shared.reconcile(held).await?,
         })
     }
 
@@ -167,7 +212,7 @@ impl State {
     pub async fn start(&self, d: &Deploy, runner: &str) -> Result<(DeployLog, LogStream), StateError> {
         Ok(match self {
             State::Local { timeline, .. } => (timeline.start(d)?, LogStream(None)),
-            State::Shared(shared) => {
+            State::Shared { shared, .. } => {
                 shared.start(d, runner).await?;
                 let stream = shared.log(&d.id);
                 let tee = stream.pusher();
@@ -191,12 +236,28 @@ impl State {
                 timeline.finish(id, ended, text)?;
                 Ok(Recorded::default())
             }
-            State::Shared(shared) => {
+            State::Shared { shared, dir } => {
                 let report = match stream.0 {
                     Some(stream) => Some(stream.close().await),
                     None => None,
                 };
-                shared.finish(id, &ended).await?;
+                if let Err(e) = shared.finish(id, &ended).await {
+                    // Kept here, and recorded by the next run that reaches the database.
+                    let missed = Unrecorded {
+                        status: ended.status,
+                        exit_code: ended.exit_code,
+                        summary: ended.summary.to_string(),
+                        url: ended.url.map(str::to_string),
+                    };
+                    let kept = std::fs::create_dir_all(unrecorded_dir(dir)).and_then(|()| {
+                        let json = serde_json::to_vec(&missed).unwrap_or_default();
+                        super::write_atomic(&unrecorded_dir(dir).join(format!("{id}.json")), &json, 0o600)
+                    });
+                    return Err(match kept {
+                        Ok(()) => StateError::Unrecorded(e),
+                        Err(_) => StateError::Shared(e),
+                    });
+                }
                 let unsent = report.filter(|r| !r.complete()).map(|r| {
                     format!(
                         "{} log lines did not reach the database{}",
@@ -213,7 +274,7 @@ impl State {
     pub async fn list(&self, server: Option<&str>, limit: usize) -> Result<Vec<Deploy>, StateError> {
         Ok(match self {
             State::Local { timeline, .. } => timeline.list(server, limit)?,
-            State::Shared(shared) => shared.list(server, limit).await?,
+            State::Shared { shared, .. } => shared.list(server, limit).await?,
         })
     }
 
@@ -221,7 +282,7 @@ impl State {
     pub async fn get(&self, id: &str) -> Result<Option<(Deploy, String)>, StateError> {
         Ok(match self {
             State::Local { timeline, .. } => timeline.get(id)?,
-            State::Shared(shared) => shared.get(id).await?,
+            State::Shared { shared, .. } => shared.get(id).await?,
         })
     }
 
@@ -229,7 +290,7 @@ impl State {
     pub async fn find(&self, text: &str) -> Result<Found, StateError> {
         Ok(match self {
             State::Local { timeline, .. } => timeline.find(text)?,
-            State::Shared(shared) => {
+            State::Shared { shared, .. } => {
                 let text = text.trim().to_ascii_lowercase();
                 if text.is_empty() {
                     return Ok(Found::None);

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 /// How a deploy ended, or that it has not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Running,
@@ -531,6 +531,15 @@ fn read_log(path: &Path) -> String {
         let _ = file.take(LOG_OUTPUT + LOG_NOTES + (64 << 10)).read_to_end(&mut bytes);
     }
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Whether `id` has the form [`new_id`] gives: hex, `-`, hex (a safe file name).
+pub fn valid_id(id: &str) -> bool {
+    id.split_once('-').is_some_and(|(time, random)| {
+        [time, random]
+            .iter()
+            .all(|part| !part.is_empty() && part.len() <= 16 && part.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
 }
 
 /// A new deploy id: UTC time to the second, then random hex, so ids sort by time.
