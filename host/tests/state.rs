@@ -113,6 +113,15 @@ both!(a_killed_runner_loses_its_lock_and_its_deploy_shows_as_interrupted, |backe
     let project = project(backend, "runner-a");
     let (mut first, _, _release) = project.blocked_deploy(&[]);
     let killed = timeline(&project)[0]["id"].as_str().unwrap().to_string();
+    // Its log reaches the timeline as it runs (the shared state sends a step at once).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let written = || {
+        let shown = json(&run(project.pier().args(["timeline", "show", &killed, "--json"]), 0).0);
+        shown["log"].as_str().unwrap().contains("Command 1/1")
+    };
+    while !written() {
+        assert!(std::time::Instant::now() < deadline, "the running deploy's step never reached its log");
+    }
     first.kill().unwrap(); // SIGKILL: nothing runs in the process
     first.wait().unwrap();
     project.commands(&["true"]);
@@ -124,6 +133,10 @@ both!(a_killed_runner_loses_its_lock_and_its_deploy_shows_as_interrupted, |backe
     let of = |id: &str| deploys.as_array().unwrap().iter().find(|d| d["id"] == id).unwrap().clone();
     assert_eq!(of(&killed)["status"], "interrupted", "{deploys}");
     assert_eq!(deploys[0]["status"], "succeeded", "{deploys}");
+    // What the killed runner wrote before it died is kept.
+    let shown = json(&run(project.pier().args(["timeline", "show", &killed, "--json"]), 0).0);
+    let log = shown["log"].as_str().unwrap();
+    assert!(log.contains("Releasing") && log.contains("Command 1/1"), "{log}");
 });
 
 /// Runners of one team share the timeline: a fresh checkout (no `.pier/`) sees the
@@ -231,4 +244,40 @@ fn a_deploy_whose_end_cannot_be_recorded_still_succeeds_and_is_recorded_later() 
     assert_eq!(deploys[0]["status"], "succeeded", "{deploys}");
     assert_eq!(deploys[0]["exit_code"], 0, "{deploys}");
     assert_eq!(std::fs::read_dir(project.dir().join(".pier/unrecorded")).unwrap().count(), 0);
+}
+
+/// Through `pier` itself: a database whose certificate a CA the user names vouches for is
+/// used (`verify-full`, the default, with `sslrootcert`); the same database without that
+/// CA is refused (exit 4), and nothing deploys.
+#[test]
+fn the_database_certificate_is_verified() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let certs = common::tempdir();
+    let dir = certs.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    common::postgres::certificates(dir);
+    let key = dir.join("server.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    common::postgres::give_to_server(&key);
+    let setting = |name: &str, file: &str| format!("{name}={}", dir.join(file).display());
+    let pg = Postgres::start_with(&[
+        "ssl=on",
+        &setting("ssl_cert_file", "server.crt"),
+        &setting("ssl_key_file", "server.key"),
+    ]);
+    pg.database("tls");
+    let base = format!("postgres://{}@127.0.0.1:{}/tls", common::postgres::USER, pg.port);
+
+    let mut project = project(Backend::Local, "runner-a");
+    let unverified = project.pier().args(["deploy", "prod"]).env("PIER_DATABASE_URL", &base).output().unwrap();
+    let err = String::from_utf8_lossy(&unverified.stderr);
+    assert_eq!(unverified.status.code(), Some(4), "{err}");
+    assert!(err.contains("certificate"), "{err}");
+    let deploying = project.fake.requests().iter().filter(|r| r.path.contains("/builds")).count();
+    assert_eq!(deploying, 0, "nothing was deployed");
+
+    let verified = format!("{base}?sslrootcert={}", dir.join("ca.crt").display());
+    project.env.push(("PIER_DATABASE_URL".into(), verified));
+    run(project.pier().args(["deploy", "prod"]), 0);
+    assert_eq!(timeline(&project)[0]["status"], "succeeded");
 }

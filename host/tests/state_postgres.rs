@@ -346,64 +346,13 @@ async fn reconcile_marks_only_deploys_whose_runner_is_gone() {
     assert_eq!(third.get("d-live").await.unwrap().unwrap().0.status, Status::Running);
 }
 
-/// Runs `openssl ARGS` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA and a server certificate for 127.0.0.1 and localhost, signed by it.
-fn certificates(dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    openssl(
-        dir,
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=Pier test CA"],
-            &["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-        ]
-        .concat(),
-    );
-    openssl(
-        dir,
-        &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat(),
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n\
-         subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_modes_against_a_server_with_tls() {
     use std::os::unix::fs::PermissionsExt as _;
     let certs = common::tempdir();
     let dir = certs.path();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    certificates(dir);
+    postgres::certificates(dir);
     let key = dir.join("server.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     postgres::give_to_server(&key);

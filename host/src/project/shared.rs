@@ -1134,6 +1134,14 @@ impl LogPusher {
     }
 }
 
+impl LogPusher {
+    /// Asks for what is queued to be sent now rather than with the next batch (after a
+    /// step or an error, which a killed runner's log should keep).
+    pub fn send_now(&self) {
+        self.0.wake.notify_one();
+    }
+}
+
 impl SharedLog {
     /// Queues one (already redacted) line; never waits (see [`LogPusher::push`]).
     pub fn push(&self, line: String) {

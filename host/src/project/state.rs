@@ -216,7 +216,12 @@ impl State {
                 shared.start(d, runner).await?;
                 let stream = shared.log(&d.id);
                 let tee = stream.pusher();
-                let log = DeployLog::streaming(Box::new(move |line: &str| tee.push(line.to_string())));
+                let log = DeployLog::streaming(Box::new(move |line: &str, now: bool| {
+                    tee.push(line.to_string());
+                    if now {
+                        tee.send_now();
+                    }
+                }));
                 (log, LogStream(Some(stream)))
             }
         })

@@ -396,8 +396,9 @@ pub const LOG_NOTES: u64 = 1 << 20;
 /// How often a live log's file is brought up to date while lines stream in.
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Where a streamed log's kept lines go, one at a time.
-pub type Tee = Box<dyn Fn(&str) + Send>;
+/// Where a streamed log's kept lines go, one at a time, with whether the line is Pier's
+/// own (a step, a warning, an error: worth sending at once) rather than output.
+pub type Tee = Box<dyn Fn(&str, bool) + Send>;
 
 /// The log of a running deploy, appended to its file as it runs (or kept in memory), and
 /// bounded: it keeps [`LOG_OUTPUT`] bytes of output lines and [`LOG_NOTES`] more of Pier's
@@ -462,6 +463,10 @@ impl DeployLog {
             return;
         }
         self.kept += size;
+        if let Some(tee) = &self.tee {
+            tee(line, limit != LOG_OUTPUT);
+            return;
+        }
         self.write(line);
         if self.flushed.elapsed() >= FLUSH_EVERY {
             self.flush();
@@ -470,7 +475,7 @@ impl DeployLog {
 
     fn write(&mut self, line: &str) {
         if let Some(tee) = &self.tee {
-            tee(line);
+            tee(line, true);
             return;
         }
         match &mut self.file {
