@@ -100,7 +100,7 @@ both!(a_second_deploy_of_a_server_fails_at_once_naming_the_running_one, |backend
     assert!(err.contains(&running), "the running deploy is named: {err}");
     assert!(err.contains("--wait SECONDS"), "{err}");
     if let Backend::Shared = backend {
-        assert!(err.contains("runner-a"), "the runner is named: {err}");
+        assert!(err.contains(&format!("by deploy {running} on runner-a (running for ")), "runner and age: {err}");
     }
     release(&release_fifo);
     let first = first.wait_with_output().unwrap();
