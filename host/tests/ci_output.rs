@@ -185,6 +185,14 @@ fn pier_ci_under_github_actions_summarises_every_server_in_one_table() {
     let text = std::fs::read_to_string(&summary).unwrap();
     assert_eq!(text.matches("| Server | Commit |").count(), 2, "a table per invocation:\n{text}");
     assert_eq!(text.matches("pull requests never deploy").count(), 3, "{text}");
+
+    // pier ci's own lines name the branch: nothing in it is read as a command.
+    let mut cmd = github(&project, &summary);
+    cmd.args(["ci"]).envs([("GITHUB_REF_NAME", "x##[set-output name=evil;]1"), ("GITHUB_SHA", commit.as_str())]);
+    let (_, err) = run(&mut cmd, 0);
+    assert!(err.contains("this build is on x## [set-output"), "{err}");
+    let runner = Runner::read(&err);
+    assert!(runner.old_form.is_empty() && runner.processed.is_empty(), "{runner:?}\n{err}");
 }
 
 #[test]

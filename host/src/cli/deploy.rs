@@ -460,6 +460,12 @@ async fn interrupted() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// A line of `pier ci`'s own on stderr: under GitHub Actions, with nothing in it (a
+/// branch name, a reason) that GitHub would read as a workflow command.
+fn say(ci: Option<&CiOutput>, line: &str) {
+    eprintln!("{}", ci.map(|ci| ci.plain(line)).unwrap_or(line.into()));
+}
+
 /// The CLI error for a state that cannot be used, with its exit code.
 pub fn state_error(e: StateError) -> CliError {
     CliError::Method { exit: e.exit(), message: redact(&e.to_string()).into_owned() }
@@ -619,7 +625,7 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
             .iter()
             .map(|server| {
                 if !args.run.json {
-                    eprintln!("skipping {}: {reason}", server.alias);
+                    say(ci.as_ref(), &format!("skipping {}: {reason}", server.alias));
                 }
                 ServerResult {
                     server: server.alias.clone(),
@@ -647,7 +653,10 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
     let who = actor(&checkout);
     let workspace = Workspace::new(checkout, commit.clone());
     if !args.run.json {
-        eprintln!("{}: branch {branch}, commit {}", detected.describe(), commit.get(..12).unwrap_or(&commit));
+        say(
+            ci.as_ref(),
+            &format!("{}: branch {branch}, commit {}", detected.describe(), commit.get(..12).unwrap_or(&commit)),
+        );
     }
     let mut results = Vec::new();
     let mut failed = false;
@@ -672,7 +681,7 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
         if let Some(reason) = reason {
             let result = skip(reason);
             if !args.run.json {
-                eprintln!("skipping {}: {}", result.server, result.summary);
+                say(ci.as_ref(), &format!("skipping {}: {}", result.server, result.summary));
             }
             results.push(result);
             continue;
@@ -693,8 +702,7 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
             match run_one(&project, server, build, &workspace, &scratch, wait, json, ci.as_ref(), globals).await {
                 Ok(r) => r,
                 Err(e) => {
-                    let line = format!("error: {}: {}", server.alias, redact(&e.to_string()));
-                    eprintln!("{}", ci.as_ref().map(|ci| ci.plain(&line)).unwrap_or(line.as_str().into()));
+                    say(ci.as_ref(), &format!("error: {}: {}", server.alias, redact(&e.to_string())));
                     ServerResult {
                         server: server.alias.clone(),
                         status: "failed".into(),
@@ -714,7 +722,7 @@ pub async fn ci(args: CiArgs, globals: &Globals, out: &mut Output) -> Result<Exi
         }
     }
     if results.iter().all(|r| r.status == "skipped") && !args.run.json {
-        eprintln!("no automatic server follows branch {branch}: nothing to deploy");
+        say(ci.as_ref(), &format!("no automatic server follows branch {branch}: nothing to deploy"));
     }
     summarize(ci.as_ref(), &results, &commit);
     report(&results, args.run.json, ci.as_ref(), out)
