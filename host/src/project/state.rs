@@ -27,7 +27,7 @@ pub enum StateError {
     Shared(#[from] SharedError),
     #[error(
         "pier.toml says this project keeps its state in PostgreSQL ([state] backend = \"postgres\"), and \
-         {} is not set: set it to the database's postgres:// URL (nothing was deployed)",
+         {} is not set: set it to the database's postgres:// URL",
         shared::DATABASE_URL_VAR
     )]
     NoDatabase,
