@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{API_KEY, Project, fifo, run};
-use fake_heroku::{BuildScript, FailRule, FinalStatus, ReleaseScript, RequestKind, Script};
+use fake_heroku::{BuildScript, DynoScript, FailRule, FinalStatus, ReleaseScript, RequestKind, Script};
 
 measure_trampoline!();
 
@@ -931,4 +931,64 @@ fn a_server_set_up_without_heroku_host_stores_no_endpoint() {
     let mut cmd = project.pier();
     run(cmd.env_remove("HEROKU_HOST").args(["deploy", "direct"]), 0);
     assert_eq!(project.fake.builds().len(), 1);
+}
+
+/// A release whose dynos are `dynos`.
+fn release_with(dynos: Vec<DynoScript>) -> Script {
+    Script {
+        next_build: Some(BuildScript { release: ReleaseScript { dynos, ..Default::default() }, ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn dyno(name: &str, state: &str, polls_starting: u32) -> DynoScript {
+    DynoScript { name: name.into(), state: state.into(), polls_starting }
+}
+
+fn dyno_lists(project: &Project) -> usize {
+    project.fake.requests().iter().filter(|r| r.method == "GET" && r.path == "/apps/hello-app/dynos").count()
+}
+
+/// After the release, the deploy waits until the new release's dynos are up (as
+/// `heroku ps:wait`); `run` and `release` dynos are not waited for.
+#[test]
+fn a_deploy_ends_when_the_new_dynos_are_up() {
+    let (project, _) = Project::with_app();
+    project.fake.script(release_with(vec![
+        dyno("web.1", "up", 2),
+        dyno("worker.1", "up", 1),
+        dyno("run.4242", "crashed", 0),
+    ]));
+    let (out, err) = run(project.pier().args(["deploy", "prod"]), 0);
+    assert!(out.contains("released v1 of hello-app; 2 dynos up (web.1, worker.1)"), "{out}\n{err}");
+    assert!(err.contains("Waiting for the dynos of v1 to be up"), "{err}");
+    assert!(dyno_lists(&project) >= 3, "it listed the dynos until they were up");
+    fake_heroku::schema::check_all(&project.fake.requests()).unwrap();
+}
+
+/// A dyno of the new release that crashes fails the deploy (exit 1), naming it; one that
+/// never comes up fails it after the server's wait; a wait of 0 skips the check.
+#[test]
+fn a_crashed_or_never_up_dyno_fails_the_deploy() {
+    let (project, _) = Project::with_app();
+    project.fake.script(release_with(vec![dyno("web.1", "up", 1), dyno("worker.1", "crashed", 1)]));
+    let (out, err) = run(project.pier().args(["deploy", "prod"]), 1);
+    assert!(out.starts_with("prod: failed"), "{out}");
+    assert!(err.contains("dyno worker.1 of v1 crashed after the release"), "{err}");
+    assert_eq!(timeline(&project)[0]["status"], "failed");
+
+    run(project.pier().args(["server", "edit", "prod", "--set", "health_timeout=1"]), 0);
+    project.fake.script(release_with(vec![dyno("web.1", "up", 1_000_000)]));
+    let (_, err) = run(project.pier().args(["deploy", "prod"]), 1);
+    assert!(err.contains("the dynos of v2 were not all up after 1 s: web.1 starting on v2"), "{err}");
+
+    run(project.pier().args(["server", "edit", "prod", "--set", "health_timeout=0"]), 0);
+    let before = dyno_lists(&project);
+    project.fake.script(release_with(vec![dyno("web.1", "crashed", 0)]));
+    let (out, _) = run(project.pier().args(["deploy", "prod"]), 0);
+    assert!(out.contains("released v3 of hello-app"), "{out}");
+    assert_eq!(dyno_lists(&project), before, "no wait, no dyno list");
+
+    let (_, err) = run(project.pier().args(["server", "edit", "prod", "--set", "health_timeout=soon"]), 2);
+    assert!(err.contains("`soon` is not a number of seconds from 0 to 3600"), "{err}");
 }

@@ -9,7 +9,7 @@ use pier_plugin_sdk::*;
 use serde::Deserialize;
 
 use crate::api::{Client, encode};
-use crate::{APP, WEB_URL};
+use crate::{APP, DEFAULT_HEALTH_TIMEOUT, HEALTH_TIMEOUT, WEB_URL};
 
 /// Output lines kept for failure messages.
 const TAIL: usize = 20;
@@ -218,10 +218,92 @@ pub fn deploy(ctx: &Context, settings: &[Answer], build: &BuildInfo) -> Result<D
             tail: tail.take(),
         }));
     }
+    let timeout = health_timeout(settings)?;
+    let health = match timeout.is_zero() {
+        true => String::new(),
+        false => format!("; {}", wait_for_dynos(&client, &app_path, done.version, timeout)?),
+    };
     Ok(DeployReport {
-        summary: format!("released v{} of {app}", done.version),
+        summary: format!("released v{} of {app}{health}", done.version),
         url: answer(settings, WEB_URL).map(String::from),
     })
+}
+
+/// The health wait the settings ask for (`health_timeout`, seconds, at most an hour).
+pub fn health_timeout(settings: &[Answer]) -> Result<Duration, MethodError> {
+    match answer(settings, HEALTH_TIMEOUT).map(str::trim) {
+        None | Some("") => Ok(Duration::from_secs(DEFAULT_HEALTH_TIMEOUT.into())),
+        Some(text) => match text.parse::<u32>() {
+            Ok(seconds) if seconds <= 3600 => Ok(Duration::from_secs(seconds.into())),
+            _ => Err(invalid(HEALTH_TIMEOUT, format!("`{text}` is not a number of seconds from 0 to 3600"))),
+        },
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DynoRelease {
+    version: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Dyno {
+    name: String,
+    state: String,
+    #[serde(rename = "type")]
+    kind: String,
+    release: Option<DynoRelease>,
+}
+
+/// States of a dyno that has started and stays so (`idle`: an eco dyno asleep).
+const HEALTHY: [&str; 2] = ["up", "idle"];
+
+/// Waits, as `heroku ps:wait` does, until every process dyno (not `run` or `release`
+/// dynos) is on release `version` or later and up; a crashed one fails the deploy.
+/// Returns what it saw, for the summary.
+fn wait_for_dynos(client: &Client, app_path: &str, version: u64, timeout: Duration) -> Result<String, MethodError> {
+    log::step(&format!("Waiting for the dynos of v{version} to be up"));
+    let started = std::time::Instant::now();
+    let mut wait = 0.25;
+    loop {
+        let dynos: Vec<Dyno> =
+            client.json(client.get(&format!("{app_path}/dynos")), "the app's dynos").map_err(deploy_error)?;
+        let process: Vec<&Dyno> = dynos.iter().filter(|d| !matches!(d.kind.as_str(), "run" | "release")).collect();
+        let of = |d: &Dyno| d.release.as_ref().map_or(0, |r| r.version);
+        if let Some(crashed) = process.iter().find(|d| d.state == "crashed" && of(d) >= version) {
+            return Err(MethodError::DeployFailed(DeployFailure {
+                reason: format!(
+                    "dyno {} of v{version} crashed after the release (see `heroku logs --dyno {}`)",
+                    crashed.name, crashed.name
+                ),
+                tail: vec![],
+            }));
+        }
+        let waiting: Vec<String> = process
+            .iter()
+            .filter(|d| of(d) < version || !HEALTHY.contains(&d.state.as_str()))
+            .map(|d| format!("{} {} on v{}", d.name, d.state, of(d)))
+            .collect();
+        if waiting.is_empty() {
+            let names: Vec<&str> = process.iter().map(|d| d.name.as_str()).collect();
+            return Ok(match names.len() {
+                0 => "no process dynos to wait for".to_string(),
+                1 => format!("{} up", names[0]),
+                n => format!("{n} dynos up ({})", names.join(", ")),
+            });
+        }
+        if started.elapsed() >= timeout {
+            return Err(MethodError::DeployFailed(DeployFailure {
+                reason: format!(
+                    "the dynos of v{version} were not all up after {} s: {}",
+                    timeout.as_secs(),
+                    waiting.join(", ")
+                ),
+                tail: vec![],
+            }));
+        }
+        std::thread::sleep(Duration::from_secs_f64(wait).min(timeout.saturating_sub(started.elapsed())));
+        wait = (wait * 2.0).min(3.0);
+    }
 }
 
 fn short(commit: &str) -> &str {

@@ -26,6 +26,10 @@ pub const API_KEY: &str = "api_key";
 pub const APP: &str = "app";
 pub const REGISTER_KEY: &str = "register_ssh_key";
 pub const API_URL: &str = "api_url";
+/// How long a deploy waits for the new release's dynos to be up, in seconds.
+pub const HEALTH_TIMEOUT: &str = "health_timeout";
+/// The wait unless configured otherwise: `heroku ps:wait` has no limit; a deploy should.
+pub const DEFAULT_HEALTH_TIMEOUT: u32 = 300;
 /// The handle of the generated private key.
 pub const SSH_KEY: &str = "ssh_key";
 /// Settings the method stores besides the answers.
@@ -71,6 +75,16 @@ impl Method for Heroku {
                     false,
                 )
                 .with_example("https://api.heroku.com")
+                .advanced(),
+                Field::new(
+                    HEALTH_TIMEOUT,
+                    "Seconds to wait for the new dynos",
+                    "After a release, a deploy waits this long for every dyno of the new release to be up \
+                     (a crashed one fails the deploy); 0 skips the wait.",
+                    FieldKind::Text,
+                    false,
+                )
+                .with_default(&DEFAULT_HEALTH_TIMEOUT.to_string())
                 .advanced(),
             ],
             permissions: Permissions {
@@ -134,6 +148,7 @@ impl Method for Heroku {
         let client = api::Client::new(&ctx)?;
         let app = required(&answers, APP, "the app")?;
         flag(&answers, REGISTER_KEY, true)?;
+        deploy::health_timeout(&answers)?;
         let account = client.account()?;
         let app = client.app(app)?;
         Ok(format!("authenticated as {}; app {} found", account.email, app.name))
@@ -148,6 +163,9 @@ impl Method for Heroku {
         let mut settings = vec![Answer::new(APP, app.name.clone())];
         if let Some(url) = answer(&answers, API_URL) {
             settings.push(Answer::new(API_URL, url));
+        }
+        if answer(&answers, HEALTH_TIMEOUT).is_some() {
+            settings.push(Answer::new(HEALTH_TIMEOUT, deploy::health_timeout(&answers)?.as_secs().to_string()));
         }
         if let Some(web_url) = &app.web_url {
             settings.push(Answer::new(WEB_URL, web_url.clone()));

@@ -157,6 +157,18 @@ fn route(st: &mut State, req: &Incoming<'_>, account: usize) -> Reply {
             Some(app) => release_info(st, app, identity),
             None => app_not_found(),
         },
+        ("GET", ["apps", app, "dynos"]) => match st.owned_app(account, app) {
+            Some(app) => {
+                let listed = st.dynos_json(app);
+                // Each list is one poll of the newest release's dynos.
+                let newest = st.releases.iter_mut().filter(|r| r.app == app && State::release_status(r) == "succeeded");
+                if let Some(r) = newest.max_by_key(|r| r.version) {
+                    r.dyno_polls = r.dyno_polls.saturating_add(1);
+                }
+                Reply::json(StatusCode::OK, &listed)
+            }
+            None => app_not_found(),
+        },
         _ if schema::has_endpoint(req.method, req.path) => api_error(
             StatusCode::NOT_IMPLEMENTED,
             "not_implemented",
@@ -424,6 +436,8 @@ fn create_build(st: &mut State, req: &Incoming<'_>, account: usize, app: usize) 
             polls_pending: script.release.release_polls_pending,
             release_phase: script.release.release_phase,
             output: script.release.output.clone(),
+            dynos: script.release.dynos.clone(),
+            dyno_polls: 0,
         });
         Some(st.releases.len() - 1)
     } else {

@@ -29,7 +29,7 @@ mod transfer;
 mod util;
 
 pub use record::{RecordedRequest, RequestKind};
-pub use script::{BuildScript, FailRule, FinalStatus, RateLimitSetting, ReleaseScript, Script};
+pub use script::{BuildScript, DynoScript, FailRule, FinalStatus, RateLimitSetting, ReleaseScript, Script};
 pub use server::{FakeHeroku, ServeOptions, serve};
 pub use state::{Key, Seed, SeedAccount};
 pub use transfer::{Member, MemberKind, Upload};

@@ -135,11 +135,37 @@ pub struct ReleaseScript {
     /// How many `GET /apps/{app}/releases/{id}` answer `pending` before the final status
     /// (default 1).
     pub release_polls_pending: u32,
+    /// The dynos a succeeded release starts (default: `web.1`, up after one poll).
+    pub dynos: Vec<DynoScript>,
 }
 
 impl Default for ReleaseScript {
     fn default() -> Self {
-        ReleaseScript { status: FinalStatus::Succeeded, output: None, release_phase: true, release_polls_pending: 1 }
+        ReleaseScript {
+            status: FinalStatus::Succeeded,
+            output: None,
+            release_phase: true,
+            release_polls_pending: 1,
+            dynos: vec![DynoScript::default()],
+        }
+    }
+}
+
+/// One dyno of a release, as `GET /apps/{app}/dynos` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DynoScript {
+    /// `web.1`, `worker.2`, `run.1234`, `release.5678`.
+    pub name: String,
+    /// The state it reaches: `up`, `crashed`, `idle`, `down` (default `up`).
+    pub state: String,
+    /// How many dyno lists show it `starting` first (default 1).
+    pub polls_starting: u32,
+}
+
+impl Default for DynoScript {
+    fn default() -> Self {
+        DynoScript { name: "web.1".into(), state: "up".into(), polls_starting: 1 }
     }
 }
 

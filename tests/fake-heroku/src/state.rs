@@ -159,6 +159,10 @@ pub struct Release {
     pub polls_pending: u32,
     pub release_phase: bool,
     pub output: Option<Vec<String>>,
+    /// The dynos it starts once it has succeeded.
+    pub dynos: Vec<crate::script::DynoScript>,
+    /// How many dyno lists have shown them.
+    pub dyno_polls: u32,
 }
 
 /// Everything the fake knows.
@@ -393,6 +397,43 @@ impl State {
     /// The status a release reports after `polls` GETs.
     pub fn release_status(release: &Release) -> &'static str {
         if release.polls <= release.polls_pending { "pending" } else { release.final_status.as_str() }
+    }
+
+    /// The app's dynos, as `GET /apps/{app}/dynos` lists them: those of its newest
+    /// succeeded release, each `starting` for its first polls.
+    pub fn dynos_json(&self, app: usize) -> Value {
+        let Some(release) = self
+            .releases
+            .iter()
+            .filter(|r| r.app == app && State::release_status(r) == "succeeded")
+            .max_by_key(|r| r.version)
+        else {
+            return json!([]);
+        };
+        let app = &self.apps[app];
+        let dynos: Vec<Value> = release
+            .dynos
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let state = if release.dyno_polls < d.polls_starting { "starting" } else { d.state.as_str() };
+                let kind = d.name.split('.').next().unwrap_or("web");
+                json!({
+                    "app": { "id": app.id, "name": app.name },
+                    "attach_url": null,
+                    "command": if kind == "web" { "python app.py" } else { "bin/worker" },
+                    "created_at": release.updated_at,
+                    "id": derived_uuid(&format!("dyno-{i}"), &release.id),
+                    "name": d.name,
+                    "release": { "id": release.id, "version": release.version },
+                    "size": "basic",
+                    "state": state,
+                    "type": kind,
+                    "updated_at": release.updated_at,
+                })
+            })
+            .collect();
+        Value::Array(dynos)
     }
 
     pub fn release_json(&self, index: usize) -> Value {
