@@ -56,8 +56,8 @@ fn the_timeline_fits_100_columns() {
     // `--json` and `timeline show` keep everything whole.
     let all = deploys(&project);
     let summaries: Vec<&str> = all.iter().map(|d| d["summary"].as_str().unwrap()).collect();
-    assert_eq!(summaries[1], "released v1 of other-app; 2 commands passed");
-    assert_eq!(summaries[2], "released v1 of hello-app; 1 command passed");
+    assert_eq!(summaries[1], "released v1 of other-app; web.1 up; 2 commands passed");
+    assert_eq!(summaries[2], "released v1 of hello-app; web.1 up; 1 command passed");
     assert!(summaries[0].contains("command 1 of 2 (`exit 3`) exited with 3"), "{summaries:?}");
 }
 
