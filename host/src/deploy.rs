@@ -159,12 +159,8 @@ impl Streamed {
             return true;
         }
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        let seen: BTreeSet<&str> = recent.iter().map(String::as_str).collect();
-        !tail
-            .iter()
-            .map(|line| Self::key(&safe_line(line)))
-            .filter(|k| !k.is_empty())
-            .all(|k| seen.contains(k.as_str()))
+        let seen: BTreeSet<String> = recent.iter().map(|line| Self::key(line)).collect();
+        !tail.iter().map(|line| Self::key(&safe_line(line))).filter(|k| !k.is_empty()).all(|k| seen.contains(&k))
     }
 }
 
@@ -175,7 +171,8 @@ impl EventSink for Streamed {
             if recent.len() == REMEMBERED {
                 recent.pop_front();
             }
-            recent.push_back(Self::key(line));
+            // Kept as it is: lines are compared (normalised) only when a failure is shown.
+            recent.push_back(line.clone());
         }
         self.sink.emit(event);
     }

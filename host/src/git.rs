@@ -410,10 +410,10 @@ impl Drop for BlobReader<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// Runs git in `dir` with a fixed identity.
+    /// Runs git in `dir` with a fixed identity (for this module's tests and the workspace's).
     pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
         let out = Command::new("git")
             .arg("-C")

@@ -140,11 +140,7 @@ fn key_id(line: &str) -> String {
 #[test]
 fn git_ssh_pushes_with_the_stored_key_and_a_refused_key_fails_the_deploy() {
     let sshd = Sshd::start();
-    let scratch = tempdir();
-    let repo = scratch.path().join("repo.git");
-    sh("git", &["init", "--bare", "-q", &repo.display().to_string()]);
-    let user = sh("id", &["-un"]);
-    let remote = format!("ssh://{user}@127.0.0.1:{}{}", sshd.port, repo.display());
+    let (scratch, repo, remote) = bare_repo(&sshd);
 
     // A project that is a git checkout with one commit.
     let home = tempdir();
@@ -293,6 +289,16 @@ fn public_key_of(added: &serde_json::Value) -> String {
     note[note.find("ssh-ed25519 ").unwrap()..].to_string()
 }
 
+/// A bare repository in a fresh directory, and its SSH URL on `sshd` for this user.
+fn bare_repo(sshd: &Sshd) -> (tempfile::TempDir, PathBuf, String) {
+    let scratch = tempdir();
+    let repo = scratch.path().join("repo.git");
+    sh("git", &["init", "--bare", "-q", &repo.display().to_string()]);
+    let user = sh("id", &["-un"]);
+    let remote = format!("ssh://{user}@127.0.0.1:{}{}", sshd.port, repo.display());
+    (scratch, repo, remote)
+}
+
 fn head_of(repo: &Path) -> String {
     sh("git", &["--git-dir", &repo.display().to_string(), "rev-parse", "refs/heads/main"])
 }
@@ -300,11 +306,7 @@ fn head_of(repo: &Path) -> String {
 #[test]
 fn a_replaced_host_key_stops_deploys_until_the_user_pins_it_again() {
     let sshd = Sshd::start();
-    let scratch = tempdir();
-    let repo = scratch.path().join("repo.git");
-    sh("git", &["init", "--bare", "-q", &repo.display().to_string()]);
-    let user = sh("id", &["-un"]);
-    let remote = format!("ssh://{user}@127.0.0.1:{}{}", sshd.port, repo.display());
+    let (_scratch, repo, remote) = bare_repo(&sshd);
     let project = SshProject::new();
     let added = project.add(&remote);
     sshd.authorized_keys(&public_key_of(&added));
@@ -352,15 +354,12 @@ fn a_replaced_host_key_stops_deploys_until_the_user_pins_it_again() {
 #[test]
 fn a_server_without_pins_is_refused_until_a_host_is_pinned_and_unreachable_setups_fail() {
     let sshd = Sshd::start();
-    let scratch = tempdir();
-    let repo = scratch.path().join("repo.git");
-    sh("git", &["init", "--bare", "-q", &repo.display().to_string()]);
-    let user = sh("id", &["-un"]);
-    let remote = format!("ssh://{user}@127.0.0.1:{}{}", sshd.port, repo.display());
+    let (_scratch, _repo, remote) = bare_repo(&sshd);
     let project = SshProject::new();
 
     // Nothing listens on this port: setup cannot see a host key, and says so.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let user = sh("id", &["-un"]);
     let nowhere = format!("remote=ssh://{user}@127.0.0.1:{closed}/repo.git");
     let args = ["server", "add", "--method", "git-ssh", "--name", "Box", "--strategy", "manual"];
     let (_, err) = run(project.pier().args(args).args(["--set", &nowhere]), 2);

@@ -557,20 +557,7 @@ fn ctrl_c_leaves_the_terminal_as_it_was() {
 fn interactive_setup_through_a_terminal() {
     let account = SeedAccount { generated_apps: 250, ..ada() };
     let project = Project::with(vec![account]);
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pier"));
-    command
-        .args(["server", "add"])
-        .current_dir(project.dir())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", project.dir())
-        .env("XDG_CONFIG_HOME", project.dir().join(".config"))
-        .env("PIER_CACHE_DIR", common::cache_dir())
-        .env("HEROKU_HOST", project.fake.url())
-        .env("TERM", "xterm")
-        .env("NO_COLOR", "1");
-    let timeout = Duration::from_secs(60).as_millis() as u64;
-    let mut term = rexpect::session::spawn_command(command, Some(timeout)).unwrap();
+    let mut term = on_terminal(&project, env!("CARGO_BIN_EXE_pier"), &["server", "add"], &[]);
     term.exp_string("Deployment method").unwrap();
     term.send_line("").unwrap();
     term.exp_string("Server name").unwrap();

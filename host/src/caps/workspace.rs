@@ -432,18 +432,7 @@ impl workspace::HostBlob for WorkspaceCap {
 mod tests {
     use super::*;
 
-    /// Runs git in `dir` with a fixed identity.
-    fn git(dir: &Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(["-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
+    use crate::git::tests::git;
 
     /// A repository in a fresh directory with `files` committed; returns it with the commit.
     fn repo(files: &[(&str, &str)]) -> (tempfile::TempDir, Workspace) {
