@@ -81,6 +81,12 @@ pub struct CommandPlan {
     pub notes: Vec<String>,
     /// Programs the commands need on `PATH`.
     pub tools: Vec<Tool>,
+    /// For each command, the one-off command the method runs in its place (a native
+    /// command, see [`crate::native`]), or none to run it through `sh`.
+    pub native: Vec<Option<crate::runtime::RunRequest>>,
+    /// Why commands that begin with a native prefix run as written, for the message
+    /// when their tool is missing.
+    pub as_written: Vec<String>,
 }
 
 /// The host's form of a declared command rule.
@@ -195,6 +201,20 @@ fn method_failure(d: &Description, e: MethodError, streamed: &Streamed, room: Op
     DeployError::Method(message, exit)
 }
 
+/// The message of command `i` (from 0) of `total` failing with `code`.
+fn failed_command(i: usize, total: usize, command: &str, code: &str) -> String {
+    let mut message = format!("command {} of {total} (`{command}`) exited with {code}", i + 1);
+    if i + 1 < total {
+        message.push_str(&format!("; {} not run", count((total - i - 1) as u64, "later command")));
+    }
+    message
+}
+
+/// The program a native command names: its first word.
+fn request_program(command: &str) -> String {
+    crate::commands::first_words(command).into_iter().next().unwrap_or_default()
+}
+
 /// The private key among the server's secrets, if it has one.
 fn private_key_handle(vault: &Vault) -> Option<String> {
     vault.handles().into_iter().find(|h| {
@@ -247,7 +267,7 @@ impl Deploy<'_> {
         let commands = &self.server.commands;
         let plan = match self.plugin.contract() {
             Contract::V0_1 => self.legacy_plan().await?,
-            Contract::V0_2 => self.declared_plan()?,
+            Contract::V0_2 | Contract::V0_3 => self.declared_plan()?,
         };
         debug_assert_eq!(plan.commands.len(), commands.len());
         let path = std::env::var_os("PATH");
@@ -258,8 +278,10 @@ impl Deploy<'_> {
             }
         }
         if !missing.is_empty() {
+            let why =
+                if plan.as_written.is_empty() { String::new() } else { format!(" ({})", plan.as_written.join("; ")) };
             return Err(DeployError::Setup(format!(
-                "the deploy commands of `{}` need {}, which is not on PATH; nothing was deployed",
+                "the deploy commands of `{}` need {}, which is not on PATH{why}; nothing was deployed",
                 self.server.alias,
                 missing.join(" and ")
             )));
@@ -283,6 +305,26 @@ impl Deploy<'_> {
         let mut plan = CommandPlan::default();
         let mut first_words = BTreeSet::new();
         for (i, command) in self.server.commands.iter().enumerate() {
+            match crate::native::classify(command, &support.native, &self.server.settings) {
+                crate::native::Native::Run(request) => {
+                    plan.notes.push(format!(
+                        "command {}: runs through the {} method itself, with no `{}` program needed",
+                        i + 1,
+                        self.description.name,
+                        request_program(command)
+                    ));
+                    plan.commands.push(command.clone());
+                    plan.native.push(Some(request));
+                    continue;
+                }
+                crate::native::Native::AsWritten(why) => {
+                    let why = format!("command {} runs as written: {why}", i + 1);
+                    plan.notes.push(why.clone());
+                    plan.as_written.push(why);
+                }
+                crate::native::Native::NotNative => {}
+            }
+            plan.native.push(None);
             let applied = crate::commands::apply(command, &rules);
             for note in applied.notes {
                 plan.notes.push(format!("command {}: {note}", i + 1));
@@ -346,6 +388,7 @@ impl Deploy<'_> {
                 ))
             })?;
             plan.commands.push(accepted);
+            plan.native.push(None);
         }
         let known: BTreeSet<String> =
             self.server.settings.values().cloned().chain(ctx.endpoints.iter().map(|e| e.url.clone())).collect();
@@ -413,6 +456,16 @@ impl Deploy<'_> {
         for (i, command) in plan.commands.iter().enumerate() {
             self.still_locked().await?;
             self.sink.emit(Event::Step { title: format!("Command {}/{total}: {command}", i + 1) });
+            if let Some(request) = plan.native.get(i).and_then(Option::as_ref) {
+                let code = self.run_native(request).await?;
+                if code != 0 {
+                    return Err(DeployError::Method(
+                        failed_command(i, total, command, &code.to_string()),
+                        Exit::DeployFailed,
+                    ));
+                }
+                continue;
+            }
             env.retain(|(k, _)| k != "PIER_COMMAND_INDEX");
             env.push(("PIER_COMMAND_INDEX".into(), (i + 1).to_string().into()));
             let args = ["-c".to_string(), command.clone()];
@@ -433,10 +486,7 @@ impl Deploy<'_> {
             if finished.code != 0 {
                 self.host_keys.note(&finished.tail);
                 self.host_key_refused()?;
-                let mut message = format!("command {} of {total} (`{command}`) exited with {}", i + 1, finished.code);
-                if i + 1 < total {
-                    message.push_str(&format!("; {} not run", count((total - i - 1) as u64, "later command")));
-                }
+                let message = failed_command(i, total, command, &finished.code.to_string());
                 if finished.unkept_lines > 0 {
                     // The log was full before the command ended: show how it ended.
                     self.say(Level::Error, "last lines of the output:");
@@ -450,6 +500,14 @@ impl Deploy<'_> {
         }
         let passed = count(total as u64, "command");
         Ok(Ended { exit: Exit::Success, summary: format!("{}; {passed} passed", report.summary), url })
+    }
+
+    /// Runs a native command through the method's `run`: its remote exit status, or the
+    /// method's error.
+    async fn run_native(&self, request: &crate::runtime::RunRequest) -> Result<i32, DeployError> {
+        let (env, ctx, streamed) = self.env_and_context()?;
+        let result = self.plugin.run(self.runtime, &env, &ctx, &self.settings(), request).await?;
+        result.map_err(|e| method_failure(self.description, e, &streamed, self.room.as_deref()))
     }
 
     /// Exit 4 when the server's lock was lost: no next step may run beside another

@@ -2,26 +2,41 @@
 
 /// How a `pier` command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Exit {
     /// Everything asked for was done.
-    Success = 0,
+    Success,
     /// A deploy or a deploy command failed.
-    DeployFailed = 1,
+    DeployFailed,
     /// Usage error or bad input: flags, configuration, plugin file, secrets file.
-    BadInput = 2,
+    BadInput,
     /// A plugin faulted: trap, exceeded limit, contract violation.
-    PluginFault = 3,
+    PluginFault,
     /// The provider or the network failed.
-    Provider = 4,
+    Provider,
     /// A deploy was interrupted by SIGINT or SIGTERM (the shells' 128 + 2).
-    Interrupted = 130,
+    Interrupted,
+    /// `pier run`: the remote command's own exit status, whatever it is.
+    Remote(u8),
 }
 
 impl Exit {
     /// The process exit code.
     pub fn code(self) -> u8 {
-        self as u8
+        match self {
+            Exit::Success => 0,
+            Exit::DeployFailed => 1,
+            Exit::BadInput => 2,
+            Exit::PluginFault => 3,
+            Exit::Provider => 4,
+            Exit::Interrupted => 130,
+            Exit::Remote(code) => code,
+        }
+    }
+
+    /// The exit of a remote command's status: its low eight bits, as a shell reports them
+    /// (a negative status, a signal, is 128 + 1).
+    pub fn remote(status: i32) -> Exit {
+        Exit::Remote(if status < 0 { 129 } else { (status & 0xff) as u8 })
     }
 
     /// The exit for a process exit code; unknown codes are provider errors.

@@ -16,5 +16,6 @@ pub mod conformance;
 pub mod deploy;
 pub mod exit;
 pub mod git;
+pub mod native;
 pub mod project;
 pub mod runtime;

@@ -12,6 +12,7 @@ pub mod http;
 pub mod keys;
 pub mod secrets;
 pub mod supervise;
+pub mod tls;
 pub mod workspace;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,8 @@ pub struct Grant {
     pub http: http::HttpGrant,
     /// Programs for `exec`, by name, with their argument and environment policy.
     pub programs: BTreeMap<String, exec::ProgramPolicy>,
+    /// Hosts for `tls` streams.
+    pub streams: tls::TlsGrant,
     /// The contract the plugin was built against: a 0.1.0 plugin could declare no
     /// argument patterns or bindings, and is held to the rules those imply.
     pub contract: Contract,
@@ -42,6 +45,8 @@ pub enum GrantError {
     Origin(http::OriginError),
     #[error("program `{0}` must be a plain name (letters, digits, `.`, `_`, `+`, `-`), not a path")]
     Program(String),
+    #[error("{0}")]
+    Stream(String),
 }
 
 impl Grant {
@@ -101,8 +106,9 @@ impl Grant {
             }
             programs.insert(program.name.clone(), policy);
         }
+        let streams = tls::TlsGrant::new(&permissions.streams, &resolved).map_err(GrantError::Stream)?;
         let endpoints = resolved.into_iter().map(|r| r.endpoint).collect();
-        Ok((Grant { http, programs, contract }, endpoints))
+        Ok((Grant { http, programs, streams, contract }, endpoints))
     }
 }
 
@@ -120,6 +126,8 @@ pub enum AuditRecord {
     Exec { program: String, refused: Option<Refusal>, plugin_text: String },
     /// An event line as the plugin wrote it, before cleaning and redaction.
     Event { text: String },
+    /// A TLS stream opened or refused: `host:port`, and which rule refused it.
+    Stream { address: String, refused: Option<Refusal> },
 }
 
 /// Which rule of a grant refused a request or a run.
@@ -166,6 +174,7 @@ impl AuditRecord {
             }
             AuditRecord::Exec { program, plugin_text, .. } => program.len() + plugin_text.len(),
             AuditRecord::Event { text } => text.len(),
+            AuditRecord::Stream { address, .. } => address.len(),
         }
     }
 }

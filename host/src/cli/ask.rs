@@ -90,7 +90,7 @@ extern "C" fn on_interrupt(_: nix::libc::c_int) {
             nix::libc::tcsetattr(0, nix::libc::TCSANOW, modes);
         }
         nix::libc::write(2, SHOW_CURSOR.as_ptr().cast(), SHOW_CURSOR.len());
-        nix::libc::_exit(crate::exit::Exit::Interrupted as i32);
+        nix::libc::_exit(i32::from(crate::exit::Exit::Interrupted.code()));
     }
 }
 

@@ -864,6 +864,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
                         places.push(("a program's arguments or environment", plugin_text))
                     }
                     AuditRecord::Event { text } => places.push(("its log", text)),
+                    AuditRecord::Stream { address, .. } => places.push(("a TLS stream's address", address)),
                 }
             }
             for (value, handle) in &secrets {

@@ -10,6 +10,7 @@ use super::bindings::{
     Endpoint, EndpointSource, EnvEndpoint, Field, FieldError, MethodError, Permissions, Program, SecretBinding,
     SecretEnv, SecretHeader, SecretUse, SetupResult, Tool,
 };
+use super::bindings::{FlagMeaning, NativeCommand, NativeFlag, StreamGrant};
 use crate::caps::events::inert;
 
 /// A value whose strings can be made inert.
@@ -27,7 +28,7 @@ impl Inert for String {
 macro_rules! plain {
     ($($t:ty),*) => { $(impl Inert for $t { fn inert(self) -> Self { self } })* };
 }
-plain!(bool, u32, FieldKind);
+plain!(bool, u16, u32, i32, FieldKind);
 
 impl<T: Inert> Inert for Vec<T> {
     fn inert(self) -> Self {
@@ -71,7 +72,8 @@ macro_rules! variant {
 
 record!(Description { name, title, version, summary, fields, permissions });
 record!(Field { id, label, help, kind, required, default, advanced, example });
-record!(Permissions { endpoints, origins, programs, secrets, commands });
+record!(Permissions { endpoints, origins, programs, secrets, commands, streams });
+record!(StreamGrant { host, port });
 record!(Endpoint { id, sources });
 variant!(EndpointSource { Fixed(x), Field(x), Env(x) });
 record!(EnvEndpoint { name, bare_host });
@@ -80,7 +82,10 @@ record!(SecretBinding { secret, use_ });
 variant!(SecretUse { Header(x), ProgramEnv(x), SshKey(x) });
 record!(SecretHeader { endpoint, name, prefix });
 record!(SecretEnv { program, variable });
-record!(CommandSupport { env, rules, tools });
+record!(CommandSupport { env, rules, tools, native });
+record!(NativeCommand { prefix, options });
+record!(NativeFlag { names, means });
+variant!(FlagMeaning { Size, ProcessType, Env, NoTty, Ignored, Setting(x) });
 record!(CommandEnv { name, value });
 variant!(CommandEnvValue { Secret(x), Setting(x), Endpoint(x), EndpointOverride(x) });
 record!(CommandRule { prefix, flag, unless, reason });
@@ -88,7 +93,7 @@ record!(Tool { program, install_hint });
 record!(Choice { value, label });
 record!(Answer { field, value });
 record!(SetupResult { settings, notes });
-record!(DeployReport { summary, url });
+record!(DeployReport { summary, url, release });
 record!(FieldError { field, message });
 record!(DeployFailure { reason, tail });
 variant!(MethodError {

@@ -15,10 +15,12 @@ pub mod builtin;
 pub mod cache;
 pub mod engine_config;
 pub mod inert;
+mod legacy;
 mod load;
 #[cfg(test)]
 mod no_panics;
 pub mod v0_1;
+pub mod v0_2;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,19 +39,22 @@ use crate::caps::exec::{ExecCap, ExecLimits};
 use crate::caps::http::{HttpCap, HttpLimits, HttpPolicy, SharedClient};
 use crate::caps::keys::{GeneratedKey, KeysCap};
 use crate::caps::secrets::{SecretsCap, Vault, redact};
+use crate::caps::tls::{TlsCap, TlsLimits};
 use crate::caps::workspace::{DEFAULT_MAX_BLOB, Workspace, WorkspaceCap};
 use crate::caps::{Audit, Grant};
-pub use bindings::{Answer, BuildInfo, Choice, Context, DeployReport, Description, MethodError, SetupResult};
+pub use bindings::{
+    Answer, BuildInfo, Choice, Context, DeployReport, Description, MethodError, RunRequest, SetupResult,
+};
 pub use cache::CacheOutcome;
+use legacy::To as _;
 pub use load::{LoadError, LoadErrorKind};
 pub use v0_1::LegacyPlan;
-use v0_1::To as _;
 
 /// The contract this host is built from.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// The contract versions this host accepts, as semver requirements.
-pub const SUPPORTED_CONTRACTS: &str = "^0.2 or ^0.1";
+pub const SUPPORTED_CONTRACTS: &str = "^0.3, ^0.2 or ^0.1";
 
 /// A contract version a plugin is built against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize)]
@@ -57,14 +62,17 @@ pub enum Contract {
     /// `pier:deploy@0.1.x`, frozen: no argument patterns, secret bindings or declared
     /// command support.
     V0_1,
-    /// `pier:deploy@0.2.x`, the current contract.
-    #[default]
+    /// `pier:deploy@0.2.x`, frozen: no TLS streams, native deploy commands, one-off
+    /// commands, rollback or remove.
     V0_2,
+    /// `pier:deploy@0.3.x`, the current contract.
+    #[default]
+    V0_3,
 }
 
 impl Contract {
     /// The current contract.
-    pub const CURRENT: Contract = Contract::V0_2;
+    pub const CURRENT: Contract = Contract::V0_3;
 
     /// The contract a `pier:deploy` version belongs to, if this host supports it.
     pub fn of_version(version: &str) -> Option<Contract> {
@@ -72,6 +80,7 @@ impl Contract {
         match (version.major, version.minor) {
             (0, 1) => Some(Contract::V0_1),
             (0, 2) => Some(Contract::V0_2),
+            (0, 3) => Some(Contract::V0_3),
             _ => None,
         }
     }
@@ -82,6 +91,7 @@ impl std::fmt::Display for Contract {
         f.write_str(match self {
             Contract::V0_1 => "0.1.0",
             Contract::V0_2 => "0.2.0",
+            Contract::V0_3 => "0.3.0",
         })
     }
 }
@@ -103,6 +113,8 @@ pub struct Limits {
     pub http: HttpLimits,
     /// Bounds of the `exec` capability.
     pub exec: ExecLimits,
+    /// Bounds of the `tls` capability.
+    pub tls: TlsLimits,
     /// Most bytes the packed workspaces of one call may hold together.
     pub max_blob: u64,
     /// How many instances, tables and memories one call's store may hold.
@@ -123,6 +135,7 @@ impl Default for Limits {
             deploy_time: Duration::from_secs(3600),
             http: HttpLimits::default(),
             exec: ExecLimits::default(),
+            tls: TlsLimits::default(),
             max_blob: DEFAULT_MAX_BLOB,
             store: StoreCounts::default(),
             max_returned: 1 << 20,
@@ -140,6 +153,9 @@ pub enum Export {
     Setup,
     Deploy,
     PrepareCommands,
+    Run,
+    Rollback,
+    Remove,
 }
 
 impl Export {
@@ -152,13 +168,16 @@ impl Export {
             Export::Setup => "setup",
             Export::Deploy => "deploy",
             Export::PrepareCommands => "prepare-commands",
+            Export::Run => "run",
+            Export::Rollback => "rollback",
+            Export::Remove => "remove",
         }
     }
 
     fn time_limit(self, limits: &Limits) -> Duration {
         match self {
             Export::Describe => limits.describe_time,
-            Export::Deploy => limits.deploy_time,
+            Export::Deploy | Export::Run | Export::Rollback => limits.deploy_time,
             _ => limits.setup_time,
         }
     }
@@ -232,6 +251,8 @@ pub struct CallEnv {
     /// How ssh run with the server's key checks host keys: strictly against the server's
     /// pins (none by default), or learning them while the server is set up.
     pub host_keys: crate::caps::host_keys::HostKeys,
+    /// Whether the call may forward the user's standard input to a TLS stream (`pier run`).
+    pub input: bool,
 }
 
 impl CallEnv {
@@ -248,6 +269,7 @@ impl CallEnv {
             divert: None,
             room: None,
             host_keys: crate::caps::host_keys::HostKeys::pinned(Vec::new()),
+            input: false,
         }
     }
 
@@ -271,6 +293,12 @@ impl CallEnv {
     /// The same, with ssh checking host keys as `host_keys` says.
     pub fn with_host_keys(mut self, host_keys: crate::caps::host_keys::HostKeys) -> Self {
         self.host_keys = host_keys;
+        self
+    }
+
+    /// The same, with the user's standard input for `tls.stream.forward-input`.
+    pub fn with_input(mut self) -> Self {
+        self.input = true;
         self
     }
 
@@ -406,6 +434,7 @@ pub struct CallState {
     keys: KeysCap,
     exec: ExecCap,
     workspace: WorkspaceCap,
+    tls: TlsCap,
 }
 
 impl WasiView for CallState {
@@ -430,6 +459,7 @@ capability!(HttpData, http, HttpCap);
 capability!(KeysData, keys, KeysCap);
 capability!(ExecData, exec, ExecCap);
 capability!(WorkspaceData, workspace, WorkspaceCap);
+capability!(TlsData, tls, TlsCap);
 
 /// Increments the engine's epoch every [`EPOCH_TICK`] until dropped.
 struct EpochTicker {
@@ -505,7 +535,16 @@ impl Runtime {
         api::keys::add_to_linker::<CallState, KeysData>(linker, |s| &mut s.keys)?;
         api::exec::add_to_linker::<CallState, ExecData>(linker, |s| &mut s.exec)?;
         api::workspace::add_to_linker::<CallState, WorkspaceData>(linker, |s| &mut s.workspace)?;
-        // The frozen 0.1.0 contract, served by the same capability states.
+        api::tls::add_to_linker::<CallState, TlsData>(linker, |s| &mut s.tls)?;
+        // The frozen 0.2.0 and 0.1.0 contracts, served by the same capability states.
+        use bindings::v0_2::pier::deploy as v2;
+        v2::types::add_to_linker::<CallState, EventsData>(linker, |s| &mut s.events)?;
+        v2::events::add_to_linker::<CallState, EventsData>(linker, |s| &mut s.events)?;
+        v2::secrets::add_to_linker::<CallState, SecretsData>(linker, |s| &mut s.secrets)?;
+        v2::http::add_to_linker::<CallState, HttpData>(linker, |s| &mut s.http)?;
+        v2::keys::add_to_linker::<CallState, KeysData>(linker, |s| &mut s.keys)?;
+        v2::exec::add_to_linker::<CallState, ExecData>(linker, |s| &mut s.exec)?;
+        v2::workspace::add_to_linker::<CallState, WorkspaceData>(linker, |s| &mut s.workspace)?;
         use bindings::v0_1::pier::deploy as old;
         old::types::add_to_linker::<CallState, EventsData>(linker, |s| &mut s.events)?;
         old::events::add_to_linker::<CallState, EventsData>(linker, |s| &mut s.events)?;
@@ -560,7 +599,8 @@ impl Runtime {
             env.audit.clone(),
             env.divert.as_deref(),
         )
-        .map_err(|e| HostError::Setup(format!("divert origin: {e}")))?;
+        .map_err(|e| HostError::Setup(format!("divert origin: {e}")))?
+        .watching_addresses(env.grant.streams.needs_handed_out());
         let policy = Arc::new(policy);
         // WASI resources (streams, pollables) a guest holds at once: a std guest holds a
         // handful; a bound keeps a loop that never drops them from growing the host.
@@ -587,7 +627,9 @@ impl Runtime {
             .with_scratch(env.scratch.clone())
             .with_room(env.room.clone())
             .with_host_keys(env.host_keys.clone()),
-            workspace: WorkspaceCap::new(env.workspace.clone(), self.limits.max_blob, policy, env.sink.clone()),
+            workspace: WorkspaceCap::new(env.workspace.clone(), self.limits.max_blob, policy.clone(), env.sink.clone()),
+            tls: TlsCap::new(env.grant.streams.clone(), policy, self.limits.tls.clone(), env.input)
+                .with_audit(env.audit.clone()),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -614,13 +656,15 @@ pub struct Plugin {
 
 /// A plugin linked against the contract it was built for.
 enum Pre {
-    V0_2(bindings::PluginPre<CallState>),
+    V0_3(bindings::PluginPre<CallState>),
+    V0_2(bindings::v0_2::PluginPre<CallState>),
     V0_1(bindings::v0_1::PluginPre<CallState>),
 }
 
 /// An instance of a plugin, of either contract.
 enum Instance {
-    V0_2(bindings::Plugin),
+    V0_3(bindings::Plugin),
+    V0_2(bindings::v0_2::Plugin),
     V0_1(bindings::v0_1::Plugin),
 }
 
@@ -655,6 +699,7 @@ impl Plugin {
         match self.pre {
             Pre::V0_1(_) => Contract::V0_1,
             Pre::V0_2(_) => Contract::V0_2,
+            Pre::V0_3(_) => Contract::V0_3,
         }
     }
 
@@ -673,6 +718,7 @@ impl Plugin {
         let result = {
             let work = async {
                 let instance = match &self.pre {
+                    Pre::V0_3(pre) => Instance::V0_3(pre.instantiate_async(&mut store).await?),
                     Pre::V0_2(pre) => Instance::V0_2(pre.instantiate_async(&mut store).await?),
                     Pre::V0_1(pre) => Instance::V0_1(pre.instantiate_async(&mut store).await?),
                 };
@@ -761,7 +807,8 @@ impl Plugin {
     pub async fn describe_unchecked(&self, runtime: &Runtime) -> Result<(Description, bool), CallError> {
         let out = self
             .call(runtime, &CallEnv::denied(), Export::Describe, async |store, world| match world {
-                Instance::V0_2(w) => w.pier_deploy_method().call_describe(store).await,
+                Instance::V0_3(w) => w.pier_deploy_method().call_describe(store).await,
+                Instance::V0_2(w) => Ok(w.pier_deploy_method().call_describe(store).await?.to()),
                 Instance::V0_1(w) => Ok(w.pier_deploy_method().call_describe(store).await?.to()),
             })
             .await?;
@@ -782,7 +829,11 @@ impl Plugin {
     ) -> Result<Result<Vec<Choice>, MethodError>, CallError> {
         let out = self
             .call(runtime, env, Export::Choices, async |store, world| match world {
-                Instance::V0_2(w) => w.pier_deploy_method().call_choices(store, ctx, field, answers).await,
+                Instance::V0_3(w) => w.pier_deploy_method().call_choices(store, ctx, field, answers).await,
+                Instance::V0_2(w) => {
+                    let (ctx, answers) = v0_2::old_args(ctx, answers);
+                    Ok(w.pier_deploy_method().call_choices(store, &ctx, field, &answers).await?.to())
+                }
                 Instance::V0_1(w) => {
                     let (ctx, answers) = v0_1::old_args(ctx, answers);
                     Ok(w.pier_deploy_method().call_choices(store, &ctx, field, &answers).await?.to())
@@ -802,7 +853,11 @@ impl Plugin {
     ) -> Result<Result<String, MethodError>, CallError> {
         let out = self
             .call(runtime, env, Export::Validate, async |store, world| match world {
-                Instance::V0_2(w) => w.pier_deploy_method().call_validate(store, ctx, answers).await,
+                Instance::V0_3(w) => w.pier_deploy_method().call_validate(store, ctx, answers).await,
+                Instance::V0_2(w) => {
+                    let (ctx, answers) = v0_2::old_args(ctx, answers);
+                    Ok(w.pier_deploy_method().call_validate(store, &ctx, &answers).await?.to())
+                }
                 Instance::V0_1(w) => {
                     let (ctx, answers) = v0_1::old_args(ctx, answers);
                     Ok(w.pier_deploy_method().call_validate(store, &ctx, &answers).await?.to())
@@ -822,7 +877,11 @@ impl Plugin {
     ) -> Result<CallOutput<Result<SetupResult, MethodError>>, CallError> {
         let mut out = self
             .call(runtime, env, Export::Setup, async |store, world| match world {
-                Instance::V0_2(w) => w.pier_deploy_method().call_setup(store, ctx, answers).await,
+                Instance::V0_3(w) => w.pier_deploy_method().call_setup(store, ctx, answers).await,
+                Instance::V0_2(w) => {
+                    let (ctx, answers) = v0_2::old_args(ctx, answers);
+                    Ok(w.pier_deploy_method().call_setup(store, &ctx, &answers).await?.to())
+                }
                 Instance::V0_1(w) => {
                     let (ctx, answers) = v0_1::old_args(ctx, answers);
                     Ok(w.pier_deploy_method().call_setup(store, &ctx, &answers).await?.to())
@@ -844,7 +903,12 @@ impl Plugin {
     ) -> Result<Result<DeployReport, MethodError>, CallError> {
         let out = self
             .call(runtime, env, Export::Deploy, async |store, world| match world {
-                Instance::V0_2(w) => w.pier_deploy_method().call_deploy(store, ctx, settings, build).await,
+                Instance::V0_3(w) => w.pier_deploy_method().call_deploy(store, ctx, settings, build).await,
+                Instance::V0_2(w) => {
+                    let (ctx, settings) = v0_2::old_args(ctx, settings);
+                    let build: bindings::v0_2::pier::deploy::types::BuildInfo = build.clone().to();
+                    Ok(w.pier_deploy_method().call_deploy(store, &ctx, &settings, &build).await?.to())
+                }
                 Instance::V0_1(w) => {
                     let (ctx, settings) = v0_1::old_args(ctx, settings);
                     let build: bindings::v0_1::pier::deploy::types::BuildInfo = build.clone().to();
@@ -870,7 +934,7 @@ impl Plugin {
         }
         let out = self
             .call(runtime, env, Export::PrepareCommands, async |store, world| match world {
-                Instance::V0_2(_) => Ok(None),
+                Instance::V0_3(_) | Instance::V0_2(_) => Ok(None),
                 Instance::V0_1(w) => {
                     let (ctx, settings) = v0_1::old_args(ctx, settings);
                     let plan = w.pier_deploy_method().call_prepare_commands(store, &ctx, &settings, commands).await?;
@@ -889,6 +953,76 @@ impl Plugin {
             }));
         }
         Ok(inert::Inert::inert(value))
+    }
+}
+
+impl Plugin {
+    /// What an old contract's plugin answers for an export it cannot have.
+    fn missing(&self, what: &str) -> MethodError {
+        MethodError::Unsupported(format!(
+            "plugin `{}` is built against pier:deploy {}, which has no {what}; a build against {CONTRACT_VERSION} may \
+             offer it",
+            self.name,
+            self.contract()
+        ))
+    }
+
+    /// Calls `run`: a one-off command on the server; the value is its exit status. A
+    /// plugin of an older contract answers `unsupported`.
+    pub async fn run(
+        &self,
+        runtime: &Runtime,
+        env: &CallEnv,
+        ctx: &Context,
+        settings: &[Answer],
+        request: &RunRequest,
+    ) -> Result<Result<i32, MethodError>, CallError> {
+        let out = self
+            .call(runtime, env, Export::Run, async |store, world| match world {
+                Instance::V0_3(w) => w.pier_deploy_method().call_run(store, ctx, settings, request).await,
+                Instance::V0_2(_) | Instance::V0_1(_) => Ok(Err(self.missing("one-off commands (`run`)"))),
+            })
+            .await?;
+        Ok(inert::Inert::inert(out.value))
+    }
+
+    /// Calls `rollback` to `release` (none: the last good one before the current).
+    pub async fn rollback(
+        &self,
+        runtime: &Runtime,
+        env: &CallEnv,
+        ctx: &Context,
+        settings: &[Answer],
+        release: Option<&str>,
+    ) -> Result<Result<DeployReport, MethodError>, CallError> {
+        let release = release.map(str::to_string);
+        let out = self
+            .call(runtime, env, Export::Rollback, async |store, world| match world {
+                Instance::V0_3(w) => {
+                    w.pier_deploy_method().call_rollback(store, ctx, settings, release.as_deref()).await
+                }
+                Instance::V0_2(_) | Instance::V0_1(_) => Ok(Err(self.missing("rollback"))),
+            })
+            .await?;
+        Ok(inert::Inert::inert(out.value))
+    }
+
+    /// Calls `remove`: the lines to show after undoing what setup registered. A plugin of
+    /// an older contract has nothing to undo.
+    pub async fn remove(
+        &self,
+        runtime: &Runtime,
+        env: &CallEnv,
+        ctx: &Context,
+        settings: &[Answer],
+    ) -> Result<Result<Vec<String>, MethodError>, CallError> {
+        let out = self
+            .call(runtime, env, Export::Remove, async |store, world| match world {
+                Instance::V0_3(w) => w.pier_deploy_method().call_remove(store, ctx, settings).await,
+                Instance::V0_2(_) | Instance::V0_1(_) => Ok(Ok(vec![])),
+            })
+            .await?;
+        Ok(inert::Inert::inert(out.value))
     }
 }
 
@@ -1115,6 +1249,12 @@ pub fn check_description(d: &Description, contract: Contract) -> Result<(), Stri
             return Err(format!("tool `{}` must be a plain program name", tool.program));
         }
     }
+    for native in &commands.native {
+        crate::native::check_native(native, &ids).map_err(|e| format!("native command: {e}"))?;
+    }
+    for stream in &d.permissions.streams {
+        crate::caps::tls::check_stream_grant(stream, &endpoint_ids)?;
+    }
     if contract == Contract::V0_1 && !d.permissions.secrets.is_empty() {
         return Err("a 0.1.0 plugin cannot declare secret bindings".into());
     }
@@ -1187,7 +1327,8 @@ mod tests {
                 origins: vec![],
                 programs: vec![],
                 secrets: vec![],
-                commands: CommandSupport { env: vec![], rules: vec![], tools: vec![] },
+                commands: CommandSupport { env: vec![], rules: vec![], tools: vec![], native: vec![] },
+                streams: vec![],
             },
         }
     }

@@ -668,6 +668,38 @@ fn urls_in(body: &[u8]) -> Vec<String> {
     out
 }
 
+/// The `host:port` of every URL with an authority in a response body, of any scheme (a
+/// port of its own, or its scheme's usual one): JSON string values, else runs of text
+/// between whitespace and quotes. Host names are lowercase.
+fn addresses_in(body: &[u8]) -> Vec<(String, u16)> {
+    fn address(text: &str) -> Option<(String, u16)> {
+        let (scheme, rest) = text.split_once("://")?;
+        if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+            return None;
+        }
+        let url = url::Url::parse(text).ok()?;
+        let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let port = url.port_or_known_default()?;
+        (!rest.is_empty()).then_some((host, port))
+    }
+    fn walk(value: &serde_json::Value, out: &mut Vec<(String, u16)>) {
+        match value {
+            serde_json::Value::String(s) => out.extend(address(s)),
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) {
+        walk(&json, &mut out);
+        return out;
+    }
+    let text = String::from_utf8_lossy(body);
+    out.extend(text.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>')).filter_map(address));
+    out
+}
+
 /// A URL in the form remembered URLs are compared in.
 fn normal(url: &str) -> Option<String> {
     url::Url::parse(url).ok().map(|u| u.to_string())
@@ -728,6 +760,11 @@ pub struct HttpPolicy {
     /// URLs that responses from the plugin's endpoints contained in this call: the only
     /// ones reachable on wildcard origins.
     handed_out: Mutex<BTreeSet<String>>,
+    /// Whether to remember the `host:port` of every URL (of any scheme) in responses from
+    /// the plugin's endpoints, for TLS streams that may reach only those (`caps::tls`).
+    watch_addresses: bool,
+    /// The `host:port` pairs remembered so.
+    addresses: Mutex<BTreeSet<(String, u16)>>,
 }
 
 /// A request that passed the policy, ready to send.
@@ -805,7 +842,36 @@ impl HttpPolicy {
                 Some(url)
             }
         };
-        Ok(HttpPolicy { grant, limits, client, vault, audit, divert, handed_out: Mutex::default() })
+        Ok(HttpPolicy {
+            grant,
+            limits,
+            client,
+            vault,
+            audit,
+            divert,
+            handed_out: Mutex::default(),
+            watch_addresses: false,
+            addresses: Mutex::default(),
+        })
+    }
+
+    /// The same, remembering the `host:port` of every URL that responses from the plugin's
+    /// endpoints contain, when `watch` is set (see [`HttpPolicy::handed_out_address`]).
+    pub fn watching_addresses(mut self, watch: bool) -> Self {
+        self.watch_addresses = watch;
+        self
+    }
+
+    /// Whether a response from one of the plugin's endpoints in this call contained a URL
+    /// (of any scheme, for example `rendezvous://HOST:PORT/...`) on `host` and `port`.
+    pub fn handed_out_address(&self, host: &str, port: u16) -> bool {
+        let addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
+        addresses.contains(&(host.to_ascii_lowercase(), port))
+    }
+
+    /// The client shared by the runtime's calls (its resolver overrides serve streams too).
+    pub fn resolve_overrides(&self) -> Arc<BTreeMap<String, Vec<IpAddr>>> {
+        self.client.overrides.clone()
     }
 
     fn audit(
@@ -865,8 +931,15 @@ impl HttpPolicy {
 
     /// Remembers the URLs in a response from one of the plugin's endpoints.
     fn remember(&self, reach: &Reach, headers: &[(String, String)], body: &[u8]) {
+        if *reach != Reach::Endpoint {
+            return;
+        }
+        if self.watch_addresses {
+            let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
+            addresses.extend(addresses_in(body));
+        }
         // Only wildcard origins consult what was handed out: without one, skip the scan.
-        if *reach != Reach::Endpoint || self.grant.wildcards.is_empty() {
+        if self.grant.wildcards.is_empty() {
             return;
         }
         let mut urls = urls_in(body);
