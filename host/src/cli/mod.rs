@@ -15,6 +15,7 @@ mod output;
 mod plugins;
 pub mod progress;
 mod project;
+mod run;
 mod server;
 mod table;
 mod template;
@@ -56,6 +57,8 @@ enum Command {
     Deploy(deploy::DeployArgs),
     /// In CI, after the tests pass: deploy every automatic server that follows this build's branch.
     Ci(deploy::CiArgs),
+    /// Run a one-off command on a server through its method; exits with the command's status.
+    Run(run::RunArgs),
     /// Show the deployment timeline, or one deploy's log.
     Timeline(timeline::TimelineArgs),
     /// Check a plugin against the pier:deploy contract (exit 0 only if every applicable check passes).
@@ -250,6 +253,7 @@ pub fn main() -> Exit {
             Command::Plugins(command) => plugins::run(command, &globals, &mut out).await,
             Command::Deploy(args) => deploy::deploy(args, &globals, &mut out).await,
             Command::Ci(args) => deploy::ci(args, &globals, &mut out).await,
+            Command::Run(args) => run::run(args, &globals).await,
             Command::Timeline(args) => timeline::run(args, &mut out).await,
             Command::Conformance(args) => conformance::run(args, &globals, &mut out).await,
         }

@@ -7,15 +7,13 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::deploy::state_error;
-use super::{CliError, Globals, Output};
+use super::project::{Project, master_key};
+use super::{CliError, Globals};
 use crate::caps::Grant;
 use crate::caps::events::{Event, EventSink, Level};
-use crate::caps::secrets::{Vault, redact};
+use crate::caps::secrets::Vault;
 use crate::exit::Exit;
 use crate::project::config::Server;
-use crate::project::masterkey::master_key;
-use crate::project::{Project, STATE_DIR};
 use crate::runtime::{Answer, CallEnv, Context, Description, Plugin, RunRequest, Runtime};
 
 #[derive(Debug, Args)]
@@ -178,55 +176,4 @@ pub async fn run(args: RunArgs, globals: &Globals) -> Result<Exit, CliError> {
     drop(_raw);
     let status = result.map_err(|e| call.method_error(e))?;
     Ok(Exit::remote(status))
-}
-
-/// `pier rollback SERVER [--to ...]`: the method makes an earlier release live, and the
-/// timeline records it as a rollback of the server.
-pub async fn rollback(args: RollbackArgs, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
-    let project = Project::open()?;
-    let server = project.server(&args.server)?.clone();
-    let state_dir = project.root.join(STATE_DIR);
-    let state = crate::project::state::State::open(&project.config, &state_dir).await.map_err(state_error)?;
-    let release = match args.to {
-        None => None,
-        Some(to) => Some(match state.find(&to).await.map_err(state_error)? {
-            Some(deploy) if deploy.server != server.alias => {
-                return Err(CliError::Usage(format!(
-                    "deploy {} was of server `{}`, not `{}`",
-                    deploy.id, deploy.server, server.alias
-                )));
-            }
-            Some(deploy) => deploy.release.clone().ok_or_else(|| {
-                CliError::Usage(format!(
-                    "deploy {} recorded no release to return to (it failed, or its method names none): pass the \
-                     provider's release name, for example --to v41",
-                    deploy.id
-                ))
-            })?,
-            None => to,
-        }),
-    };
-    let call = ServerCall::open(&project, &server, globals).await?;
-    let (env, ctx, settings) = call.env(Arc::new(Terminal))?;
-    let report = call
-        .plugin
-        .rollback(&call.runtime, &env, &ctx, &settings, release.as_deref())
-        .await?
-        .map_err(|e| call.method_error(e))?;
-    let summary = redact(&report.summary).into_owned();
-    let id = state
-        .record_rollback(&server, &summary, report.release.as_deref(), report.url.as_deref())
-        .await
-        .map_err(state_error)?;
-    if args.json {
-        out.json(&serde_json::json!({
-            "server": server.alias,
-            "rollback": id,
-            "summary": summary,
-            "release": report.release,
-        }))?;
-    } else {
-        out.line(format!("{}: {summary} (rollback {id})", server.alias))?;
-    }
-    Ok(Exit::Success)
 }

@@ -312,13 +312,24 @@ pub async fn run(command: ServerCommand, globals: &Globals, out: &mut Output) ->
         ServerCommand::Remove { server, json } => {
             let project = Project::open()?;
             let server = project.server(&server)?.clone();
+            // What setup registered with the provider goes first; failing that, the user is
+            // told what to remove by hand, and the server is removed all the same.
+            let undone = undo_setup(&project, &server, globals).await;
             let mut secrets = project.secrets()?;
             secrets.remove_server(&server.alias);
             secrets.save()?;
             project.config.remove_server(&server.alias)?;
             if json {
-                out.json(&serde_json::json!({ "removed": server.alias }))?;
+                let (notes, warning) = match &undone {
+                    Ok(notes) => (notes.clone(), None),
+                    Err(w) => (vec![], Some(w.clone())),
+                };
+                out.json(&serde_json::json!({ "removed": server.alias, "notes": notes, "warning": warning }))?;
             } else {
+                match &undone {
+                    Ok(notes) => notes.iter().try_for_each(|n| out.line(n.clone()))?,
+                    Err(warning) => eprintln!("warning: {warning}"),
+                }
                 out.line(format!("removed server {} ({}) and its secrets", server.name, server.alias))?;
             }
             Ok(Exit::Success)
@@ -1046,4 +1057,24 @@ async fn edit(args: EditArgs, globals: &Globals, out: &mut Output) -> Result<Exi
         print_server(&view, out)?
     }
     Ok(Exit::Success)
+}
+
+/// Asks the server's method to undo what its setup registered with the provider (the
+/// method's `remove`): the lines it returned, or one warning saying what was not undone
+/// and what to remove by hand.
+async fn undo_setup(project: &Project, server: &Server, globals: &Globals) -> Result<Vec<String>, String> {
+    let by_hand = |why: String| {
+        format!(
+            "{why}; anything setup registered with the provider for `{}` (such as an SSH key) must be removed by hand",
+            server.alias
+        )
+    };
+    let call = super::run::ServerCall::open(project, server, globals).await.map_err(|e| by_hand(e.to_string()))?;
+    let sink = Arc::new(crate::caps::events::NullSink);
+    let (env, ctx, settings) = call.env(sink).map_err(|e| by_hand(e.to_string()))?;
+    match call.plugin.remove(&call.runtime, &env, &ctx, &settings).await {
+        Ok(Ok(notes)) => Ok(notes),
+        Ok(Err(e)) => Err(by_hand(call.method_error(e).to_string())),
+        Err(e) => Err(by_hand(e.to_string())),
+    }
 }

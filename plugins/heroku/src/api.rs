@@ -137,27 +137,33 @@ impl Client {
         struct Listed {
             name: String,
         }
-        let mut names = Vec::new();
-        let mut range = "name ..; max=200".to_string();
+        let listed: Vec<Listed> = self.all("/apps", "name ..; max=200", "the app list")?;
+        let mut names: Vec<String> = listed.into_iter().map(|a| a.name).collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Every page of the list at `path`, asked for with the `Range` `range` and followed
+    /// through `Next-Range`.
+    pub fn all<T: DeserializeOwned>(&self, path: &str, range: &str, what: &str) -> Result<Vec<T>, MethodError> {
+        let mut items = Vec::new();
+        let mut range = range.to_string();
         for _ in 0..10_000 {
-            let response = self.send(self.request(Method::Get, "/apps").header("Range", &range))?;
+            let response = self.send(self.request(Method::Get, path).header("Range", &range))?;
             if !response.ok() {
-                return Err(error(&response, "the app list"));
+                return Err(error(&response, what));
             }
-            let page: Vec<Listed> = response
+            let page: Vec<T> = response
                 .json()
-                .map_err(|e| MethodError::Provider(format!("unexpected app list JSON from Heroku: {e}")))?;
-            names.extend(page.into_iter().map(|a| a.name));
+                .map_err(|e| MethodError::Provider(format!("Heroku answered {what} with unexpected JSON: {e}")))?;
+            items.extend(page);
             match (response.status(), response.header("next-range")) {
                 (206, Some(next)) => range = next.to_string(),
-                _ => {
-                    names.sort();
-                    names.dedup();
-                    return Ok(names);
-                }
+                _ => return Ok(items),
             }
         }
-        Err(MethodError::Provider("Heroku's app list did not end after 10000 pages".into()))
+        Err(MethodError::Provider(format!("Heroku's {what} did not end after 10000 pages")))
     }
 
     /// `POST /account/keys {public_key}`, as the official CLI's `keys:add` does (the
@@ -183,6 +189,11 @@ impl Client {
     /// A POST to `path` under the API.
     pub fn post(&self, path: &str) -> Request {
         self.request(Method::Post, path)
+    }
+
+    /// A DELETE of `path` under the API.
+    pub fn delete(&self, path: &str) -> Request {
+        self.request(Method::Delete, path)
     }
 }
 

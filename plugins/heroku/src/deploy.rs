@@ -220,13 +220,34 @@ pub fn deploy(ctx: &Context, settings: &[Answer], build: &BuildInfo) -> Result<D
     }
     let timeout = health_timeout(settings)?;
     let health = match timeout.is_zero() {
-        true => String::new(),
-        false => format!("; {}", wait_for_dynos(&client, &app_path, done.version, timeout)?),
+        true => Ok(String::new()),
+        false => wait_for_dynos(&client, &app_path, done.version, timeout).map(|up| format!("; {up}")),
+    };
+    let health = match health {
+        Ok(health) => health,
+        Err(MethodError::DeployFailed(failure)) if flag(settings, ROLLBACK_ON_FAILURE, false)? => {
+            return Err(roll_back_after(&client, app, done.version, failure));
+        }
+        Err(e) => return Err(e),
     };
     Ok(DeployReport {
         summary: format!("released v{} of {app}{health}", done.version),
         url: answer(settings, WEB_URL).map(String::from),
+        release: Some(format!("v{}", done.version)),
     })
+}
+
+/// A release that failed its health check, rolled back to the last good release before
+/// it: the deploy still fails, and says what is live now.
+fn roll_back_after(client: &Client, app: &str, version: u64, failure: DeployFailure) -> MethodError {
+    let rolled = crate::rollback::releases(client, app)
+        .and_then(|all| crate::rollback::target(&all, None, Some(version)))
+        .and_then(|to| crate::rollback::roll_back(client, app, &to).map(|new| (to, new)));
+    let reason = match rolled {
+        Ok((to, new)) => format!("{}; rolled back to v{} (now v{})", failure.reason, to.version, new.version),
+        Err(e) => format!("{}; the automatic rollback failed: {e:?}", failure.reason),
+    };
+    MethodError::DeployFailed(DeployFailure { reason, tail: failure.tail })
 }
 
 /// The health wait the settings ask for (`health_timeout`, seconds, at most an hour).
@@ -260,7 +281,7 @@ const HEALTHY: [&str; 2] = ["up", "idle"];
 /// Waits, as `heroku ps:wait` does, until every process dyno (not `run` or `release`
 /// dynos) is on release `version` or later and up; a crashed one fails the deploy.
 /// Returns what it saw, for the summary.
-fn wait_for_dynos(client: &Client, app_path: &str, version: u64, timeout: Duration) -> Result<String, MethodError> {
+pub fn wait_for_dynos(client: &Client, app_path: &str, version: u64, timeout: Duration) -> Result<String, MethodError> {
     log::step(&format!("Waiting for the dynos of v{version} to be up"));
     let started = std::time::Instant::now();
     let mut wait = 0.25;
