@@ -224,7 +224,7 @@ pub fn deploy(ctx: &Context, settings: &[Answer], build: &BuildInfo) -> Result<D
         false => format!("; {}", wait_for_dynos(&client, &app_path, done.version, timeout)?),
     };
     Ok(DeployReport {
-        release: None,
+        release: Some(format!("v{}", done.version)),
         summary: format!("released v{} of {app}{health}", done.version),
         url: answer(settings, WEB_URL).map(String::from),
     })
