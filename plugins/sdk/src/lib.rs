@@ -248,3 +248,17 @@ impl SecretBinding {
         SecretBinding { secret: secret.into(), use_: SecretUse::SshKey(program.into()) }
     }
 }
+
+impl StreamGrant {
+    /// TLS streams to `host` (a name, or `*.` and a domain) on `port`, or on any port
+    /// when none. A wildcard host or an open port reaches only a `host:port` that one of
+    /// the plugin's endpoints named in the same call.
+    pub fn host(host: &str, port: Option<u16>) -> StreamGrant {
+        StreamGrant { host: host.into(), port }
+    }
+
+    /// TLS streams to the host of endpoint `id`'s URL in force, on any port.
+    pub fn endpoint(id: &str) -> StreamGrant {
+        StreamGrant { host: format!("endpoint:{id}"), port: None }
+    }
+}
