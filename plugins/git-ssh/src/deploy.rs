@@ -34,9 +34,11 @@ pub fn push(s: &Settings, build: &BuildInfo) -> Result<DeployReport, MethodError
     };
     let failed = |reason: String, tail: Vec<String>| MethodError::DeployFailed(DeployFailure { reason, tail });
     match exec::run(&command) {
-        Ok(exit) if exit.code == 0 => {
-            Ok(DeployReport { summary: format!("pushed {short} to {} {}", s.remote, s.branch), url: None })
-        }
+        Ok(exit) if exit.code == 0 => Ok(DeployReport {
+            release: None,
+            summary: format!("pushed {short} to {} {}", s.remote, s.branch),
+            url: None,
+        }),
         Ok(exit) => {
             let ended = match exit.code {
                 -1 => "was killed by a signal".to_string(),

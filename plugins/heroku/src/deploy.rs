@@ -231,6 +231,7 @@ pub fn deploy(ctx: &Context, settings: &[Answer], build: &BuildInfo) -> Result<D
         Err(e) => return Err(e),
     };
     Ok(DeployReport {
+        release: Some(format!("v{}", done.version)),
         summary: format!("released v{} of {app}{health}", done.version),
         url: answer(settings, WEB_URL).map(String::from),
         release: Some(format!("v{}", done.version)),

@@ -126,7 +126,9 @@ impl Method for Heroku {
                         reason: "so that a failure in the dyno fails the deploy".into(),
                     }],
                     tools: vec![Tool { program: "heroku".into(), install_hint: "npm install -g heroku".into() }],
+                    ..CommandSupport::none()
                 },
+                ..Permissions::none()
             },
         }
     }

@@ -1,8 +1,14 @@
 //! Write Pier deployment methods in Rust.
 //!
-//! This crate holds the bindings of the `pier:deploy` contract (generated from the WIT
-//! with `wit-bindgen`) and small helpers over them: JSON over the `http` capability with
-//! secret handles in headers, typed errors, answers and endpoints, and progress events.
+//! This crate holds the bindings of the `pier:deploy@0.3.0` contract (generated from the
+//! WIT with `wit-bindgen`) and small helpers over them: JSON over the `http` capability
+//! with secret handles in headers, typed errors, answers and endpoints, and progress
+//! events.
+//!
+//! A plugin implements [`Method`] and exports it with [`export_method!`]. `describe`,
+//! `choices`, `validate`, `setup` and `deploy` are required; `run`, `rollback` and
+//! `remove` have defaults for a method without one-off commands, without rollbacks and
+//! with nothing to undo at the provider.
 //!
 //! ```text
 //! use pier_plugin_sdk::{Method, export_method};
@@ -12,16 +18,91 @@
 //! ```
 
 wit_bindgen::generate!({
-    path: "../../wit/0.2.0",
+    path: "../../wit/0.3.0",
     world: "pier:deploy/plugin",
     pub_export_macro: true,
     export_macro_name: "export_method",
     default_bindings_module: "pier_plugin_sdk",
 });
 
-pub use exports::pier::deploy::method::{Guest as Method, SetupResult};
+pub use exports::pier::deploy::method::SetupResult;
 pub use pier::deploy::types::*;
-pub use pier::deploy::{events, exec, http, keys, secrets, workspace};
+pub use pier::deploy::{events, exec, http, keys, secrets, tls, workspace};
+
+/// A deployment method: the `method` export of the contract (see `wit/0.3.0/method.wit`
+/// for what each function must do). Every type implementing it is exported by
+/// [`export_method!`].
+pub trait Method {
+    /// Describe the method: its name, setup form and permissions. Must not call the host.
+    fn describe() -> Description;
+
+    /// The options of the choice field `field`, given the answers so far.
+    fn choices(ctx: Context, field: String, answers: Vec<Answer>) -> Result<Vec<Choice>, MethodError>;
+
+    /// Check a complete set of answers against the provider; one line for the user.
+    fn validate(ctx: Context, answers: Vec<Answer>) -> Result<String, MethodError>;
+
+    /// Set the server up and return the settings to store.
+    fn setup(ctx: Context, answers: Vec<Answer>) -> Result<SetupResult, MethodError>;
+
+    /// Deploy a build with the stored settings.
+    fn deploy(ctx: Context, settings: Vec<Answer>, build: BuildInfo) -> Result<DeployReport, MethodError>;
+
+    /// Run a one-off command on the server and return its exit status. By default the
+    /// method has none: `unsupported`.
+    fn run(ctx: Context, settings: Vec<Answer>, request: RunRequest) -> Result<i32, MethodError> {
+        let _ = (ctx, settings, request);
+        Err(MethodError::Unsupported("this method has no one-off commands".into()))
+    }
+
+    /// Make the release `release` (none: the last good one before the current) live
+    /// again. By default the method cannot: `unsupported`.
+    fn rollback(ctx: Context, settings: Vec<Answer>, release: Option<String>) -> Result<DeployReport, MethodError> {
+        let _ = (ctx, settings, release);
+        Err(MethodError::Unsupported("this method cannot roll back".into()))
+    }
+
+    /// Undo at the provider what `setup` registered there; lines for the user. By
+    /// default there is nothing to undo.
+    fn remove(ctx: Context, settings: Vec<Answer>) -> Result<Vec<String>, MethodError> {
+        let _ = (ctx, settings);
+        Ok(vec![])
+    }
+}
+
+impl<T: Method> exports::pier::deploy::method::Guest for T {
+    fn describe() -> Description {
+        T::describe()
+    }
+
+    fn choices(ctx: Context, field: String, answers: Vec<Answer>) -> Result<Vec<Choice>, MethodError> {
+        T::choices(ctx, field, answers)
+    }
+
+    fn validate(ctx: Context, answers: Vec<Answer>) -> Result<String, MethodError> {
+        T::validate(ctx, answers)
+    }
+
+    fn setup(ctx: Context, answers: Vec<Answer>) -> Result<SetupResult, MethodError> {
+        T::setup(ctx, answers)
+    }
+
+    fn deploy(ctx: Context, settings: Vec<Answer>, build: BuildInfo) -> Result<DeployReport, MethodError> {
+        T::deploy(ctx, settings, build)
+    }
+
+    fn run(ctx: Context, settings: Vec<Answer>, request: RunRequest) -> Result<i32, MethodError> {
+        T::run(ctx, settings, request)
+    }
+
+    fn rollback(ctx: Context, settings: Vec<Answer>, release: Option<String>) -> Result<DeployReport, MethodError> {
+        T::rollback(ctx, settings, release)
+    }
+
+    fn remove(ctx: Context, settings: Vec<Answer>) -> Result<Vec<String>, MethodError> {
+        T::remove(ctx, settings)
+    }
+}
 
 pub mod api;
 pub mod log;
@@ -108,7 +189,8 @@ impl Answer {
 }
 
 impl Permissions {
-    /// Nothing at all: no endpoints, origins, programs, secret bindings or command support.
+    /// Nothing at all: no endpoints, origins, programs, secret bindings, command support
+    /// or streams.
     pub fn none() -> Permissions {
         Permissions {
             endpoints: vec![],
@@ -116,14 +198,15 @@ impl Permissions {
             programs: vec![],
             secrets: vec![],
             commands: CommandSupport::none(),
+            streams: vec![],
         }
     }
 }
 
 impl CommandSupport {
-    /// No environment, rules or tools for deploy commands.
+    /// No environment, rules, tools or native commands for deploy commands.
     pub fn none() -> CommandSupport {
-        CommandSupport { env: vec![], rules: vec![], tools: vec![] }
+        CommandSupport { env: vec![], rules: vec![], tools: vec![], native: vec![] }
     }
 }
 
@@ -163,5 +246,19 @@ impl SecretBinding {
     /// Key `secret` may be the SSH key of program `program`.
     pub fn ssh_key(secret: &str, program: &str) -> SecretBinding {
         SecretBinding { secret: secret.into(), use_: SecretUse::SshKey(program.into()) }
+    }
+}
+
+impl StreamGrant {
+    /// TLS streams to `host` (a name, or `*.` and a domain) on `port`, or on any port
+    /// when none. A wildcard host or an open port reaches only a `host:port` that one of
+    /// the plugin's endpoints named in the same call.
+    pub fn host(host: &str, port: Option<u16>) -> StreamGrant {
+        StreamGrant { host: host.into(), port }
+    }
+
+    /// TLS streams to the host of endpoint `id`'s URL in force, on any port.
+    pub fn endpoint(id: &str) -> StreamGrant {
+        StreamGrant { host: format!("endpoint:{id}"), port: None }
     }
 }

@@ -48,7 +48,7 @@ fn setting<'a>(settings: &'a [Answer], field: &str) -> &'a str {
 /// A deploy report of one line.
 #[allow(dead_code)]
 fn report(summary: impl Into<String>) -> Result<DeployReport, MethodError> {
-    Ok(DeployReport { summary: one_line(&summary.into()), url: None })
+    Ok(DeployReport { release: None, summary: one_line(&summary.into()), url: None })
 }
 
 /// `text` on one line: trimmed, line breaks as spaces.

@@ -19,7 +19,7 @@ impl Method for Plugin {
     }
     fn deploy(_: Context, _: Vec<Answer>, _: BuildInfo) -> Result<DeployReport, MethodError> {
         let n = dive(0);
-        Ok(DeployReport { summary: format!("{n}"), url: None })
+        Ok(DeployReport { release: None, summary: format!("{n}"), url: None })
     }
     unused_exports!();
 }

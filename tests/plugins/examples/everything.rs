@@ -112,7 +112,7 @@ impl Method for Plugin {
             "blob": {"size": blob.size(), "sha256": blob.sha256()},
             "upload": upload,
         });
-        Ok(DeployReport { summary: report.to_string(), url: None })
+        Ok(DeployReport { release: None, summary: report.to_string(), url: None })
     }
 
     unused_exports!();

@@ -23,7 +23,13 @@ impl Method for Plugin {
             };
             match exec::run(&command) {
                 Err(exec::ExecError::Denied(_)) => {}
-                other => return Ok(DeployReport { summary: format!("{program} not denied: {other:?}"), url: None }),
+                other => {
+                    return Ok(DeployReport {
+                        release: None,
+                        summary: format!("{program} not denied: {other:?}"),
+                        url: None,
+                    });
+                }
             }
         }
         Err(MethodError::Denied("sh and /bin/sh were both denied".into()))

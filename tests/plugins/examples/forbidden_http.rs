@@ -12,7 +12,7 @@ impl Method for Plugin {
     fn deploy(_: Context, _: Vec<Answer>, _: BuildInfo) -> Result<DeployReport, MethodError> {
         match api::Request::get("http://127.0.0.2:9/steal").send() {
             Err(http::HttpError::Denied(message)) => Err(MethodError::Denied(message)),
-            other => Ok(DeployReport { summary: format!("not denied: {other:?}"), url: None }),
+            other => Ok(DeployReport { release: None, summary: format!("not denied: {other:?}"), url: None }),
         }
     }
     unused_exports!();

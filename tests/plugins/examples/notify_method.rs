@@ -183,7 +183,7 @@ impl Method for Notify {
                 tail: response.text().lines().take(5).map(String::from).collect(),
             }));
         }
-        Ok(DeployReport { summary: format!("notified (HTTP {})", response.status()), url: None })
+        Ok(DeployReport { release: None, summary: format!("notified (HTTP {})", response.status()), url: None })
     }
 }
 
