@@ -225,13 +225,12 @@ pub fn deploy(ctx: &Context, settings: &[Answer], build: &BuildInfo) -> Result<D
     };
     let health = match health {
         Ok(health) => health,
-        Err(MethodError::DeployFailed(failure)) if flag(settings, ROLLBACK_ON_FAILURE, false)? => {
+        Err(MethodError::DeployFailed(failure)) if flag(settings, crate::ROLLBACK_ON_FAILURE, false)? => {
             return Err(roll_back_after(&client, app, done.version, failure));
         }
         Err(e) => return Err(e),
     };
     Ok(DeployReport {
-        release: Some(format!("v{}", done.version)),
         summary: format!("released v{} of {app}{health}", done.version),
         url: answer(settings, WEB_URL).map(String::from),
         release: Some(format!("v{}", done.version)),

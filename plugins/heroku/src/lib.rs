@@ -18,6 +18,8 @@
 
 mod api;
 mod deploy;
+mod rollback;
+mod run;
 
 use pier_plugin_sdk::*;
 
@@ -30,6 +32,8 @@ pub const API_URL: &str = "api_url";
 pub const HEALTH_TIMEOUT: &str = "health_timeout";
 /// The wait unless configured otherwise: `heroku ps:wait` has no limit; a deploy should.
 pub const DEFAULT_HEALTH_TIMEOUT: u32 = 300;
+/// Whether a deploy whose new dynos crash or never come up rolls back to the last good release.
+pub const ROLLBACK_ON_FAILURE: &str = "rollback_on_failure";
 /// The handle of the generated private key.
 pub const SSH_KEY: &str = "ssh_key";
 /// Settings the method stores besides the answers.
@@ -46,7 +50,8 @@ impl Method for Heroku {
             title: "Heroku".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             summary: "Deploys a checkout to a Heroku app through the Build API, waits for the release \
-                      phase, and gives deploy commands an authenticated Heroku CLI."
+                      phase and the new dynos, runs `heroku run` one-off dynos itself (no Heroku CLI \
+                      needed), rolls back, and gives other deploy commands an authenticated Heroku CLI."
                 .into(),
             fields: vec![
                 Field::new(
@@ -85,6 +90,16 @@ impl Method for Heroku {
                     false,
                 )
                 .with_default(&DEFAULT_HEALTH_TIMEOUT.to_string())
+                .advanced(),
+                Field::new(
+                    ROLLBACK_ON_FAILURE,
+                    "Roll back when the new dynos fail",
+                    "When the dynos of a new release crash or are not up in time, make the last good release live \
+                     again (the deploy still fails). Add-ons and config vars are not rolled back.",
+                    FieldKind::Boolean,
+                    false,
+                )
+                .with_default("false")
                 .advanced(),
             ],
             permissions: Permissions {
@@ -126,8 +141,23 @@ impl Method for Heroku {
                         reason: "so that a failure in the dyno fails the deploy".into(),
                     }],
                     tools: vec![Tool { program: "heroku".into(), install_hint: "npm install -g heroku".into() }],
-                    ..CommandSupport::none()
+                    // `heroku run` with these flags runs through `run` below: no CLI needed.
+                    native: vec![NativeCommand {
+                        prefix: vec!["heroku".into(), "run".into()],
+                        options: vec![
+                            NativeFlag::new(&["--size", "-s"], FlagMeaning::Size),
+                            NativeFlag::new(&["--type"], FlagMeaning::ProcessType),
+                            NativeFlag::new(&["--env", "-e"], FlagMeaning::Env),
+                            NativeFlag::new(&["--exit-code", "-x"], FlagMeaning::Ignored),
+                            NativeFlag::new(&["--no-tty"], FlagMeaning::NoTty),
+                            NativeFlag::new(&["--no-notify"], FlagMeaning::Ignored),
+                            NativeFlag::new(&["--app", "-a"], FlagMeaning::Setting(APP.into())),
+                        ],
+                    }],
                 },
+                // One-off dynos' rendezvous: on the API's own host (a test fake) or a
+                // Heroku host, only where the API's answer pointed.
+                streams: vec![StreamGrant::endpoint("api"), StreamGrant::host("*.heroku.com", None)],
                 ..Permissions::none()
             },
         }
@@ -150,6 +180,7 @@ impl Method for Heroku {
         let client = api::Client::new(&ctx)?;
         let app = required(&answers, APP, "the app")?;
         flag(&answers, REGISTER_KEY, true)?;
+        flag(&answers, ROLLBACK_ON_FAILURE, false)?;
         deploy::health_timeout(&answers)?;
         let account = client.account()?;
         let app = client.app(app)?;
@@ -168,6 +199,9 @@ impl Method for Heroku {
         }
         if answer(&answers, HEALTH_TIMEOUT).is_some() {
             settings.push(Answer::new(HEALTH_TIMEOUT, deploy::health_timeout(&answers)?.as_secs().to_string()));
+        }
+        if answer(&answers, ROLLBACK_ON_FAILURE).is_some() {
+            settings.push(Answer::new(ROLLBACK_ON_FAILURE, flag(&answers, ROLLBACK_ON_FAILURE, false)?.to_string()));
         }
         if let Some(web_url) = &app.web_url {
             settings.push(Answer::new(WEB_URL, web_url.clone()));
@@ -188,6 +222,18 @@ impl Method for Heroku {
 
     fn deploy(ctx: Context, settings: Vec<Answer>, build: BuildInfo) -> Result<DeployReport, MethodError> {
         deploy::deploy(&ctx, &settings, &build)
+    }
+
+    fn run(ctx: Context, settings: Vec<Answer>, request: RunRequest) -> Result<i32, MethodError> {
+        run::run(&ctx, &settings, &request)
+    }
+
+    fn rollback(ctx: Context, settings: Vec<Answer>, release: Option<String>) -> Result<DeployReport, MethodError> {
+        rollback::rollback(&ctx, &settings, release)
+    }
+
+    fn remove(ctx: Context, settings: Vec<Answer>) -> Result<Vec<String>, MethodError> {
+        rollback::remove(&ctx, &settings)
     }
 }
 

@@ -249,6 +249,13 @@ impl SecretBinding {
     }
 }
 
+impl NativeFlag {
+    /// A flag of a native command, spelled as `names`.
+    pub fn new(names: &[&str], means: FlagMeaning) -> NativeFlag {
+        NativeFlag { names: names.iter().map(|n| n.to_string()).collect(), means }
+    }
+}
+
 impl StreamGrant {
     /// TLS streams to `host` (a name, or `*.` and a domain) on `port`, or on any port
     /// when none. A wildcard host or an open port reaches only a `host:port` that one of
