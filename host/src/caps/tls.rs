@@ -484,8 +484,12 @@ impl tls::HostConnection for TlsCap {
                     }
                 }
             }
-            // The input ended: so does what the server reads.
-            let _ = writer.lock().await.shutdown().await;
+            // The input ended: tell the other end as Heroku's CLI does, with an end of
+            // transmission (a terminal's Ctrl-D), keeping the connection open for the rest
+            // of the output.
+            let mut writer = writer.lock().await;
+            let _ = writer.write_all(&[0x04]).await;
+            let _ = writer.flush().await;
         }));
         Ok(Ok(()))
     }

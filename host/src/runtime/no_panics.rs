@@ -129,11 +129,35 @@ fn permissions() -> impl Strategy<Value = Permissions> {
         (text(), text()).prop_map(|(program, install_hint)| Tool { program, install_hint }),
         0..2,
     );
-    let commands = (prop::collection::vec(command_env(), 0..3), rules, tools)
-        .prop_map(|(env, rules, tools)| CommandSupport { env, rules, tools });
-    (endpoints, texts(), programs, secrets, commands).prop_map(|(endpoints, origins, programs, secrets, commands)| {
-        Permissions { endpoints, origins, programs, secrets, commands }
-    })
+    let meaning = prop_oneof![
+        Just(FlagMeaning::Size),
+        Just(FlagMeaning::ProcessType),
+        Just(FlagMeaning::Env),
+        Just(FlagMeaning::NoTty),
+        Just(FlagMeaning::Ignored),
+        text().prop_map(FlagMeaning::Setting),
+    ];
+    let flag = (texts(), meaning).prop_map(|(names, means)| NativeFlag { names, means });
+    let native = prop::collection::vec(
+        (texts(), prop::collection::vec(flag, 0..3)).prop_map(|(prefix, options)| NativeCommand { prefix, options }),
+        0..2,
+    );
+    let commands = (prop::collection::vec(command_env(), 0..3), rules, tools, native)
+        .prop_map(|(env, rules, tools, native)| CommandSupport { env, rules, tools, native });
+    let streams = prop::collection::vec(
+        (text(), prop::option::of(any::<u16>())).prop_map(|(host, port)| StreamGrant { host, port }),
+        0..3,
+    );
+    (endpoints, texts(), programs, secrets, commands, streams).prop_map(
+        |(endpoints, origins, programs, secrets, commands, streams)| Permissions {
+            endpoints,
+            origins,
+            programs,
+            secrets,
+            commands,
+            streams,
+        },
+    )
 }
 
 fn field() -> impl Strategy<Value = Field> {

@@ -1524,7 +1524,13 @@ mod tests {
             origins: vec![],
             programs: vec![],
             secrets: vec![],
-            commands: crate::runtime::bindings::CommandSupport { env: vec![], rules: vec![], tools: vec![] },
+            commands: crate::runtime::bindings::CommandSupport {
+                env: vec![],
+                rules: vec![],
+                tools: vec![],
+                native: vec![],
+            },
+            streams: vec![],
         }
     }
 
@@ -1697,7 +1703,13 @@ mod tests {
             origins: origins.iter().map(|o| o.to_string()).collect(),
             programs: vec![],
             secrets: vec![],
-            commands: crate::runtime::bindings::CommandSupport { env: vec![], rules: vec![], tools: vec![] },
+            commands: crate::runtime::bindings::CommandSupport {
+                env: vec![],
+                rules: vec![],
+                tools: vec![],
+                native: vec![],
+            },
+            streams: vec![],
         }
     }
 
