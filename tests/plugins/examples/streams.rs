@@ -21,7 +21,7 @@ struct Plugin;
 type Outcome = Result<(), Box<dyn std::error::Error>>;
 
 /// Passes everything `stream` reads, to its end, to `events.output`.
-fn drain(stream: &tls::Stream) -> Outcome {
+fn drain(stream: &tls::Connection) -> Outcome {
     while let Some(data) = stream.read()? {
         events::output(&String::from_utf8_lossy(&data));
     }
