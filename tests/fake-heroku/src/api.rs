@@ -144,6 +144,7 @@ fn route(st: &mut State, req: &Incoming<'_>, account: usize) -> Reply {
         ("GET", ["account", "keys"]) => list_keys(st, req, account),
         ("POST", ["account", "keys"]) => create_key(st, req, account),
         ("GET", ["account", "keys", identity]) => key_info(st, account, identity),
+        ("DELETE", ["account", "keys", identity]) => delete_key(st, account, identity),
         ("POST", ["sources"]) => create_source(st),
         ("POST", ["apps", app, "builds"]) => match st.owned_app(account, app) {
             Some(app) => create_build(st, req, account, app),
@@ -224,18 +225,33 @@ fn list_keys(st: &State, req: &Incoming<'_>, account: usize) -> Reply {
     paged_list(keys, req, &["id"])
 }
 
-fn key_info(st: &State, account: usize, identity: &str) -> Reply {
+/// The index of the account's key named by `identity` (path segment, percent-encoded): its id
+/// or its `SHA256:` fingerprint.
+fn find_key(st: &State, account: usize, identity: &str) -> Option<usize> {
     let email = &st.accounts[account].email;
     let identity = crate::util::percent_decode(identity, false);
-    match st
-        .keys
-        .iter()
-        .find(|k| &k.email == email && (k.id == identity || k.fingerprint == identity))
-        .and_then(|k| serde_json::to_value(k).ok())
-    {
+    st.keys.iter().position(|k| &k.email == email && (k.id == identity || k.fingerprint == identity))
+}
+
+fn key_not_found() -> Reply {
+    api_error(StatusCode::NOT_FOUND, "not_found", "Couldn't find that key.")
+}
+
+/// `GET /account/keys/{key_id_or_fingerprint}`.
+fn key_info(st: &State, account: usize, identity: &str) -> Reply {
+    match find_key(st, account, identity).and_then(|i| serde_json::to_value(&st.keys[i]).ok()) {
         Some(key) => Reply::json(StatusCode::OK, &key),
-        None => api_error(StatusCode::NOT_FOUND, "not_found", "Couldn't find that key."),
+        None => key_not_found(),
     }
+}
+
+/// `DELETE /account/keys/{key_id_or_fingerprint}`: removes the key and answers it.
+fn delete_key(st: &mut State, account: usize, identity: &str) -> Reply {
+    let Some(index) = find_key(st, account, identity) else {
+        return key_not_found();
+    };
+    let key = st.keys.remove(index);
+    Reply::json(StatusCode::OK, &serde_json::to_value(&key).unwrap_or(Value::Null))
 }
 
 /// Parses a JSON object body; the error is the reply to send.

@@ -33,7 +33,10 @@ const SCHEMA_JSON: &str = include_str!("../platform-api-schema.json");
 ///   public schema now lists only `GET /account/keys`, but the official CLI's `keys:add` still
 ///   posts the key this way (the key now serves `heroku run` into private spaces), so Pier
 ///   registers keys as the CLI does.
-pub const UNDOCUMENTED: &[(&str, &str, &[&str])] = &[("POST", "/account/keys", &["public_key"])];
+/// * `DELETE /account/keys/{key_id_or_fingerprint}`: left out of the public schema for the
+///   same reason, but the official CLI's `keys:remove` still deletes keys this way (by id).
+pub const UNDOCUMENTED: &[(&str, &str, &[&str])] =
+    &[("POST", "/account/keys", &["public_key"]), ("DELETE", "/account/keys/{}", &[])];
 
 /// Body properties Heroku requires although the schema does not mark them `required`, as
 /// `(method, path template, dotted property paths)`.
@@ -311,6 +314,7 @@ mod tests {
         assert!(check(&api("POST", "/account/keys", Some(json!({})))).is_err());
         assert!(check(&api("GET", "/no/such/thing", None)).is_err());
         assert!(check(&api("DELETE", "/account/keys", None)).is_err());
+        assert!(check(&api("DELETE", "/account/keys/01234567-89ab-cdef-0123-456789abcdef", None)).is_ok());
     }
 
     #[test]

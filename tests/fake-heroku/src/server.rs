@@ -143,7 +143,7 @@ impl FakeHeroku {
         self.shared.lock().apply_seed(seed).map_err(anyhow::Error::msg)
     }
 
-    /// The SSH keys registered for the account `email`, oldest first.
+    /// The SSH keys registered for the account `email` and not deleted since, oldest first.
     pub fn keys(&self, email: &str) -> Vec<Key> {
         self.shared.lock().keys.iter().filter(|k| k.email == email).cloned().collect()
     }

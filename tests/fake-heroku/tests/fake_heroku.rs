@@ -358,6 +358,41 @@ fn keys_are_validated_added_once_and_listed() {
     assert!(client.api("GET", "/account/keys", "bob-key", None).json().as_array().is_some_and(Vec::is_empty));
 }
 
+#[test]
+fn keys_are_deleted_by_id_or_fingerprint() {
+    let heroku = start();
+    let client = Client::new(&heroku);
+    let ed25519 = client.api("POST", "/account/keys", KEY, Some(json!({"public_key": ED25519}))).json();
+    let rsa = client.api("POST", "/account/keys", KEY, Some(json!({"public_key": RSA}))).json();
+    let ed25519_id = ed25519["id"].as_str().expect("id").to_string();
+
+    // Bob cannot delete Ada's key; an unknown key is 404.
+    client.api("DELETE", &format!("/account/keys/{ed25519_id}"), "bob-key", None).assert_error(404, "not_found");
+    let unknown = client.api("DELETE", "/account/keys/01234567-89ab-cdef-0123-456789abcdef", KEY, None);
+    unknown.assert_error(404, "not_found");
+    assert_eq!(unknown.json()["message"], "Couldn't find that key.");
+
+    let deleted = client.api("DELETE", &format!("/account/keys/{ed25519_id}"), KEY, None);
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    assert_eq!(deleted.json(), ed25519);
+    assert_eq!(heroku.keys(ADA).len(), 1);
+    client.api("DELETE", &format!("/account/keys/{ed25519_id}"), KEY, None).assert_error(404, "not_found");
+    client.get(&format!("/account/keys/{ed25519_id}")).assert_error(404, "not_found");
+
+    // By fingerprint, percent-encoded as a path segment (base64 may hold `/` and `+`).
+    let fingerprint = rsa["fingerprint"].as_str().expect("fingerprint").replace('/', "%2F").replace('+', "%2B");
+    let deleted = client.api("DELETE", &format!("/account/keys/{fingerprint}"), KEY, None);
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    assert_eq!(deleted.json()["id"], rsa["id"]);
+    assert!(heroku.keys(ADA).is_empty());
+    assert!(client.get("/account/keys").json().as_array().is_some_and(Vec::is_empty));
+    // A deleted key can be added again.
+    assert_eq!(client.api("POST", "/account/keys", KEY, Some(json!({"public_key": ED25519}))).status, 201);
+    if let Err(errors) = schema::check_all(&heroku.requests()) {
+        panic!("key deletion breaks the schema: {errors:#?}");
+    }
+}
+
 /// What a deploy observed.
 struct Deploy {
     build_statuses: Vec<String>,
