@@ -154,6 +154,14 @@ fn route(st: &mut State, req: &Incoming<'_>, account: usize) -> Reply {
             Some(app) => build_info(st, app, id),
             None => app_not_found(),
         },
+        ("GET", ["apps", app, "releases"]) => match st.owned_app(account, app) {
+            Some(app) => list_releases(st, req, app),
+            None => app_not_found(),
+        },
+        ("POST", ["apps", app, "releases"]) => match st.owned_app(account, app) {
+            Some(app) => rollback(st, req, account, app),
+            None => app_not_found(),
+        },
         ("GET", ["apps", app, "releases", identity]) => match st.owned_app(account, app) {
             Some(app) => release_info(st, app, identity),
             None => app_not_found(),
@@ -161,10 +169,10 @@ fn route(st: &mut State, req: &Incoming<'_>, account: usize) -> Reply {
         ("GET", ["apps", app, "dynos"]) => match st.owned_app(account, app) {
             Some(app) => {
                 let listed = st.dynos_json(app);
-                // Each list is one poll of the newest release's dynos.
-                let newest = st.releases.iter_mut().filter(|r| r.app == app && State::release_status(r) == "succeeded");
-                if let Some(r) = newest.max_by_key(|r| r.version) {
-                    r.dyno_polls = r.dyno_polls.saturating_add(1);
+                // Each list is one poll of the current release's dynos.
+                if let Some(current) = st.current_release(app) {
+                    let release = &mut st.releases[current];
+                    release.dyno_polls = release.dyno_polls.saturating_add(1);
                 }
                 Reply::json(StatusCode::OK, &listed)
             }
@@ -199,8 +207,14 @@ fn paged_list(items: Vec<Value>, req: &Incoming<'_>, fields: &[&str]) -> Reply {
         }
     };
     let field = spec.field.clone();
+    let key = |item: &Value| match item.get(&field) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let numeric = items.iter().all(|item| item.get(&field).is_some_and(Value::is_u64));
     let page =
-        paging::page(items, |item| item.get(&field).and_then(Value::as_str).unwrap_or_default().to_string(), &spec);
+        if numeric { paging::page_by(items, key, paging::numeric, &spec) } else { paging::page(items, key, &spec) };
     let status = if page.next_range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
     let mut reply = Reply::json(status, &Value::Array(page.items)).with_header("accept-ranges", &fields.join(", "));
     if let Some(content_range) = &page.content_range {
@@ -514,13 +528,8 @@ fn build_info(st: &mut State, app: usize, id: &str) -> Reply {
 /// `GET /apps/{app}/releases/{id_or_version}`: each GET is one poll; see
 /// [`State::release_status`].
 fn release_info(st: &mut State, app: usize, identity: &str) -> Reply {
-    let version: Option<u64> = identity.parse().ok();
-    let Some(index) = st
-        .releases
-        .iter()
-        .position(|r| r.app == app && (r.id == identity || Some(r.version) == version) && release_visible(st, r))
-    else {
-        return api_error(StatusCode::NOT_FOUND, "not_found", "Couldn't find that release.");
+    let Some(index) = st.find_release(app, identity) else {
+        return release_not_found();
     };
     let release = &mut st.releases[index];
     let was_pending = State::release_status(release) == "pending";
@@ -531,13 +540,56 @@ fn release_info(st: &mut State, app: usize, identity: &str) -> Reply {
     Reply::json(StatusCode::OK, &st.release_json(index))
 }
 
-/// A release exists for clients once its build has reported success.
-fn release_visible(st: &State, release: &Release) -> bool {
-    st.builds
-        .iter()
-        .any(|b| b.release.is_some_and(|r| st.releases[r].id == release.id) && State::build_status(b) == "succeeded")
+fn release_not_found() -> Reply {
+    api_error(StatusCode::NOT_FOUND, "not_found", "Couldn't find that release.")
 }
 
+/// `GET /apps/{app}/releases`: the app's releases, rangeable by `version` (the default) and
+/// `id`. Listing is not a poll: statuses stay as the last GET of each release left them.
+fn list_releases(st: &State, req: &Incoming<'_>, app: usize) -> Reply {
+    paged_list(st.releases_json(app), req, &["version", "id"])
+}
+
+/// `POST /apps/{app}/releases {release}`: a rollback to the release named by its id (or,
+/// leniently, its version as a number or a string), as a new release with the same slug.
+/// A body with `slug` instead is a release create, which the fake does not implement.
+fn rollback(st: &mut State, req: &Incoming<'_>, account: usize, app: usize) -> Reply {
+    let body = match json_object(req) {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let target = match body.get("release") {
+        Some(Value::String(identity)) => st.find_release(app, identity),
+        Some(Value::Number(version)) => st.find_release(app, &version.to_string()),
+        Some(Value::Null) | None if body.get("slug").is_some_and(|s| !s.is_null()) => {
+            return api_error(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                "fake-heroku does not implement creating a release from a slug (only rollbacks)",
+            );
+        }
+        Some(Value::Null) | None => {
+            return api_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", "Missing required params: release.");
+        }
+        Some(_) => {
+            return api_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", "release must be a release id.");
+        }
+    };
+    let Some(target) = target else {
+        return release_not_found();
+    };
+    if State::release_status(&st.releases[target]) != "succeeded" {
+        return api_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_params",
+            &format!("Release v{} is not eligible for rollback.", st.releases[target].version),
+        );
+    }
+    let index = st.roll_back(app, account, target);
+    Reply::json(StatusCode::CREATED, &st.release_json(index))
+}
+
+#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,8 +28,8 @@ mod state;
 mod transfer;
 mod util;
 
-pub use record::{RecordedRequest, RequestKind};
+pub use record::{RecordedRequest, RequestKind, RollbackRecord};
 pub use script::{BuildScript, DynoScript, FailRule, FinalStatus, RateLimitSetting, ReleaseScript, Script};
 pub use server::{FakeHeroku, ServeOptions, serve};
-pub use state::{Key, Seed, SeedAccount};
+pub use state::{Key, Seed, SeedAccount, SeedRelease};
 pub use transfer::{Member, MemberKind, Upload};

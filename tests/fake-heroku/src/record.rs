@@ -1,5 +1,5 @@
-//! Recorded requests: what the fake received, for tests to inspect and to check against the
-//! schema.
+//! Records of what the fake received and did, for tests to inspect: requests (which can be
+//! checked against the schema), rollbacks.
 
 use std::collections::BTreeMap;
 
@@ -47,4 +47,19 @@ impl RecordedRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
+}
+
+/// One rollback (`POST /apps/{app}/releases {release}`) the fake carried out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    /// The app's name.
+    pub app: String,
+    /// The id of the release rolled back to.
+    pub to_id: String,
+    /// The version of the release rolled back to.
+    pub to_version: u64,
+    /// The id of the release the rollback created.
+    pub release_id: String,
+    /// The version of the release the rollback created.
+    pub version: u64,
 }

@@ -33,6 +33,11 @@ pub struct Script {
     pub set_rate_limit_remaining: Vec<RateLimitSetting>,
     /// The outcome of the next build created (builds without a script succeed).
     pub next_build: Option<BuildScript>,
+    /// The release the next rollback creates (queued like `next_build`). Without one, a
+    /// rollback's release has succeeded at once, has a release phase when the release rolled
+    /// back to had one, and runs a `web.1` that is up after one dyno list. With one, its
+    /// fields apply (with their defaults: a release phase, pending for one GET, ...).
+    pub next_rollback: Option<ReleaseScript>,
 }
 
 /// A scripted failure: the next `times` requests matching `method` and `path` answer `status`
@@ -188,6 +193,7 @@ pub(crate) struct ScriptQueue {
     pub rate_limit_next: u32,
     pub retry_after_seconds: Option<u64>,
     pub next_builds: VecDeque<BuildScript>,
+    pub next_rollbacks: VecDeque<ReleaseScript>,
 }
 
 impl ScriptQueue {

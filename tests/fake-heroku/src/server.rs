@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::api::{self, Incoming};
-use crate::record::{RecordedRequest, RequestKind};
+use crate::record::{RecordedRequest, RequestKind, RollbackRecord};
 use crate::script::Script;
 use crate::state::{Key, Seed, State};
 use crate::transfer::{self, Upload};
@@ -165,6 +165,18 @@ impl FakeHeroku {
         let state = self.shared.lock();
         (0..state.builds.len()).map(|i| state.build_json(i)).collect()
     }
+
+    /// The releases of the app named `app` that clients can see, oldest first, as the API
+    /// shows them now (reading them is not a poll); empty for an unknown app.
+    pub fn releases(&self, app: &str) -> Vec<Value> {
+        let state = self.shared.lock();
+        state.apps.iter().position(|a| a.name == app).map(|app| state.releases_json(app)).unwrap_or_default()
+    }
+
+    /// The rollbacks carried out so far, in order.
+    pub fn rollbacks(&self) -> Vec<RollbackRecord> {
+        self.shared.lock().rollbacks.clone()
+    }
 }
 
 impl Drop for FakeHeroku {
@@ -196,7 +208,9 @@ impl Shared {
 /// * `POST /__fake/script` — a [`Script`] JSON, queued;
 /// * `GET /__fake/requests` — the [`RecordedRequest`]s as a JSON array;
 /// * `GET /__fake/keys?email=EMAIL` — the account's [`Key`]s as a JSON array;
-/// * `GET /__fake/builds` — the builds as the API shows them now.
+/// * `GET /__fake/builds` — the builds as the API shows them now;
+/// * `GET /__fake/releases?app=APP` — the app's releases as the API shows them now;
+/// * `GET /__fake/rollbacks` — the [`RollbackRecord`]s as a JSON array.
 ///
 /// Control calls answer `200 {"ok": true}` (or the data), `400` for JSON that does not parse
 /// as the expected type, and `422` for a seed or script the state refuses.
@@ -343,6 +357,20 @@ fn control_call(shared: &Shared, method: &str, call: &str, query: Option<&str>, 
             let state = shared.lock();
             let builds: Vec<Value> = (0..state.builds.len()).map(|i| state.build_json(i)).collect();
             Reply::json(StatusCode::OK, &Value::Array(builds))
+        }
+        ("GET", "releases") => {
+            let Some(app) = query_param(query, "app") else {
+                return refused(StatusCode::BAD_REQUEST, "missing ?app=".into());
+            };
+            let state = shared.lock();
+            match state.apps.iter().position(|a| a.name == app) {
+                Some(app) => Reply::json(StatusCode::OK, &Value::Array(state.releases_json(app))),
+                None => refused(StatusCode::NOT_FOUND, format!("no app {app}")),
+            }
+        }
+        ("GET", "rollbacks") => {
+            let rollbacks = shared.lock().rollbacks.clone();
+            Reply::json(StatusCode::OK, &serde_json::to_value(rollbacks).unwrap_or(Value::Null))
         }
         _ => refused(StatusCode::NOT_FOUND, format!("no control call {method} /__fake/{call}")),
     }
