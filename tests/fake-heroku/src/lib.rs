@@ -27,6 +27,7 @@ mod server;
 mod state;
 mod transfer;
 mod util;
+mod web;
 
 pub use record::{RecordedRequest, RequestKind, RollbackRecord};
 pub use script::{BuildScript, DynoScript, FailRule, FinalStatus, RateLimitSetting, ReleaseScript, Script};

@@ -2,7 +2,8 @@
 //! and drive a running one without curl.
 //!
 //! ```text
-//! fake-heroku [--port N] [--seed FILE.json]      serve (the default)
+//! fake-heroku [--port N] [--seed FILE.json] [--local-web-urls]
+//!                                                serve (the default)
 //! fake-heroku seed     --url URL (JSON | @FILE)  POST a Seed to URL/__fake/seed
 //! fake-heroku script   --url URL (JSON | @FILE)  POST a Script to URL/__fake/script
 //! fake-heroku requests --url URL                 print URL/__fake/requests (a JSON array)
@@ -41,6 +42,10 @@ struct Cli {
     /// Start from this Seed (JSON) instead of an empty fake.
     #[arg(long, value_name = "FILE.json")]
     seed: Option<PathBuf>,
+    /// Make the apps' web_url http://127.0.0.1:PORT/__app/APP/, served by the fake itself,
+    /// instead of https://APP.herokuapp.com/.
+    #[arg(long)]
+    local_web_urls: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,14 +81,14 @@ const MAX_ANSWER: u64 = 256 * 1024 * 1024;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        None => serve(cli.port, cli.seed),
+        None => serve(cli.port, cli.seed, ServeOptions { log: true, local_web_urls: cli.local_web_urls }),
         Some(Command::Seed(post)) => client_post(&post, "seed"),
         Some(Command::Script(post)) => client_post(&post, "script"),
         Some(Command::Requests(target)) => client_requests(&target),
     }
 }
 
-fn serve(port: u16, seed_file: Option<PathBuf>) -> ExitCode {
+fn serve(port: u16, seed_file: Option<PathBuf>, options: ServeOptions) -> ExitCode {
     let seed = match seed_file.map(|path| read_seed(&path)).transpose() {
         Ok(seed) => seed.unwrap_or_default(),
         Err(message) => {
@@ -107,7 +112,7 @@ fn serve(port: u16, seed_file: Option<PathBuf>) -> ExitCode {
         let mut stdout = std::io::stdout();
         writeln!(stdout, "fake-heroku listening on http://{addr}")?;
         stdout.flush()?;
-        fake_heroku::serve(listener, seed, ServeOptions { log: true }, shutdown).await
+        fake_heroku::serve(listener, seed, options, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,12 +9,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestKind {
-    /// A Platform API path (everything that is not a blob, a stream or a control call).
+    /// A Platform API path (everything that is not a blob, a stream, an app's web server or a
+    /// control call).
     Api,
     /// A source upload or download (`/__blobs/{id}`), standing in for S3 presigned URLs.
     Blob,
     /// A build or release output stream (`/__streams/...`).
     Stream,
+    /// A request to an app's own web server (`/__app/{app}/...`).
+    Web,
 }
 
 /// One request the fake received, with the status it answered.

@@ -15,7 +15,7 @@
 //!   without the schema saying so. When several links share a method and path (for example
 //!   release create and rollback), satisfying any one of them is enough.
 //!
-//! Blob and stream requests are not Platform API calls and always pass.
+//! Blob, stream and app web requests are not Platform API calls and always pass.
 
 use std::sync::OnceLock;
 

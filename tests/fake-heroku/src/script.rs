@@ -38,6 +38,10 @@ pub struct Script {
     /// back to had one, and runs a `web.1` that is up after one dyno list. With one, its
     /// fields apply (with their defaults: a release phase, pending for one GET, ...).
     pub next_rollback: Option<ReleaseScript>,
+    /// Statuses (100..=599) for the next requests to the apps' web servers (`/__app/...`, see
+    /// [`crate::ServeOptions::local_web_urls`]), one per request, whatever the app; once
+    /// they are used up, 200.
+    pub web: Vec<u16>,
 }
 
 /// A scripted failure: the next `times` requests matching `method` and `path` answer `status`
@@ -48,8 +52,8 @@ pub struct FailRule {
     /// HTTP method to match, case-insensitive; `*` matches any method.
     pub method: String,
     /// Exact path to match (without the query string); a trailing `*` makes it a prefix match.
-    /// Applies to API paths (checked after the Accept and authentication checks) and to blob
-    /// and stream paths.
+    /// Applies to API paths (checked after the Accept and authentication checks) and to blob,
+    /// stream and app web paths.
     pub path: String,
     /// Status to answer (400..=599).
     pub status: u16,
@@ -194,6 +198,7 @@ pub(crate) struct ScriptQueue {
     pub retry_after_seconds: Option<u64>,
     pub next_builds: VecDeque<BuildScript>,
     pub next_rollbacks: VecDeque<ReleaseScript>,
+    pub web: VecDeque<u16>,
 }
 
 impl ScriptQueue {

@@ -32,6 +32,9 @@ const MAX_BODY: usize = 256 * 1024 * 1024;
 pub struct ServeOptions {
     /// Log one line per request to stderr.
     pub log: bool,
+    /// Make the apps' `web_url` `http://127.0.0.1:PORT/__app/APP/`, served by the fake itself
+    /// (statuses scripted with [`Script::web`]), instead of `https://APP.herokuapp.com/`.
+    pub local_web_urls: bool,
 }
 
 /// State shared between the server and its handle.
@@ -74,15 +77,25 @@ pub struct FakeHeroku {
 }
 
 impl FakeHeroku {
-    /// Seeds a fake and starts serving it on `127.0.0.1` on a free port.
+    /// Seeds a fake and starts serving it on `127.0.0.1` on a free port, with the default
+    /// [`ServeOptions`].
     ///
     /// Logs one line per request to stderr when the environment sets `FAKE_HEROKU_LOG=1`.
     pub fn start(seed: Seed) -> anyhow::Result<FakeHeroku> {
+        FakeHeroku::start_with(seed, ServeOptions::default())
+    }
+
+    /// Seeds a fake and starts serving it on `127.0.0.1` on a free port, with `options`.
+    ///
+    /// Logs one line per request to stderr when `options.log` is set or the environment sets
+    /// `FAKE_HEROKU_LOG=1`.
+    pub fn start_with(seed: Seed, options: ServeOptions) -> anyhow::Result<FakeHeroku> {
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).context("cannot bind a port on 127.0.0.1")?;
         listener.set_nonblocking(true).context("cannot make the listener non-blocking")?;
         let addr = listener.local_addr().context("the listener has no address")?;
-        let log = std::env::var_os("FAKE_HEROKU_LOG").is_some_and(|v| v == "1");
-        let shared = Arc::new(Shared::new(addr, &seed, log).map_err(anyhow::Error::msg)?);
+        let log = options.log || std::env::var_os("FAKE_HEROKU_LOG").is_some_and(|v| v == "1");
+        let options = ServeOptions { log, ..options };
+        let shared = Arc::new(Shared::new(addr, &seed, &options).map_err(anyhow::Error::msg)?);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -191,10 +204,11 @@ impl Drop for FakeHeroku {
 }
 
 impl Shared {
-    fn new(addr: SocketAddr, seed: &Seed, log: bool) -> Result<Shared, String> {
+    fn new(addr: SocketAddr, seed: &Seed, options: &ServeOptions) -> Result<Shared, String> {
         let mut state = State::new(format!("http://{addr}"));
+        state.local_web_urls = options.local_web_urls;
         state.apply_seed(seed)?;
-        Ok(Shared { state: Mutex::new(state), log })
+        Ok(Shared { state: Mutex::new(state), log: options.log })
     }
 }
 
@@ -221,7 +235,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("the listener has no address")?;
-    let shared = Arc::new(Shared::new(addr, &seed, options.log).map_err(anyhow::Error::msg)?);
+    let shared = Arc::new(Shared::new(addr, &seed, &options).map_err(anyhow::Error::msg)?);
     axum::serve(listener, router(shared)).with_graceful_shutdown(shutdown).await.context("the server failed")
 }
 
@@ -250,6 +264,8 @@ async fn dispatch(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -
         RequestKind::Blob
     } else if path.starts_with("/__streams/") {
         RequestKind::Stream
+    } else if path.starts_with(crate::web::PREFIX) {
+        RequestKind::Web
     } else {
         RequestKind::Api
     };
@@ -271,6 +287,7 @@ async fn dispatch(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -
             RequestKind::Api => api::handle(&mut state, &incoming),
             RequestKind::Blob => transfer::blob(&mut state, &incoming),
             RequestKind::Stream => transfer::stream(&mut state, &incoming),
+            RequestKind::Web => crate::web::handle(&mut state, &incoming),
         }
     };
     let record = RecordedRequest {

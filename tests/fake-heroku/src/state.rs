@@ -228,6 +228,9 @@ pub struct State {
     pub counter: u64,
     /// Secret mixed into blob URL signatures.
     pub signing_secret: String,
+    /// Whether apps' `web_url`s point at the fake's `/__app/{app}/` (see
+    /// [`crate::ServeOptions::local_web_urls`]).
+    pub local_web_urls: bool,
 }
 
 impl State {
@@ -247,6 +250,7 @@ impl State {
             requests: Vec::new(),
             script: ScriptQueue::default(),
             counter: 0,
+            local_web_urls: false,
         }
     }
 
@@ -382,6 +386,9 @@ impl State {
                 return Err(format!("fail_next status {} is not an error status (400..=599)", rule.status));
             }
         }
+        if let Some(status) = script.web.iter().find(|s| !(100..=599).contains(*s)) {
+            return Err(format!("web status {status} is not an HTTP status (100..=599)"));
+        }
         let mut settings = Vec::new();
         for setting in &script.set_rate_limit_remaining {
             let index = self.accounts.iter().position(|a| a.email == setting.email).ok_or_else(|| {
@@ -403,6 +410,7 @@ impl State {
         if let Some(release) = script.next_rollback {
             self.script.next_rollbacks.push_back(release);
         }
+        self.script.web.extend(script.web);
         Ok(())
     }
 
@@ -442,8 +450,19 @@ impl State {
             "stack": stack,
             "team": null,
             "updated_at": released_at.as_deref().unwrap_or(&app.created_at),
-            "web_url": format!("https://{}.herokuapp.com/", app.name),
+            "web_url": self.web_url(index),
         })
+    }
+
+    /// The app's `web_url`: `https://APP.herokuapp.com/`, or `http://127.0.0.1:PORT/__app/APP/`
+    /// on the fake itself with `local_web_urls`.
+    pub fn web_url(&self, app: usize) -> String {
+        let name = &self.apps[app].name;
+        if self.local_web_urls {
+            format!("{}{}{name}/", self.base_url, crate::web::PREFIX)
+        } else {
+            format!("https://{name}.herokuapp.com/")
+        }
     }
 
     /// The status a build reports after `polls` GETs.

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use fake_heroku::{
     BuildScript, DynoScript, FailRule, FakeHeroku, FinalStatus, RateLimitSetting, ReleaseScript, RequestKind,
-    RollbackRecord, Script, Seed, SeedAccount, SeedRelease, schema,
+    RollbackRecord, Script, Seed, SeedAccount, SeedRelease, ServeOptions, schema,
 };
 use serde_json::{Value, json};
 
@@ -816,6 +816,43 @@ fn seeding_a_release_of_someone_elses_app_is_refused() {
     heroku.seed(&more).expect("Ada's own app");
     let client = Client::new(&heroku);
     assert_eq!(client.get("/apps/hello-app/dynos").json()[0]["state"], "crashed");
+}
+
+#[test]
+fn with_local_web_urls_the_fake_serves_each_app_with_scripted_statuses() {
+    let heroku = FakeHeroku::start_with(seed(), ServeOptions { local_web_urls: true, ..ServeOptions::default() })
+        .expect("starts");
+    let client = Client::new(&heroku);
+    let web_url = client.get("/apps/hello-app").json()["web_url"].as_str().expect("web_url").to_string();
+    assert_eq!(web_url, format!("{}/__app/hello-app/", heroku.url()));
+    // The build output names the same URL.
+    let deploy = deploy(&heroku, &client, b"tarball");
+    assert!(deploy.build_output.contains(&format!("       {web_url} deployed to Heroku\n")), "{}", deploy.build_output);
+
+    heroku.script(Script { web: vec![503, 502], ..Script::default() });
+    let statuses: Vec<u16> = ["", "health", "a/b?x=1", ""]
+        .iter()
+        .map(|path| client.send("GET", &format!("{web_url}{path}"), &[], None).status)
+        .collect();
+    assert_eq!(statuses, [503, 502, 200, 200]);
+    let up = client.send("GET", &web_url, &[], None);
+    assert_eq!(
+        (up.header("content-type"), up.text().as_str()),
+        (Some("text/plain; charset=utf-8"), "hello-app is up\n")
+    );
+    assert_eq!(client.send("GET", &format!("{}/__app/no-such-app/", heroku.url()), &[], None).status, 404);
+    let web: Vec<(String, u16)> =
+        heroku.requests().into_iter().filter(|r| r.kind == RequestKind::Web).map(|r| (r.path, r.status)).collect();
+    assert_eq!(web[0], ("/__app/hello-app/".to_string(), 503));
+    assert_eq!(web[2], ("/__app/hello-app/a/b".to_string(), 200));
+    assert_eq!(web.len(), 6);
+    assert!(schema::check_all(&heroku.requests()).is_ok());
+
+    // Statuses outside 100..=599 are refused; without the option web_url is Heroku's.
+    let bad = client.send("POST", "/__fake/script", &[], Some(br#"{"web": [99]}"#.to_vec()));
+    assert_eq!(bad.status, 422, "{}", bad.text());
+    let plain = start();
+    assert_eq!(Client::new(&plain).get("/apps/hello-app").json()["web_url"], "https://hello-app.herokuapp.com/");
 }
 
 #[test]
