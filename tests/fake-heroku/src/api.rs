@@ -21,11 +21,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::paging;
+use crate::record::RunRecord;
 use crate::schema;
 use crate::script::{BuildScript, FailRule};
-use crate::state::{Build, Key, Release, State};
+use crate::state::{Build, Key, Release, Run, State};
 use crate::transfer;
-use crate::util::{HEROKU_ACCEPT, Reply, accepts_heroku_v3, api_error, now_rfc3339};
+use crate::util::{HEROKU_ACCEPT, Reply, accepts_heroku_v3, api_error, derived_uuid, now_rfc3339};
 
 /// A request, as the handlers see it.
 pub struct Incoming<'a> {
@@ -164,6 +165,10 @@ fn route(st: &mut State, req: &Incoming<'_>, account: usize) -> Reply {
         },
         ("GET", ["apps", app, "releases", identity]) => match st.owned_app(account, app) {
             Some(app) => release_info(st, app, identity),
+            None => app_not_found(),
+        },
+        ("POST", ["apps", app, "dynos"]) => match st.owned_app(account, app) {
+            Some(app) => create_dyno(st, req, app),
             None => app_not_found(),
         },
         ("GET", ["apps", app, "dynos"]) => match st.owned_app(account, app) {
@@ -538,6 +543,131 @@ fn release_info(st: &mut State, app: usize, identity: &str) -> Reply {
         release.updated_at = now_rfc3339();
     }
     Reply::json(StatusCode::OK, &st.release_json(index))
+}
+
+fn invalid_params(message: &str) -> Reply {
+    api_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", message)
+}
+
+/// A body property that may be absent or null, else must be what `get` accepts (`expected`
+/// names it in the 422).
+fn optional<T>(
+    body: &serde_json::Map<String, Value>,
+    name: &str,
+    expected: &str,
+    get: impl Fn(&Value) -> Option<T>,
+) -> Result<Option<T>, Reply> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => get(value).map(Some).ok_or_else(|| invalid_params(&format!("{name} must be {expected}."))),
+    }
+}
+
+/// `POST /apps/{app}/dynos {command, attach?, env?, force_no_tty?, size?, type?,
+/// time_to_live?}`: a one-off dyno of the app's current release (see [`crate::RunScript`]).
+fn create_dyno(st: &mut State, req: &Incoming<'_>, app: usize) -> Reply {
+    let body = match json_object(req) {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let fields = (|| {
+        let command = optional(&body, "command", "a non-empty string", |v| {
+            v.as_str().filter(|c| !c.trim().is_empty()).map(str::to_string)
+        })?
+        .ok_or_else(|| invalid_params("Missing required params: command."))?;
+        let attach = optional(&body, "attach", "a boolean", Value::as_bool)?.unwrap_or(false);
+        let force_no_tty = optional(&body, "force_no_tty", "a boolean or null", Value::as_bool)?;
+        let size = optional(&body, "size", "a string", |v| v.as_str().map(str::to_string))?;
+        let dyno_type = optional(&body, "type", "a string", |v| v.as_str().map(str::to_string))?;
+        let time_to_live = optional(&body, "time_to_live", "an integer from 1 to 86400 (seconds)", |v| {
+            v.as_u64().filter(|t| (1..=86_400).contains(t))
+        })?;
+        let env = optional(&body, "env", "an object of strings with names made of word characters", |v| {
+            let mut env = std::collections::BTreeMap::new();
+            for (name, value) in v.as_object()? {
+                // The schema's `^\w+$`.
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return None;
+                }
+                env.insert(name.clone(), value.as_str()?.to_string());
+            }
+            Some(env)
+        })?
+        .unwrap_or_default();
+        Ok::<_, Reply>((command, attach, force_no_tty, size, dyno_type, time_to_live, env))
+    })();
+    let (command, attach, force_no_tty, size, dyno_type, time_to_live, env) = match fields {
+        Ok(fields) => fields,
+        Err(reply) => return reply,
+    };
+    let Some(release) = st.current_release(app) else {
+        return invalid_params("This app has no release to run a dyno of yet: deploy it first.");
+    };
+    let port = match (attach, st.rendezvous_port) {
+        (true, None) => {
+            return api_error(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                "fake-heroku: rendezvous is not available, so a dyno cannot be attached to: start the \
+                 fake with TLS (ServeOptions::tls, or --tls-cert and --tls-key)",
+            );
+        }
+        (_, port) => port,
+    };
+    let (base_command, suffix) = crate::rendezvous::split_exit_status_suffix(&command);
+    let script = match st.script.take_run(&base_command) {
+        Ok(script) => script,
+        Err(()) => {
+            return api_error(
+                StatusCode::CONFLICT,
+                "conflict",
+                "The release is not ready yet: the dyno cannot be started. Please try again.",
+            );
+        }
+    };
+    let id = st.new_id("dyno");
+    let name = format!("run.{}", 1000 + (st.runs.len() * 2657 + 234) % 9000);
+    let (secret, attach_url) = match port {
+        Some(port) if attach => {
+            let secret = derived_uuid("rendezvous", &format!("{}\0{id}", st.signing_secret)).replace('-', "");
+            let host = script.attach_host.clone().unwrap_or_else(|| "127.0.0.1".to_string());
+            let url = format!("rendezvous://{host}:{port}/{secret}");
+            (Some(secret), Some(url))
+        }
+        _ => (None, None),
+    };
+    let crlf = script.crlf.unwrap_or(force_no_tty != Some(true));
+    let now = now_rfc3339();
+    st.runs.push(Run {
+        record: RunRecord {
+            app: st.apps[app].name.clone(),
+            id,
+            name,
+            command,
+            base_command,
+            exit_status_suffix: suffix.is_some(),
+            attach,
+            env,
+            size,
+            dyno_type,
+            force_no_tty,
+            time_to_live,
+            attach_url,
+            attached: false,
+            // A detached run is over at once.
+            finished: !attach,
+            input: Vec::new(),
+        },
+        app,
+        release,
+        secret,
+        script,
+        legacy_suffix: suffix == Some(crate::rendezvous::Suffix::Legacy),
+        crlf,
+        created_at: now.clone(),
+        updated_at: now,
+    });
+    Reply::json(StatusCode::CREATED, &st.run_json(st.runs.len() - 1))
 }
 
 fn release_not_found() -> Reply {

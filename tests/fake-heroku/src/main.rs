@@ -3,14 +3,17 @@
 //!
 //! ```text
 //! fake-heroku [--port N] [--seed FILE.json] [--local-web-urls]
-//!                                                serve (the default)
+//!             [--tls-cert PATH --tls-key PATH]   serve (the default)
 //! fake-heroku seed     --url URL (JSON | @FILE)  POST a Seed to URL/__fake/seed
 //! fake-heroku script   --url URL (JSON | @FILE)  POST a Script to URL/__fake/script
 //! fake-heroku requests --url URL                 print URL/__fake/requests (a JSON array)
 //! ```
 //!
 //! Serving prints exactly one line on stdout, `fake-heroku listening on http://127.0.0.1:PORT`,
-//! then serves until SIGTERM or SIGINT, finishing the requests in flight. Logs go to stderr. The
+//! then serves until SIGTERM or SIGINT, finishing the requests in flight. Logs go to stderr.
+//! With `--tls-cert` and `--tls-key`, it also serves rendezvous over TLS on a second port of
+//! 127.0.0.1 (logged to stderr; `GET URL/__fake/info` shows it, and attached dynos'
+//! `attach_url`s name it); a certificate or key that cannot be used makes serving fail. The
 //! client subcommands call the `/__fake/` control endpoints (see `fake_heroku::serve`); `URL` is
 //! the one from the listening line and must be `http://127.0.0.1[:PORT]` or
 //! `http://localhost[:PORT]`: this tool only talks to loopback.
@@ -25,7 +28,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use fake_heroku::{Seed, ServeOptions};
+use fake_heroku::{Seed, ServeOptions, TlsFiles};
 
 /// Serve a fake Heroku Platform API on 127.0.0.1, or drive a running one.
 ///
@@ -46,6 +49,13 @@ struct Cli {
     /// instead of https://APP.herokuapp.com/.
     #[arg(long)]
     local_web_urls: bool,
+    /// Also serve rendezvous (attaching to one-off dynos) over TLS on a second port of
+    /// 127.0.0.1, with this certificate (chain) PEM file; needs --tls-key.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key PEM file of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,7 +91,10 @@ const MAX_ANSWER: u64 = 256 * 1024 * 1024;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        None => serve(cli.port, cli.seed, ServeOptions { log: true, local_web_urls: cli.local_web_urls }),
+        None => {
+            let tls = cli.tls_cert.zip(cli.tls_key).map(|(cert, key)| TlsFiles { cert, key });
+            serve(cli.port, cli.seed, ServeOptions { log: true, local_web_urls: cli.local_web_urls, tls })
+        }
         Some(Command::Seed(post)) => client_post(&post, "seed"),
         Some(Command::Script(post)) => client_post(&post, "script"),
         Some(Command::Requests(target)) => client_requests(&target),
@@ -96,6 +109,11 @@ fn serve(port: u16, seed_file: Option<PathBuf>, options: ServeOptions) -> ExitCo
             return ExitCode::from(2);
         }
     };
+    // Before the listening line: a fake that cannot serve rendezvous does not start.
+    if let Some(Err(e)) = options.tls.as_ref().map(TlsFiles::check) {
+        eprintln!("fake-heroku: {e:#}");
+        return ExitCode::from(1);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

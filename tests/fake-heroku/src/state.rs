@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::record::{RecordedRequest, RollbackRecord};
-use crate::script::{FinalStatus, Script, ScriptQueue};
+use crate::record::{RecordedRequest, RollbackRecord, RunRecord};
+use crate::script::{FinalStatus, RunScript, Script, ScriptQueue};
 use crate::util::{derived_uuid, now_rfc3339};
 
 /// A rate-limit bucket's starting size: Heroku allows 4,500 requests an hour per account.
@@ -205,6 +205,39 @@ pub struct Release {
     pub dyno_polls: u32,
 }
 
+/// A one-off dyno.
+#[derive(Debug)]
+pub struct Run {
+    /// What tests see of it.
+    pub record: RunRecord,
+    pub app: usize,
+    /// The release it runs (the app's current one when it was created).
+    pub release: usize,
+    /// The rendezvous secret, for an attached run.
+    pub secret: Option<String>,
+    pub script: RunScript,
+    /// Whether the command carried the older suffix (`; echo heroku-command-exit-status $?`).
+    pub legacy_suffix: bool,
+    /// Whether lines end with `\r\n`.
+    pub crlf: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What a rendezvous session sends, decided when the client attaches.
+#[derive(Debug)]
+pub struct Session {
+    /// Index into `State::runs`.
+    pub run: usize,
+    /// The output lines, each with its line ending.
+    pub output: Vec<String>,
+    pub echo_input: bool,
+    pub crlf: bool,
+    /// The marker line with its line ending, if one is sent.
+    pub marker: Option<String>,
+    pub split_marker: bool,
+}
+
 /// Everything the fake knows.
 #[derive(Debug)]
 pub struct State {
@@ -222,6 +255,11 @@ pub struct State {
     pub builds: Vec<Build>,
     pub releases: Vec<Release>,
     pub rollbacks: Vec<RollbackRecord>,
+    pub runs: Vec<Run>,
+    /// The rendezvous port, when the fake serves rendezvous over TLS.
+    pub rendezvous_port: Option<u16>,
+    /// The secret lines of rendezvous connections that were refused, in order.
+    pub refused_rendezvous: Vec<String>,
     pub requests: Vec<RecordedRequest>,
     pub script: ScriptQueue,
     /// Counter for ids of created objects.
@@ -247,6 +285,9 @@ impl State {
             builds: Vec::new(),
             releases: Vec::new(),
             rollbacks: Vec::new(),
+            runs: Vec::new(),
+            rendezvous_port: None,
+            refused_rendezvous: Vec::new(),
             requests: Vec::new(),
             script: ScriptQueue::default(),
             counter: 0,
@@ -389,6 +430,13 @@ impl State {
         if let Some(status) = script.web.iter().find(|s| !(100..=599).contains(*s)) {
             return Err(format!("web status {status} is not an HTTP status (100..=599)"));
         }
+        for run in &script.runs {
+            if let Some(host) = &run.attach_host
+                && (host.is_empty() || host.contains(|c: char| c.is_whitespace() || "/?#@:".contains(c)))
+            {
+                return Err(format!("attach_host {host:?} is not a host name or IPv4 address"));
+            }
+        }
         let mut settings = Vec::new();
         for setting in &script.set_rate_limit_remaining {
             let index = self.accounts.iter().position(|a| a.email == setting.email).ok_or_else(|| {
@@ -411,6 +459,7 @@ impl State {
             self.script.next_rollbacks.push_back(release);
         }
         self.script.web.extend(script.web);
+        self.script.runs.extend(script.runs);
         Ok(())
     }
 
@@ -507,6 +556,8 @@ impl State {
         let Some(release) = self.current_release(app).map(|r| &self.releases[r]) else {
             return json!([]);
         };
+        let runs = self.runs.iter().enumerate().filter(|(_, r)| r.app == app && !r.record.finished);
+        let runs: Vec<Value> = runs.map(|(i, _)| self.run_json(i)).collect();
         let app = &self.apps[app];
         let dynos: Vec<Value> = release
             .dynos
@@ -529,8 +580,60 @@ impl State {
                     "updated_at": release.updated_at,
                 })
             })
+            .chain(runs)
             .collect();
         Value::Array(dynos)
+    }
+
+    /// A one-off dyno, as the API shows it: `starting` until a client attaches, then `up`.
+    pub fn run_json(&self, index: usize) -> Value {
+        let run = &self.runs[index];
+        let app = &self.apps[run.app];
+        let release = &self.releases[run.release];
+        json!({
+            "app": { "id": app.id, "name": app.name },
+            "attach_url": run.record.attach_url,
+            "command": run.record.command,
+            "created_at": run.created_at,
+            "id": run.record.id,
+            "name": run.record.name,
+            "release": { "id": release.id, "version": release.version },
+            "size": run.record.size.as_deref().unwrap_or("basic"),
+            "state": if run.record.attached { "up" } else { "starting" },
+            "type": run.record.dyno_type.as_deref().unwrap_or("run"),
+            "updated_at": run.updated_at,
+        })
+    }
+
+    /// A client sent `secret` on a rendezvous connection: the session to serve, or `None`
+    /// (recorded as refused) when no run waits for that secret, or its client has attached
+    /// already.
+    pub fn attach(&mut self, secret: &str) -> Option<Session> {
+        let Some(index) = self.runs.iter().position(|r| r.secret.as_deref() == Some(secret) && !r.record.attached)
+        else {
+            self.refused_rendezvous.push(secret.to_string());
+            return None;
+        };
+        let run = &mut self.runs[index];
+        run.record.attached = true;
+        run.updated_at = now_rfc3339();
+        let eol = if run.crlf { "\r\n" } else { "\n" };
+        let status = run.script.status;
+        let marker = (run.record.exit_status_suffix && !run.script.no_marker).then(|| {
+            if run.legacy_suffix {
+                format!("heroku-command-exit-status {status}{eol}")
+            } else {
+                format!("\u{FFFF} heroku-command-exit-status: {status}{eol}")
+            }
+        });
+        Some(Session {
+            run: index,
+            output: run.script.output.iter().map(|line| format!("{line}{eol}")).collect(),
+            echo_input: run.script.echo_input,
+            crlf: run.crlf,
+            marker,
+            split_marker: run.script.split_marker,
+        })
     }
 
     /// Whether clients can see the release: a release made by a build exists once its build
