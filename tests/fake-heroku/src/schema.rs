@@ -309,6 +309,11 @@ mod tests {
         // Release create needs `slug`, rollback needs `release`: either will do.
         assert!(check(&api("POST", "/apps/a/releases", Some(json!({"release": "r"})))).is_ok());
         assert!(check(&api("POST", "/apps/a/releases", Some(json!({})))).is_err());
+        // Dyno create needs `command`; release list and key list need nothing.
+        assert!(check(&api("POST", "/apps/a/dynos", Some(json!({"command": "bash", "attach": true})))).is_ok());
+        assert!(check(&api("POST", "/apps/a/dynos", Some(json!({"attach": true})))).is_err());
+        assert!(check(&api("GET", "/apps/a/releases", None)).is_ok());
+        assert!(check(&api("GET", "/account/keys", None)).is_ok());
         // The undocumented key registration.
         assert!(check(&api("POST", "/account/keys", Some(json!({"public_key": "k"})))).is_ok());
         assert!(check(&api("POST", "/account/keys", Some(json!({})))).is_err());

@@ -421,13 +421,14 @@ fn unusable_tls_files_stop_the_fake_from_starting() {
 }
 
 #[tokio::test]
-async fn the_binary_serves_rendezvous_with_tls_flags() {
+async fn the_binary_serves_rendezvous_and_web_urls_with_its_flags() {
     let certs = certs();
     let mut child = Command::new(env!("CARGO_BIN_EXE_fake-heroku"))
         .arg("--tls-cert")
         .arg(&certs.cert)
         .arg("--tls-key")
         .arg(&certs.key)
+        .arg("--local-web-urls")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -444,6 +445,8 @@ async fn the_binary_serves_rendezvous_with_tls_flags() {
     .expect("JSON");
     assert_eq!(info["url"], url.as_str());
     let port = info["rendezvous_port"].as_u64().expect("a rendezvous port");
+    let (_, app) = api(&url, "GET", "/apps/hello-app", None);
+    assert_eq!(app["web_url"], format!("{url}/__app/hello-app/"));
 
     let (status, dyno) = api(&url, "POST", "/apps/hello-app/dynos", Some(json!({"command": "ls", "attach": true})));
     assert_eq!(status, 201, "{dyno}");
