@@ -21,11 +21,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::paging;
+use crate::record::RunRecord;
 use crate::schema;
 use crate::script::{BuildScript, FailRule};
-use crate::state::{Build, Key, Release, State};
+use crate::state::{Build, Key, Release, Run, State};
 use crate::transfer;
-use crate::util::{HEROKU_ACCEPT, Reply, accepts_heroku_v3, api_error, now_rfc3339};
+use crate::util::{HEROKU_ACCEPT, Reply, accepts_heroku_v3, api_error, derived_uuid, now_rfc3339};
 
 /// A request, as the handlers see it.
 pub struct Incoming<'a> {
@@ -144,6 +145,7 @@ fn route(st: &mut State, req: &Incoming<'_>, account: usize) -> Reply {
         ("GET", ["account", "keys"]) => list_keys(st, req, account),
         ("POST", ["account", "keys"]) => create_key(st, req, account),
         ("GET", ["account", "keys", identity]) => key_info(st, account, identity),
+        ("DELETE", ["account", "keys", identity]) => delete_key(st, account, identity),
         ("POST", ["sources"]) => create_source(st),
         ("POST", ["apps", app, "builds"]) => match st.owned_app(account, app) {
             Some(app) => create_build(st, req, account, app),
@@ -153,17 +155,29 @@ fn route(st: &mut State, req: &Incoming<'_>, account: usize) -> Reply {
             Some(app) => build_info(st, app, id),
             None => app_not_found(),
         },
+        ("GET", ["apps", app, "releases"]) => match st.owned_app(account, app) {
+            Some(app) => list_releases(st, req, app),
+            None => app_not_found(),
+        },
+        ("POST", ["apps", app, "releases"]) => match st.owned_app(account, app) {
+            Some(app) => rollback(st, req, account, app),
+            None => app_not_found(),
+        },
         ("GET", ["apps", app, "releases", identity]) => match st.owned_app(account, app) {
             Some(app) => release_info(st, app, identity),
+            None => app_not_found(),
+        },
+        ("POST", ["apps", app, "dynos"]) => match st.owned_app(account, app) {
+            Some(app) => create_dyno(st, req, app),
             None => app_not_found(),
         },
         ("GET", ["apps", app, "dynos"]) => match st.owned_app(account, app) {
             Some(app) => {
                 let listed = st.dynos_json(app);
-                // Each list is one poll of the newest release's dynos.
-                let newest = st.releases.iter_mut().filter(|r| r.app == app && State::release_status(r) == "succeeded");
-                if let Some(r) = newest.max_by_key(|r| r.version) {
-                    r.dyno_polls = r.dyno_polls.saturating_add(1);
+                // Each list is one poll of the current release's dynos.
+                if let Some(current) = st.current_release(app) {
+                    let release = &mut st.releases[current];
+                    release.dyno_polls = release.dyno_polls.saturating_add(1);
                 }
                 Reply::json(StatusCode::OK, &listed)
             }
@@ -198,8 +212,14 @@ fn paged_list(items: Vec<Value>, req: &Incoming<'_>, fields: &[&str]) -> Reply {
         }
     };
     let field = spec.field.clone();
+    let key = |item: &Value| match item.get(&field) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let numeric = items.iter().all(|item| item.get(&field).is_some_and(Value::is_u64));
     let page =
-        paging::page(items, |item| item.get(&field).and_then(Value::as_str).unwrap_or_default().to_string(), &spec);
+        if numeric { paging::page_by(items, key, paging::numeric, &spec) } else { paging::page(items, key, &spec) };
     let status = if page.next_range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
     let mut reply = Reply::json(status, &Value::Array(page.items)).with_header("accept-ranges", &fields.join(", "));
     if let Some(content_range) = &page.content_range {
@@ -224,18 +244,33 @@ fn list_keys(st: &State, req: &Incoming<'_>, account: usize) -> Reply {
     paged_list(keys, req, &["id"])
 }
 
-fn key_info(st: &State, account: usize, identity: &str) -> Reply {
+/// The index of the account's key named by `identity` (path segment, percent-encoded): its id
+/// or its `SHA256:` fingerprint.
+fn find_key(st: &State, account: usize, identity: &str) -> Option<usize> {
     let email = &st.accounts[account].email;
     let identity = crate::util::percent_decode(identity, false);
-    match st
-        .keys
-        .iter()
-        .find(|k| &k.email == email && (k.id == identity || k.fingerprint == identity))
-        .and_then(|k| serde_json::to_value(k).ok())
-    {
+    st.keys.iter().position(|k| &k.email == email && (k.id == identity || k.fingerprint == identity))
+}
+
+fn key_not_found() -> Reply {
+    api_error(StatusCode::NOT_FOUND, "not_found", "Couldn't find that key.")
+}
+
+/// `GET /account/keys/{key_id_or_fingerprint}`.
+fn key_info(st: &State, account: usize, identity: &str) -> Reply {
+    match find_key(st, account, identity).and_then(|i| serde_json::to_value(&st.keys[i]).ok()) {
         Some(key) => Reply::json(StatusCode::OK, &key),
-        None => api_error(StatusCode::NOT_FOUND, "not_found", "Couldn't find that key."),
+        None => key_not_found(),
     }
+}
+
+/// `DELETE /account/keys/{key_id_or_fingerprint}`: removes the key and answers it.
+fn delete_key(st: &mut State, account: usize, identity: &str) -> Reply {
+    let Some(index) = find_key(st, account, identity) else {
+        return key_not_found();
+    };
+    let key = st.keys.remove(index);
+    Reply::json(StatusCode::OK, &serde_json::to_value(&key).unwrap_or(Value::Null))
 }
 
 /// Parses a JSON object body; the error is the reply to send.
@@ -498,13 +533,8 @@ fn build_info(st: &mut State, app: usize, id: &str) -> Reply {
 /// `GET /apps/{app}/releases/{id_or_version}`: each GET is one poll; see
 /// [`State::release_status`].
 fn release_info(st: &mut State, app: usize, identity: &str) -> Reply {
-    let version: Option<u64> = identity.parse().ok();
-    let Some(index) = st
-        .releases
-        .iter()
-        .position(|r| r.app == app && (r.id == identity || Some(r.version) == version) && release_visible(st, r))
-    else {
-        return api_error(StatusCode::NOT_FOUND, "not_found", "Couldn't find that release.");
+    let Some(index) = st.find_release(app, identity) else {
+        return release_not_found();
     };
     let release = &mut st.releases[index];
     let was_pending = State::release_status(release) == "pending";
@@ -515,13 +545,181 @@ fn release_info(st: &mut State, app: usize, identity: &str) -> Reply {
     Reply::json(StatusCode::OK, &st.release_json(index))
 }
 
-/// A release exists for clients once its build has reported success.
-fn release_visible(st: &State, release: &Release) -> bool {
-    st.builds
-        .iter()
-        .any(|b| b.release.is_some_and(|r| st.releases[r].id == release.id) && State::build_status(b) == "succeeded")
+fn invalid_params(message: &str) -> Reply {
+    api_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", message)
 }
 
+/// A body property that may be absent or null, else must be what `get` accepts (`expected`
+/// names it in the 422).
+fn optional<T>(
+    body: &serde_json::Map<String, Value>,
+    name: &str,
+    expected: &str,
+    get: impl Fn(&Value) -> Option<T>,
+) -> Result<Option<T>, Reply> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => get(value).map(Some).ok_or_else(|| invalid_params(&format!("{name} must be {expected}."))),
+    }
+}
+
+/// `POST /apps/{app}/dynos {command, attach?, env?, force_no_tty?, size?, type?,
+/// time_to_live?}`: a one-off dyno of the app's current release (see [`crate::RunScript`]).
+fn create_dyno(st: &mut State, req: &Incoming<'_>, app: usize) -> Reply {
+    let body = match json_object(req) {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let fields = (|| {
+        let command = optional(&body, "command", "a non-empty string", |v| {
+            v.as_str().filter(|c| !c.trim().is_empty()).map(str::to_string)
+        })?
+        .ok_or_else(|| invalid_params("Missing required params: command."))?;
+        let attach = optional(&body, "attach", "a boolean", Value::as_bool)?.unwrap_or(false);
+        let force_no_tty = optional(&body, "force_no_tty", "a boolean or null", Value::as_bool)?;
+        let size = optional(&body, "size", "a string", |v| v.as_str().map(str::to_string))?;
+        let dyno_type = optional(&body, "type", "a string", |v| v.as_str().map(str::to_string))?;
+        let time_to_live = optional(&body, "time_to_live", "an integer from 1 to 86400 (seconds)", |v| {
+            v.as_u64().filter(|t| (1..=86_400).contains(t))
+        })?;
+        let env = optional(&body, "env", "an object of strings with names made of word characters", |v| {
+            let mut env = std::collections::BTreeMap::new();
+            for (name, value) in v.as_object()? {
+                // The schema's `^\w+$`.
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return None;
+                }
+                env.insert(name.clone(), value.as_str()?.to_string());
+            }
+            Some(env)
+        })?
+        .unwrap_or_default();
+        Ok::<_, Reply>((command, attach, force_no_tty, size, dyno_type, time_to_live, env))
+    })();
+    let (command, attach, force_no_tty, size, dyno_type, time_to_live, env) = match fields {
+        Ok(fields) => fields,
+        Err(reply) => return reply,
+    };
+    let Some(release) = st.current_release(app) else {
+        return invalid_params("This app has no release to run a dyno of yet: deploy it first.");
+    };
+    let port = match (attach, st.rendezvous_port) {
+        (true, None) => {
+            return api_error(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                "fake-heroku: rendezvous is not available, so a dyno cannot be attached to: start the \
+                 fake with TLS (ServeOptions::tls, or --tls-cert and --tls-key)",
+            );
+        }
+        (_, port) => port,
+    };
+    let (base_command, suffix) = crate::rendezvous::split_exit_status_suffix(&command);
+    let script = match st.script.take_run(&base_command) {
+        Ok(script) => script,
+        Err(()) => {
+            return api_error(
+                StatusCode::CONFLICT,
+                "conflict",
+                "The release is not ready yet: the dyno cannot be started. Please try again.",
+            );
+        }
+    };
+    let id = st.new_id("dyno");
+    let name = format!("run.{}", 1000 + (st.runs.len() * 2657 + 234) % 9000);
+    let (secret, attach_url) = match port {
+        Some(port) if attach => {
+            let secret = derived_uuid("rendezvous", &format!("{}\0{id}", st.signing_secret)).replace('-', "");
+            let host = script.attach_host.clone().unwrap_or_else(|| "127.0.0.1".to_string());
+            let url = format!("rendezvous://{host}:{port}/{secret}");
+            (Some(secret), Some(url))
+        }
+        _ => (None, None),
+    };
+    let crlf = script.crlf.unwrap_or(force_no_tty != Some(true));
+    let now = now_rfc3339();
+    st.runs.push(Run {
+        record: RunRecord {
+            app: st.apps[app].name.clone(),
+            id,
+            name,
+            command,
+            base_command,
+            exit_status_suffix: suffix.is_some(),
+            attach,
+            env,
+            size,
+            dyno_type,
+            force_no_tty,
+            time_to_live,
+            attach_url,
+            attached: false,
+            // A detached run is over at once.
+            finished: !attach,
+            input: Vec::new(),
+        },
+        app,
+        release,
+        secret,
+        script,
+        legacy_suffix: suffix == Some(crate::rendezvous::Suffix::Legacy),
+        crlf,
+        created_at: now.clone(),
+        updated_at: now,
+    });
+    Reply::json(StatusCode::CREATED, &st.run_json(st.runs.len() - 1))
+}
+
+fn release_not_found() -> Reply {
+    api_error(StatusCode::NOT_FOUND, "not_found", "Couldn't find that release.")
+}
+
+/// `GET /apps/{app}/releases`: the app's releases, rangeable by `version` (the default) and
+/// `id`. Listing is not a poll: statuses stay as the last GET of each release left them.
+fn list_releases(st: &State, req: &Incoming<'_>, app: usize) -> Reply {
+    paged_list(st.releases_json(app), req, &["version", "id"])
+}
+
+/// `POST /apps/{app}/releases {release}`: a rollback to the release named by its id (or,
+/// leniently, its version as a number or a string), as a new release with the same slug.
+/// A body with `slug` instead is a release create, which the fake does not implement.
+fn rollback(st: &mut State, req: &Incoming<'_>, account: usize, app: usize) -> Reply {
+    let body = match json_object(req) {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let target = match body.get("release") {
+        Some(Value::String(identity)) => st.find_release(app, identity),
+        Some(Value::Number(version)) => st.find_release(app, &version.to_string()),
+        Some(Value::Null) | None if body.get("slug").is_some_and(|s| !s.is_null()) => {
+            return api_error(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                "fake-heroku does not implement creating a release from a slug (only rollbacks)",
+            );
+        }
+        Some(Value::Null) | None => {
+            return api_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", "Missing required params: release.");
+        }
+        Some(_) => {
+            return api_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", "release must be a release id.");
+        }
+    };
+    let Some(target) = target else {
+        return release_not_found();
+    };
+    if State::release_status(&st.releases[target]) != "succeeded" {
+        return api_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_params",
+            &format!("Release v{} is not eligible for rollback.", st.releases[target].version),
+        );
+    }
+    let index = st.roll_back(app, account, target);
+    Reply::json(StatusCode::CREATED, &st.release_json(index))
+}
+
+#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use super::*;

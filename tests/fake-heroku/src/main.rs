@@ -2,14 +2,18 @@
 //! and drive a running one without curl.
 //!
 //! ```text
-//! fake-heroku [--port N] [--seed FILE.json]      serve (the default)
+//! fake-heroku [--port N] [--seed FILE.json] [--local-web-urls]
+//!             [--tls-cert PATH --tls-key PATH]   serve (the default)
 //! fake-heroku seed     --url URL (JSON | @FILE)  POST a Seed to URL/__fake/seed
 //! fake-heroku script   --url URL (JSON | @FILE)  POST a Script to URL/__fake/script
 //! fake-heroku requests --url URL                 print URL/__fake/requests (a JSON array)
 //! ```
 //!
 //! Serving prints exactly one line on stdout, `fake-heroku listening on http://127.0.0.1:PORT`,
-//! then serves until SIGTERM or SIGINT, finishing the requests in flight. Logs go to stderr. The
+//! then serves until SIGTERM or SIGINT, finishing the requests in flight. Logs go to stderr.
+//! With `--tls-cert` and `--tls-key`, it also serves rendezvous over TLS on a second port of
+//! 127.0.0.1 (logged to stderr; `GET URL/__fake/info` shows it, and attached dynos'
+//! `attach_url`s name it); a certificate or key that cannot be used makes serving fail. The
 //! client subcommands call the `/__fake/` control endpoints (see `fake_heroku::serve`); `URL` is
 //! the one from the listening line and must be `http://127.0.0.1[:PORT]` or
 //! `http://localhost[:PORT]`: this tool only talks to loopback.
@@ -24,7 +28,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use fake_heroku::{Seed, ServeOptions};
+use fake_heroku::{Seed, ServeOptions, TlsFiles};
 
 /// Serve a fake Heroku Platform API on 127.0.0.1, or drive a running one.
 ///
@@ -41,6 +45,17 @@ struct Cli {
     /// Start from this Seed (JSON) instead of an empty fake.
     #[arg(long, value_name = "FILE.json")]
     seed: Option<PathBuf>,
+    /// Make the apps' web_url http://127.0.0.1:PORT/__app/APP/, served by the fake itself,
+    /// instead of https://APP.herokuapp.com/.
+    #[arg(long)]
+    local_web_urls: bool,
+    /// Also serve rendezvous (attaching to one-off dynos) over TLS on a second port of
+    /// 127.0.0.1, with this certificate (chain) PEM file; needs --tls-key.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key PEM file of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,14 +91,17 @@ const MAX_ANSWER: u64 = 256 * 1024 * 1024;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        None => serve(cli.port, cli.seed),
+        None => {
+            let tls = cli.tls_cert.zip(cli.tls_key).map(|(cert, key)| TlsFiles { cert, key });
+            serve(cli.port, cli.seed, ServeOptions { log: true, local_web_urls: cli.local_web_urls, tls })
+        }
         Some(Command::Seed(post)) => client_post(&post, "seed"),
         Some(Command::Script(post)) => client_post(&post, "script"),
         Some(Command::Requests(target)) => client_requests(&target),
     }
 }
 
-fn serve(port: u16, seed_file: Option<PathBuf>) -> ExitCode {
+fn serve(port: u16, seed_file: Option<PathBuf>, options: ServeOptions) -> ExitCode {
     let seed = match seed_file.map(|path| read_seed(&path)).transpose() {
         Ok(seed) => seed.unwrap_or_default(),
         Err(message) => {
@@ -91,6 +109,11 @@ fn serve(port: u16, seed_file: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the listening line: a fake that cannot serve rendezvous does not start.
+    if let Some(Err(e)) = options.tls.as_ref().map(TlsFiles::check) {
+        eprintln!("fake-heroku: {e:#}");
+        return ExitCode::from(1);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -107,7 +130,7 @@ fn serve(port: u16, seed_file: Option<PathBuf>) -> ExitCode {
         let mut stdout = std::io::stdout();
         writeln!(stdout, "fake-heroku listening on http://{addr}")?;
         stdout.flush()?;
-        fake_heroku::serve(listener, seed, ServeOptions { log: true }, shutdown).await
+        fake_heroku::serve(listener, seed, options, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

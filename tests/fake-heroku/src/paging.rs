@@ -17,6 +17,8 @@
 //!   list's default field is used. Without any `Range` header the default field is used too.
 //! * `START..` is inclusive, `]START..` exclusive; `..END` inclusive, `..END[` exclusive; an
 //!   empty START or END is unbounded (so `id ]..` is the whole list, as some clients send).
+//! * Keys compare as strings, except for fields whose values are numbers (a release's
+//!   `version`), which order and range numerically (`version 2..10`).
 //! * `max` defaults to 200; values above 1000 are capped at 1000; 0 or junk is an error.
 //! * Parameters may be separated by `;` or `,`; a trailing `;` is fine.
 //!
@@ -141,15 +143,37 @@ pub struct Page<T> {
     pub next_range: Option<String>,
 }
 
-/// Sorts `items` by `key` in the spec's order and cuts the page the spec asks for.
-pub fn page<T>(mut items: Vec<T>, key: impl Fn(&T) -> String, spec: &RangeSpec) -> Page<T> {
-    items.sort_by_key(&key);
+/// Sorts `items` by `key` in the spec's order and cuts the page the spec asks for; keys
+/// compare as strings.
+pub fn page<T>(items: Vec<T>, key: impl Fn(&T) -> String, spec: &RangeSpec) -> Page<T> {
+    page_by(items, key, str::cmp, spec)
+}
+
+/// Compares keys as unsigned integers (for ranges over `version`): a key that is not one
+/// sorts after those that are, as a string.
+pub fn numeric(a: &str, b: &str) -> Ordering {
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(a), Ok(b)) => a.cmp(&b),
+        (Ok(_), Err(_)) => Ordering::Less,
+        (Err(_), Ok(_)) => Ordering::Greater,
+        (Err(_), Err(_)) => a.cmp(b),
+    }
+}
+
+/// [`page`], with keys (and the range's bounds) compared by `compare`.
+pub fn page_by<T>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    compare: impl Fn(&str, &str) -> Ordering,
+    spec: &RangeSpec,
+) -> Page<T> {
+    items.sort_by(|a, b| compare(&key(a), &key(b)));
     if spec.desc {
         items.reverse();
     }
     // Position of a key relative to a bound, in the list's order.
     let order = |k: &str, bound: &str| -> Ordering {
-        let ordering = k.cmp(bound);
+        let ordering = compare(k, bound);
         if spec.desc { ordering.reverse() } else { ordering }
     };
     let in_range = |item: &T| {
@@ -262,5 +286,22 @@ mod tests {
         let bounded = page(names(5), Clone::clone, &spec);
         assert_eq!(bounded.items, vec!["app-0002", "app-0003"]);
         assert_eq!(bounded.next_range, None);
+    }
+
+    #[test]
+    fn numeric_keys_sort_as_numbers() {
+        let versions: Vec<String> = [3, 10, 1, 2, 9].iter().map(u64::to_string).collect();
+        let fields = &["version", "id"];
+        let spec = parse(Some("version ..; max=2, order=desc"), fields).expect("parses");
+        let first = page_by(versions.clone(), Clone::clone, numeric, &spec);
+        assert_eq!(first.items, vec!["10", "9"]);
+        assert_eq!(first.content_range.as_deref(), Some("version 10..9; max=2, order=desc"));
+        let next = first.next_range.expect("more");
+        let second = page_by(versions.clone(), Clone::clone, numeric, &parse(Some(&next), fields).expect("ok"));
+        assert_eq!(second.items, vec!["3", "2"]);
+        let spec = parse(Some("version 2..9"), fields).expect("parses");
+        assert_eq!(page_by(versions, Clone::clone, numeric, &spec).items, vec!["2", "3", "9"]);
+        assert_eq!(numeric("9", "10"), Ordering::Less);
+        assert_eq!(numeric("x", "10"), Ordering::Greater);
     }
 }

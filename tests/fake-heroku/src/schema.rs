@@ -15,7 +15,7 @@
 //!   without the schema saying so. When several links share a method and path (for example
 //!   release create and rollback), satisfying any one of them is enough.
 //!
-//! Blob and stream requests are not Platform API calls and always pass.
+//! Blob, stream and app web requests are not Platform API calls and always pass.
 
 use std::sync::OnceLock;
 
@@ -33,7 +33,10 @@ const SCHEMA_JSON: &str = include_str!("../platform-api-schema.json");
 ///   public schema now lists only `GET /account/keys`, but the official CLI's `keys:add` still
 ///   posts the key this way (the key now serves `heroku run` into private spaces), so Pier
 ///   registers keys as the CLI does.
-pub const UNDOCUMENTED: &[(&str, &str, &[&str])] = &[("POST", "/account/keys", &["public_key"])];
+/// * `DELETE /account/keys/{key_id_or_fingerprint}`: left out of the public schema for the
+///   same reason, but the official CLI's `keys:remove` still deletes keys this way (by id).
+pub const UNDOCUMENTED: &[(&str, &str, &[&str])] =
+    &[("POST", "/account/keys", &["public_key"]), ("DELETE", "/account/keys/{}", &[])];
 
 /// Body properties Heroku requires although the schema does not mark them `required`, as
 /// `(method, path template, dotted property paths)`.
@@ -306,11 +309,17 @@ mod tests {
         // Release create needs `slug`, rollback needs `release`: either will do.
         assert!(check(&api("POST", "/apps/a/releases", Some(json!({"release": "r"})))).is_ok());
         assert!(check(&api("POST", "/apps/a/releases", Some(json!({})))).is_err());
+        // Dyno create needs `command`; release list and key list need nothing.
+        assert!(check(&api("POST", "/apps/a/dynos", Some(json!({"command": "bash", "attach": true})))).is_ok());
+        assert!(check(&api("POST", "/apps/a/dynos", Some(json!({"attach": true})))).is_err());
+        assert!(check(&api("GET", "/apps/a/releases", None)).is_ok());
+        assert!(check(&api("GET", "/account/keys", None)).is_ok());
         // The undocumented key registration.
         assert!(check(&api("POST", "/account/keys", Some(json!({"public_key": "k"})))).is_ok());
         assert!(check(&api("POST", "/account/keys", Some(json!({})))).is_err());
         assert!(check(&api("GET", "/no/such/thing", None)).is_err());
         assert!(check(&api("DELETE", "/account/keys", None)).is_err());
+        assert!(check(&api("DELETE", "/account/keys/01234567-89ab-cdef-0123-456789abcdef", None)).is_ok());
     }
 
     #[test]

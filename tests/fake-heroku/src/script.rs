@@ -1,8 +1,9 @@
-//! Scripted behaviour: failures, rate limits and the outcome of the next builds.
+//! Scripted behaviour: failures, rate limits, the outcome of the next builds and rollbacks,
+//! the apps' web statuses and one-off dynos.
 //!
 //! A [`Script`] is queued with [`crate::FakeHeroku::script`] or `POST /__fake/script`; all its
-//! fields are optional and several scripts add up (failure rules and build scripts queue, the
-//! `rate_limit_next` counts add).
+//! fields are optional and several scripts add up (failure rules, build, rollback, web and run
+//! scripts queue, the `rate_limit_next` counts add).
 
 use std::collections::VecDeque;
 
@@ -15,7 +16,10 @@ use serde::{Deserialize, Serialize};
 /// { "fail_next": [{"method": "GET", "path": "/apps", "status": 503}],
 ///   "rate_limit_next": 2, "retry_after_seconds": 30,
 ///   "set_rate_limit_remaining": [{"email": "ada@example.com", "remaining": 0}],
-///   "next_build": {"status": "failed", "build_polls_pending": 2} }
+///   "next_build": {"status": "failed", "build_polls_pending": 2},
+///   "next_rollback": {"status": "succeeded", "release_phase": false},
+///   "web": [503, 503],
+///   "runs": [{"command": "bin/migrate", "output": ["Migrating... done"], "status": 1}] }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -33,6 +37,81 @@ pub struct Script {
     pub set_rate_limit_remaining: Vec<RateLimitSetting>,
     /// The outcome of the next build created (builds without a script succeed).
     pub next_build: Option<BuildScript>,
+    /// The release the next rollback creates (queued like `next_build`). Without one, a
+    /// rollback's release has succeeded at once, has a release phase when the release rolled
+    /// back to had one, and runs a `web.1` that is up after one dyno list. With one, its
+    /// fields apply (with their defaults: a release phase, pending for one GET, ...).
+    pub next_rollback: Option<ReleaseScript>,
+    /// Statuses (100..=599) for the next requests to the apps' web servers (`/__app/...`, see
+    /// [`crate::ServeOptions::local_web_urls`]), one per request, whatever the app; once
+    /// they are used up, 200.
+    pub web: Vec<u16>,
+    /// How the next one-off dynos (`POST /apps/{app}/dynos`) behave, each taken by the first
+    /// create whose command it matches (see [`RunScript`]); a run no script matches prints
+    /// nothing and exits 0.
+    pub runs: Vec<RunScript>,
+}
+
+/// The scripted behaviour of one one-off dyno (`heroku run`), over its rendezvous session.
+///
+/// A script is matched against the created dyno's command with the exit-status suffix that
+/// clients append removed (` ; echo "\u{FFFF} heroku-command-exit-status: $?"`, or the older
+/// `; echo heroku-command-exit-status $?`). The first queued script that matches answers
+/// `conflicts` creates with 409 and is then taken by the next matching create.
+///
+/// Once a client attaches (see [`crate::ServeOptions::tls`]), the session is:
+///
+/// 1. the line `rendezvous\r\n`;
+/// 2. each line of `output`, one TLS write each;
+/// 3. with `echo_input`, everything the client sends, echoed back as it comes, until the
+///    client sends EOT (`\x04`, which the official CLI sends at the end of its piped
+///    standard input; not echoed) or half-closes;
+/// 4. when the command carried the suffix and not `no_marker`, the line its `echo` prints:
+///    `\u{FFFF} heroku-command-exit-status: STATUS` (or `heroku-command-exit-status STATUS`
+///    for the older suffix);
+/// 5. the fake closes (TLS close_notify, then FIN).
+///
+/// With `crlf` (the default unless the create asked for `force_no_tty`, as a pty does), every
+/// line ends with `\r\n` and every `\n` echoed is sent as `\r\n`; otherwise lines end with
+/// `\n`.
+///
+/// ```json
+/// { "command": "bin/migrate", "output": ["Migrating... done"], "status": 0,
+///   "split_marker": false, "no_marker": false, "crlf": null, "echo_input": false,
+///   "conflicts": 0, "attach_host": null }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunScript {
+    /// The command to match, without the exit-status suffix; `None` matches any.
+    pub command: Option<String>,
+    /// Lines the dyno prints (without line endings).
+    pub output: Vec<String>,
+    /// The exit status the marker line reports.
+    pub status: i32,
+    /// Send the marker line in two TLS records, each flushed, split in the middle of the
+    /// marker text, so that a client must put the line together across reads.
+    pub split_marker: bool,
+    /// Close without the marker line, as when the connection drops.
+    pub no_marker: bool,
+    /// Line endings: `\r\n` when true, `\n` when false; by default `\r\n` unless the create
+    /// asked for `force_no_tty`.
+    pub crlf: Option<bool>,
+    /// Echo the client's input back (step 3 above) and record it.
+    pub echo_input: bool,
+    /// Answer this many matching creates with `409 conflict` first, as Heroku does while the
+    /// release a one-off dyno would run is not ready yet.
+    pub conflicts: u32,
+    /// The host the `attach_url` names instead of `127.0.0.1` (for example `127.0.0.2`), with
+    /// the same port and secret: for tests that a client refuses to attach elsewhere.
+    pub attach_host: Option<String>,
+}
+
+impl RunScript {
+    /// Whether this script applies to a run of `command` (suffix removed).
+    pub fn matches(&self, command: &str) -> bool {
+        self.command.as_deref().is_none_or(|c| c == command)
+    }
 }
 
 /// A scripted failure: the next `times` requests matching `method` and `path` answer `status`
@@ -43,8 +122,8 @@ pub struct FailRule {
     /// HTTP method to match, case-insensitive; `*` matches any method.
     pub method: String,
     /// Exact path to match (without the query string); a trailing `*` makes it a prefix match.
-    /// Applies to API paths (checked after the Accept and authentication checks) and to blob
-    /// and stream paths.
+    /// Applies to API paths (checked after the Accept and authentication checks) and to blob,
+    /// stream and app web paths.
     pub path: String,
     /// Status to answer (400..=599).
     pub status: u16,
@@ -188,9 +267,26 @@ pub(crate) struct ScriptQueue {
     pub rate_limit_next: u32,
     pub retry_after_seconds: Option<u64>,
     pub next_builds: VecDeque<BuildScript>,
+    pub next_rollbacks: VecDeque<ReleaseScript>,
+    pub web: VecDeque<u16>,
+    pub runs: Vec<RunScript>,
 }
 
 impl ScriptQueue {
+    /// For a dyno create of `command` (suffix removed): `Err(())` when the first matching run
+    /// script still has a conflict to answer (one is used up), else the script the run follows
+    /// (taken from the queue), or the default.
+    pub fn take_run(&mut self, command: &str) -> Result<RunScript, ()> {
+        let Some(index) = self.runs.iter().position(|r| r.matches(command)) else {
+            return Ok(RunScript::default());
+        };
+        if self.runs[index].conflicts > 0 {
+            self.runs[index].conflicts -= 1;
+            return Err(());
+        }
+        Ok(self.runs.remove(index))
+    }
+
     /// Takes one use of the first failure rule matching `method` and `path`, if any.
     pub fn take_failure(&mut self, method: &str, path: &str) -> Option<FailRule> {
         let index = self.fail_next.iter().position(|rule| rule.times > 0 && rule_matches(rule, method, path))?;

@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::api::{self, Incoming};
-use crate::record::{RecordedRequest, RequestKind};
+use crate::record::{RecordedRequest, RequestKind, RollbackRecord, RunRecord};
+use crate::rendezvous::{self, TlsFiles};
 use crate::script::Script;
 use crate::state::{Key, Seed, State};
 use crate::transfer::{self, Upload};
@@ -32,17 +33,24 @@ const MAX_BODY: usize = 256 * 1024 * 1024;
 pub struct ServeOptions {
     /// Log one line per request to stderr.
     pub log: bool,
+    /// Make the apps' `web_url` `http://127.0.0.1:PORT/__app/APP/`, served by the fake itself
+    /// (statuses scripted with [`Script::web`]), instead of `https://APP.herokuapp.com/`.
+    pub local_web_urls: bool,
+    /// Serve rendezvous (attaching to one-off dynos, see [`crate::RunScript`]) over TLS with
+    /// this certificate and key, on a second port of `127.0.0.1`. Without it, creating an
+    /// attached dyno answers `501 not_implemented`.
+    pub tls: Option<TlsFiles>,
 }
 
-/// State shared between the server and its handle.
+/// State shared between the server, its rendezvous sessions and its handle.
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     state: Mutex<State>,
-    log: bool,
+    pub(crate) log: bool,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind; keep serving it.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -68,27 +76,67 @@ impl Shared {
 #[derive(Debug)]
 pub struct FakeHeroku {
     url: String,
+    rendezvous_port: Option<u16>,
     shared: Arc<Shared>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl FakeHeroku {
-    /// Seeds a fake and starts serving it on `127.0.0.1` on a free port.
+    /// Seeds a fake and starts serving it on `127.0.0.1` on a free port, with the default
+    /// [`ServeOptions`].
     ///
     /// Logs one line per request to stderr when the environment sets `FAKE_HEROKU_LOG=1`.
     pub fn start(seed: Seed) -> anyhow::Result<FakeHeroku> {
+        FakeHeroku::start_with(seed, ServeOptions::default())
+    }
+
+    /// Seeds a fake and starts serving it on `127.0.0.1` on a free port, with `options`.
+    ///
+    /// Logs one line per request to stderr when `options.log` is set or the environment sets
+    /// `FAKE_HEROKU_LOG=1`. Fails when `options.tls` names files that do not make a usable
+    /// certificate and key.
+    ///
+    /// ```no_run
+    /// use fake_heroku::{FakeHeroku, Seed, ServeOptions, TlsFiles};
+    ///
+    /// // A certificate for IP:127.0.0.1 and DNS:localhost, signed by the test's own CA.
+    /// let tls = TlsFiles { cert: "server.pem".into(), key: "server.key".into() };
+    /// let options = ServeOptions { tls: Some(tls), local_web_urls: true, ..ServeOptions::default() };
+    /// let heroku = FakeHeroku::start_with(Seed::default(), options)?;
+    /// println!("API at {}, rendezvous on port {:?}", heroku.url(), heroku.rendezvous_port());
+    /// # anyhow::Ok(())
+    /// ```
+    pub fn start_with(seed: Seed, options: ServeOptions) -> anyhow::Result<FakeHeroku> {
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).context("cannot bind a port on 127.0.0.1")?;
         listener.set_nonblocking(true).context("cannot make the listener non-blocking")?;
         let addr = listener.local_addr().context("the listener has no address")?;
-        let log = std::env::var_os("FAKE_HEROKU_LOG").is_some_and(|v| v == "1");
-        let shared = Arc::new(Shared::new(addr, &seed, log).map_err(anyhow::Error::msg)?);
+        let log = options.log || std::env::var_os("FAKE_HEROKU_LOG").is_some_and(|v| v == "1");
+        let options = ServeOptions { log, ..options };
+        let rendezvous = match &options.tls {
+            Some(files) => {
+                let acceptor = rendezvous::acceptor(files)?;
+                let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+                    .context("cannot bind a rendezvous port on 127.0.0.1")?;
+                listener.set_nonblocking(true).context("cannot make the rendezvous listener non-blocking")?;
+                Some((acceptor, listener))
+            }
+            None => None,
+        };
+        let rendezvous_port = match &rendezvous {
+            Some((_, listener)) => {
+                Some(listener.local_addr().context("the rendezvous listener has no address")?.port())
+            }
+            None => None,
+        };
+        let shared = Arc::new(Shared::new(addr, &seed, &options, rendezvous_port).map_err(anyhow::Error::msg)?);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot build a tokio runtime")?;
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = router(shared.clone());
+        let sessions = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("fake-heroku-{}", addr.port()))
             .spawn(move || {
@@ -100,6 +148,21 @@ impl FakeHeroku {
                             return;
                         }
                     };
+                    let rendezvous = match rendezvous.map(|(a, l)| tokio::net::TcpListener::from_std(l).map(|l| (a, l)))
+                    {
+                        Some(Ok((acceptor, listener))) => Some((acceptor, listener)),
+                        Some(Err(e)) => {
+                            eprintln!("fake-heroku: cannot listen for rendezvous: {e}");
+                            return;
+                        }
+                        None => None,
+                    };
+                    let rendezvous = async move {
+                        match rendezvous {
+                            Some((acceptor, listener)) => rendezvous::serve(listener, acceptor, sessions).await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     // Stop at once on shutdown: open connections are dropped with the runtime.
                     tokio::select! {
                         result = axum::serve(listener, app) => {
@@ -107,12 +170,36 @@ impl FakeHeroku {
                                 eprintln!("fake-heroku: server stopped: {e}");
                             }
                         }
+                        () = rendezvous => {}
                         _ = stopped => {}
                     }
                 });
             })
             .context("cannot start the server thread")?;
-        Ok(FakeHeroku { url: format!("http://{addr}"), shared, shutdown: Some(shutdown), thread: Some(thread) })
+        Ok(FakeHeroku {
+            url: format!("http://{addr}"),
+            rendezvous_port,
+            shared,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    /// The port on `127.0.0.1` that serves rendezvous over TLS, when the fake was started with
+    /// [`ServeOptions::tls`]. Attached dynos' `attach_url`s name it.
+    pub fn rendezvous_port(&self) -> Option<u16> {
+        self.rendezvous_port
+    }
+
+    /// The one-off dynos created so far, in order, with what became of their sessions.
+    pub fn runs(&self) -> Vec<RunRecord> {
+        self.shared.lock().runs.iter().map(|r| r.record.clone()).collect()
+    }
+
+    /// The first lines of the rendezvous connections that were refused (a wrong secret, or
+    /// the secret of a run whose client had attached already), in order.
+    pub fn refused_rendezvous(&self) -> Vec<String> {
+        self.shared.lock().refused_rendezvous.clone()
     }
 
     /// The server's base URL, `http://127.0.0.1:PORT` (no trailing slash).
@@ -143,7 +230,7 @@ impl FakeHeroku {
         self.shared.lock().apply_seed(seed).map_err(anyhow::Error::msg)
     }
 
-    /// The SSH keys registered for the account `email`, oldest first.
+    /// The SSH keys registered for the account `email` and not deleted since, oldest first.
     pub fn keys(&self, email: &str) -> Vec<Key> {
         self.shared.lock().keys.iter().filter(|k| k.email == email).cloned().collect()
     }
@@ -165,6 +252,18 @@ impl FakeHeroku {
         let state = self.shared.lock();
         (0..state.builds.len()).map(|i| state.build_json(i)).collect()
     }
+
+    /// The releases of the app named `app` that clients can see, oldest first, as the API
+    /// shows them now (reading them is not a poll); empty for an unknown app.
+    pub fn releases(&self, app: &str) -> Vec<Value> {
+        let state = self.shared.lock();
+        state.apps.iter().position(|a| a.name == app).map(|app| state.releases_json(app)).unwrap_or_default()
+    }
+
+    /// The rollbacks carried out so far, in order.
+    pub fn rollbacks(&self) -> Vec<RollbackRecord> {
+        self.shared.lock().rollbacks.clone()
+    }
 }
 
 impl Drop for FakeHeroku {
@@ -179,10 +278,17 @@ impl Drop for FakeHeroku {
 }
 
 impl Shared {
-    fn new(addr: SocketAddr, seed: &Seed, log: bool) -> Result<Shared, String> {
+    fn new(
+        addr: SocketAddr,
+        seed: &Seed,
+        options: &ServeOptions,
+        rendezvous_port: Option<u16>,
+    ) -> Result<Shared, String> {
         let mut state = State::new(format!("http://{addr}"));
+        state.local_web_urls = options.local_web_urls;
+        state.rendezvous_port = rendezvous_port;
         state.apply_seed(seed)?;
-        Ok(Shared { state: Mutex::new(state), log })
+        Ok(Shared { state: Mutex::new(state), log: options.log })
     }
 }
 
@@ -196,7 +302,14 @@ impl Shared {
 /// * `POST /__fake/script` — a [`Script`] JSON, queued;
 /// * `GET /__fake/requests` — the [`RecordedRequest`]s as a JSON array;
 /// * `GET /__fake/keys?email=EMAIL` — the account's [`Key`]s as a JSON array;
-/// * `GET /__fake/builds` — the builds as the API shows them now.
+/// * `GET /__fake/builds` — the builds as the API shows them now;
+/// * `GET /__fake/releases?app=APP` — the app's releases as the API shows them now;
+/// * `GET /__fake/rollbacks` — the [`RollbackRecord`]s as a JSON array;
+/// * `GET /__fake/runs` — the [`RunRecord`]s (one-off dynos) as a JSON array;
+/// * `GET /__fake/info` — `{"url": "http://127.0.0.1:PORT", "rendezvous_port": PORT|null}`.
+///
+/// With [`ServeOptions::tls`], it also serves rendezvous over TLS on a second port of
+/// `127.0.0.1` (logged to stderr with [`ServeOptions::log`], and shown by `/__fake/info`).
 ///
 /// Control calls answer `200 {"ok": true}` (or the data), `400` for JSON that does not parse
 /// as the expected type, and `422` for a seed or script the state refuses.
@@ -207,8 +320,34 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("the listener has no address")?;
-    let shared = Arc::new(Shared::new(addr, &seed, options.log).map_err(anyhow::Error::msg)?);
-    axum::serve(listener, router(shared)).with_graceful_shutdown(shutdown).await.context("the server failed")
+    let rendezvous = match &options.tls {
+        Some(files) => {
+            let acceptor = rendezvous::acceptor(files)?;
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .context("cannot bind a rendezvous port on 127.0.0.1")?;
+            Some((acceptor, listener))
+        }
+        None => None,
+    };
+    let rendezvous_port = match &rendezvous {
+        Some((_, listener)) => Some(listener.local_addr().context("the rendezvous listener has no address")?.port()),
+        None => None,
+    };
+    let shared = Arc::new(Shared::new(addr, &seed, &options, rendezvous_port).map_err(anyhow::Error::msg)?);
+    let sessions = rendezvous.map(|(acceptor, listener)| {
+        if options.log {
+            eprintln!("fake-heroku: rendezvous over TLS on 127.0.0.1:{}", rendezvous_port.unwrap_or_default());
+        }
+        tokio::spawn(rendezvous::serve(listener, acceptor, shared.clone()))
+    });
+    let result =
+        axum::serve(listener, router(shared)).with_graceful_shutdown(shutdown).await.context("the server failed");
+    // Open rendezvous sessions end with the server.
+    if let Some(sessions) = sessions {
+        sessions.abort();
+    }
+    result
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -236,6 +375,8 @@ async fn dispatch(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -
         RequestKind::Blob
     } else if path.starts_with("/__streams/") {
         RequestKind::Stream
+    } else if path.starts_with(crate::web::PREFIX) {
+        RequestKind::Web
     } else {
         RequestKind::Api
     };
@@ -257,6 +398,7 @@ async fn dispatch(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -
             RequestKind::Api => api::handle(&mut state, &incoming),
             RequestKind::Blob => transfer::blob(&mut state, &incoming),
             RequestKind::Stream => transfer::stream(&mut state, &incoming),
+            RequestKind::Web => crate::web::handle(&mut state, &incoming),
         }
     };
     let record = RecordedRequest {
@@ -343,6 +485,28 @@ fn control_call(shared: &Shared, method: &str, call: &str, query: Option<&str>, 
             let state = shared.lock();
             let builds: Vec<Value> = (0..state.builds.len()).map(|i| state.build_json(i)).collect();
             Reply::json(StatusCode::OK, &Value::Array(builds))
+        }
+        ("GET", "releases") => {
+            let Some(app) = query_param(query, "app") else {
+                return refused(StatusCode::BAD_REQUEST, "missing ?app=".into());
+            };
+            let state = shared.lock();
+            match state.apps.iter().position(|a| a.name == app) {
+                Some(app) => Reply::json(StatusCode::OK, &Value::Array(state.releases_json(app))),
+                None => refused(StatusCode::NOT_FOUND, format!("no app {app}")),
+            }
+        }
+        ("GET", "runs") => {
+            let runs: Vec<RunRecord> = shared.lock().runs.iter().map(|r| r.record.clone()).collect();
+            Reply::json(StatusCode::OK, &serde_json::to_value(runs).unwrap_or(Value::Null))
+        }
+        ("GET", "info") => {
+            let state = shared.lock();
+            Reply::json(StatusCode::OK, &json!({"url": state.base_url, "rendezvous_port": state.rendezvous_port}))
+        }
+        ("GET", "rollbacks") => {
+            let rollbacks = shared.lock().rollbacks.clone();
+            Reply::json(StatusCode::OK, &serde_json::to_value(rollbacks).unwrap_or(Value::Null))
         }
         _ => refused(StatusCode::NOT_FOUND, format!("no control call {method} /__fake/{call}")),
     }

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::record::RecordedRequest;
-use crate::script::{FinalStatus, Script, ScriptQueue};
+use crate::record::{RecordedRequest, RollbackRecord, RunRecord};
+use crate::script::{FinalStatus, RunScript, Script, ScriptQueue};
 use crate::util::{derived_uuid, now_rfc3339};
 
 /// A rate-limit bucket's starting size: Heroku allows 4,500 requests an hour per account.
@@ -16,12 +16,14 @@ pub const STACK: &str = "heroku-24";
 /// The region every fake app is in.
 pub const REGION: &str = "us";
 
-/// Accounts (and their apps) to create.
+/// Accounts (and their apps and releases) to create.
 ///
 /// ```json
 /// { "accounts": [ { "email": "ada@example.com", "api_key": "any-string",
 ///                   "two_factor_required": false, "suspended": false,
-///                   "apps": ["hello-app"], "generated_apps": 0 } ] }
+///                   "apps": ["hello-app"], "generated_apps": 0,
+///                   "releases": [ {"app": "hello-app"},
+///                                 {"app": "hello-app", "status": "failed"} ] } ] }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -48,6 +50,44 @@ pub struct SeedAccount {
     pub apps: Vec<String>,
     /// Also own this many apps named `app-0001`, `app-0002`, ... (zero-padded to 4 digits).
     pub generated_apps: u32,
+    /// Releases the account's apps already have, oldest first: each takes the app's next
+    /// version (`v1`, `v2`, ... for an app without releases).
+    pub releases: Vec<SeedRelease>,
+}
+
+/// One seeded release, made by its account.
+///
+/// ```json
+/// { "app": "hello-app", "status": "succeeded", "description": "Deploy 1a2b3c4d",
+///   "release_phase": false, "dynos": [{"name": "web.1", "state": "up", "polls_starting": 0}] }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SeedRelease {
+    /// The app, one of the account's (seeded now or before).
+    pub app: String,
+    /// The release's status (default succeeded); `failed` is a release whose release phase
+    /// failed. The newest succeeded release is the app's current one.
+    pub status: FinalStatus,
+    /// The description (default `Deploy ` and 8 hex digits, as for a Build API deploy).
+    pub description: Option<String>,
+    /// Whether the release had a release phase, i.e. an `output_stream_url` serving the
+    /// default release-phase lines for its status (default false).
+    pub release_phase: bool,
+    /// The dynos it runs while it is current (default: `web.1`, already up).
+    pub dynos: Vec<crate::script::DynoScript>,
+}
+
+impl Default for SeedRelease {
+    fn default() -> Self {
+        SeedRelease {
+            app: String::new(),
+            status: FinalStatus::Succeeded,
+            description: None,
+            release_phase: false,
+            dynos: vec![crate::script::DynoScript { polls_starting: 0, ..crate::script::DynoScript::default() }],
+        }
+    }
 }
 
 /// An SSH public key registered with an account, as the API returns it.
@@ -165,6 +205,39 @@ pub struct Release {
     pub dyno_polls: u32,
 }
 
+/// A one-off dyno.
+#[derive(Debug)]
+pub struct Run {
+    /// What tests see of it.
+    pub record: RunRecord,
+    pub app: usize,
+    /// The release it runs (the app's current one when it was created).
+    pub release: usize,
+    /// The rendezvous secret, for an attached run.
+    pub secret: Option<String>,
+    pub script: RunScript,
+    /// Whether the command carried the older suffix (`; echo heroku-command-exit-status $?`).
+    pub legacy_suffix: bool,
+    /// Whether lines end with `\r\n`.
+    pub crlf: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What a rendezvous session sends, decided when the client attaches.
+#[derive(Debug)]
+pub struct Session {
+    /// Index into `State::runs`.
+    pub run: usize,
+    /// The output lines, each with its line ending.
+    pub output: Vec<String>,
+    pub echo_input: bool,
+    pub crlf: bool,
+    /// The marker line with its line ending, if one is sent.
+    pub marker: Option<String>,
+    pub split_marker: bool,
+}
+
 /// Everything the fake knows.
 #[derive(Debug)]
 pub struct State {
@@ -181,12 +254,21 @@ pub struct State {
     pub uploads: Vec<crate::transfer::Upload>,
     pub builds: Vec<Build>,
     pub releases: Vec<Release>,
+    pub rollbacks: Vec<RollbackRecord>,
+    pub runs: Vec<Run>,
+    /// The rendezvous port, when the fake serves rendezvous over TLS.
+    pub rendezvous_port: Option<u16>,
+    /// The secret lines of rendezvous connections that were refused, in order.
+    pub refused_rendezvous: Vec<String>,
     pub requests: Vec<RecordedRequest>,
     pub script: ScriptQueue,
     /// Counter for ids of created objects.
     pub counter: u64,
     /// Secret mixed into blob URL signatures.
     pub signing_secret: String,
+    /// Whether apps' `web_url`s point at the fake's `/__app/{app}/` (see
+    /// [`crate::ServeOptions::local_web_urls`]).
+    pub local_web_urls: bool,
 }
 
 impl State {
@@ -202,9 +284,14 @@ impl State {
             uploads: Vec::new(),
             builds: Vec::new(),
             releases: Vec::new(),
+            rollbacks: Vec::new(),
+            runs: Vec::new(),
+            rendezvous_port: None,
+            refused_rendezvous: Vec::new(),
             requests: Vec::new(),
             script: ScriptQueue::default(),
             counter: 0,
+            local_web_urls: false,
         }
     }
 
@@ -242,6 +329,14 @@ impl State {
                     && owner != account.email
                 {
                     return Err(format!("app {name} is already owned by {owner}"));
+                }
+            }
+            for release in &account.releases {
+                if app_owner.get(&release.app) != Some(&account.email) {
+                    return Err(format!(
+                        "account {} seeds a release of {:?}, which is not one of its apps",
+                        account.email, release.app
+                    ));
                 }
             }
         }
@@ -285,8 +380,43 @@ impl State {
                     releases: 0,
                 });
             }
+            for seeded_release in &seeded.releases {
+                let Some(app) = self.apps.iter().position(|a| a.name == seeded_release.app) else {
+                    continue;
+                };
+                self.seed_release(app, index, seeded_release, &now);
+            }
         }
         Ok(())
+    }
+
+    /// Adds a seeded release as the app's next version, finished already.
+    fn seed_release(&mut self, app: usize, user: usize, seeded: &SeedRelease, now: &str) {
+        let id = self.new_id("release");
+        let slug_id = self.new_id("slug");
+        self.apps[app].releases += 1;
+        let version = self.apps[app].releases;
+        let description = seeded.description.clone().unwrap_or_else(|| {
+            format!("Deploy {}", &derived_uuid("commit", &format!("{}/{version}", self.apps[app].name))[..8])
+        });
+        self.releases.push(Release {
+            id,
+            app,
+            user,
+            version,
+            created_at: now.to_string(),
+            updated_at: now.to_string(),
+            description,
+            slug_id,
+            final_status: seeded.status,
+            // Finished: past its (no) pending polls.
+            polls: 1,
+            polls_pending: 0,
+            release_phase: seeded.release_phase,
+            output: None,
+            dynos: seeded.dynos.clone(),
+            dyno_polls: 0,
+        });
     }
 
     /// Queues a script. Unknown emails and unusable statuses are refused before anything
@@ -295,6 +425,16 @@ impl State {
         for rule in &script.fail_next {
             if !(400..=599).contains(&rule.status) {
                 return Err(format!("fail_next status {} is not an error status (400..=599)", rule.status));
+            }
+        }
+        if let Some(status) = script.web.iter().find(|s| !(100..=599).contains(*s)) {
+            return Err(format!("web status {status} is not an HTTP status (100..=599)"));
+        }
+        for run in &script.runs {
+            if let Some(host) = &run.attach_host
+                && (host.is_empty() || host.contains(|c: char| c.is_whitespace() || "/?#@:".contains(c)))
+            {
+                return Err(format!("attach_host {host:?} is not a host name or IPv4 address"));
             }
         }
         let mut settings = Vec::new();
@@ -315,6 +455,11 @@ impl State {
         if let Some(build) = script.next_build {
             self.script.next_builds.push_back(build);
         }
+        if let Some(release) = script.next_rollback {
+            self.script.next_rollbacks.push_back(release);
+        }
+        self.script.web.extend(script.web);
+        self.script.runs.extend(script.runs);
         Ok(())
     }
 
@@ -331,12 +476,7 @@ impl State {
         let app = &self.apps[index];
         let owner = &self.accounts[app.owner];
         let stack = json!({ "id": derived_uuid("stack", STACK), "name": STACK });
-        let released_at = self
-            .releases
-            .iter()
-            .filter(|r| r.app == index && State::release_status(r) == "succeeded")
-            .max_by_key(|r| r.version)
-            .map(|r| r.created_at.clone());
+        let released_at = self.current_release(index).map(|r| self.releases[r].created_at.clone());
         json!({
             "acm": false,
             "archived_at": null,
@@ -359,8 +499,19 @@ impl State {
             "stack": stack,
             "team": null,
             "updated_at": released_at.as_deref().unwrap_or(&app.created_at),
-            "web_url": format!("https://{}.herokuapp.com/", app.name),
+            "web_url": self.web_url(index),
         })
+    }
+
+    /// The app's `web_url`: `https://APP.herokuapp.com/`, or `http://127.0.0.1:PORT/__app/APP/`
+    /// on the fake itself with `local_web_urls`.
+    pub fn web_url(&self, app: usize) -> String {
+        let name = &self.apps[app].name;
+        if self.local_web_urls {
+            format!("{}{}{name}/", self.base_url, crate::web::PREFIX)
+        } else {
+            format!("https://{name}.herokuapp.com/")
+        }
     }
 
     /// The status a build reports after `polls` GETs.
@@ -402,14 +553,11 @@ impl State {
     /// The app's dynos, as `GET /apps/{app}/dynos` lists them: those of its newest
     /// succeeded release, each `starting` for its first polls.
     pub fn dynos_json(&self, app: usize) -> Value {
-        let Some(release) = self
-            .releases
-            .iter()
-            .filter(|r| r.app == app && State::release_status(r) == "succeeded")
-            .max_by_key(|r| r.version)
-        else {
+        let Some(release) = self.current_release(app).map(|r| &self.releases[r]) else {
             return json!([]);
         };
+        let runs = self.runs.iter().enumerate().filter(|(_, r)| r.app == app && !r.record.finished);
+        let runs: Vec<Value> = runs.map(|(i, _)| self.run_json(i)).collect();
         let app = &self.apps[app];
         let dynos: Vec<Value> = release
             .dynos
@@ -432,23 +580,147 @@ impl State {
                     "updated_at": release.updated_at,
                 })
             })
+            .chain(runs)
             .collect();
         Value::Array(dynos)
+    }
+
+    /// A one-off dyno, as the API shows it: `starting` until a client attaches, then `up`.
+    pub fn run_json(&self, index: usize) -> Value {
+        let run = &self.runs[index];
+        let app = &self.apps[run.app];
+        let release = &self.releases[run.release];
+        json!({
+            "app": { "id": app.id, "name": app.name },
+            "attach_url": run.record.attach_url,
+            "command": run.record.command,
+            "created_at": run.created_at,
+            "id": run.record.id,
+            "name": run.record.name,
+            "release": { "id": release.id, "version": release.version },
+            "size": run.record.size.as_deref().unwrap_or("basic"),
+            "state": if run.record.attached { "up" } else { "starting" },
+            "type": run.record.dyno_type.as_deref().unwrap_or("run"),
+            "updated_at": run.updated_at,
+        })
+    }
+
+    /// A client sent `secret` on a rendezvous connection: the session to serve, or `None`
+    /// (recorded as refused) when no run waits for that secret, or its client has attached
+    /// already.
+    pub fn attach(&mut self, secret: &str) -> Option<Session> {
+        let Some(index) = self.runs.iter().position(|r| r.secret.as_deref() == Some(secret) && !r.record.attached)
+        else {
+            self.refused_rendezvous.push(secret.to_string());
+            return None;
+        };
+        let run = &mut self.runs[index];
+        run.record.attached = true;
+        run.updated_at = now_rfc3339();
+        let eol = if run.crlf { "\r\n" } else { "\n" };
+        let status = run.script.status;
+        let marker = (run.record.exit_status_suffix && !run.script.no_marker).then(|| {
+            if run.legacy_suffix {
+                format!("heroku-command-exit-status {status}{eol}")
+            } else {
+                format!("\u{FFFF} heroku-command-exit-status: {status}{eol}")
+            }
+        });
+        Some(Session {
+            run: index,
+            output: run.script.output.iter().map(|line| format!("{line}{eol}")).collect(),
+            echo_input: run.script.echo_input,
+            crlf: run.crlf,
+            marker,
+            split_marker: run.script.split_marker,
+        })
+    }
+
+    /// Whether clients can see the release: a release made by a build exists once its build
+    /// has reported success; seeded and rollback releases exist from the start.
+    pub fn release_visible(&self, index: usize) -> bool {
+        match self.builds.iter().find(|b| b.release == Some(index)) {
+            Some(build) => State::build_status(build) == "succeeded",
+            None => true,
+        }
+    }
+
+    /// The app's visible release named by `identity`: its id, or its version (`3` or `v3`).
+    pub fn find_release(&self, app: usize, identity: &str) -> Option<usize> {
+        let version: Option<u64> = identity.strip_prefix('v').unwrap_or(identity).parse().ok();
+        (0..self.releases.len()).find(|&i| {
+            let r = &self.releases[i];
+            r.app == app && (r.id == identity || Some(r.version) == version) && self.release_visible(i)
+        })
+    }
+
+    /// The app's current release: its newest visible release that has succeeded.
+    pub fn current_release(&self, app: usize) -> Option<usize> {
+        (0..self.releases.len())
+            .filter(|&i| {
+                let r = &self.releases[i];
+                r.app == app && State::release_status(r) == "succeeded" && self.release_visible(i)
+            })
+            .max_by_key(|&i| self.releases[i].version)
+    }
+
+    /// The app's visible releases, oldest first, as the API shows them now.
+    pub fn releases_json(&self, app: usize) -> Vec<Value> {
+        let mut indices: Vec<usize> =
+            (0..self.releases.len()).filter(|&i| self.releases[i].app == app && self.release_visible(i)).collect();
+        indices.sort_by_key(|&i| self.releases[i].version);
+        indices.into_iter().map(|i| self.release_json(i)).collect()
+    }
+
+    /// Rolls the app back to the release `target`: a new release, the app's next version,
+    /// `Rollback to vN`, with the target's slug; shaped by the next scripted rollback if any
+    /// (see [`Script::next_rollback`]), else succeeded at once, with a release phase when the
+    /// target had one, and a `web.1` that is up after one dyno list. Returns its index.
+    pub fn roll_back(&mut self, app: usize, user: usize, target: usize) -> usize {
+        let scripted = self.script.next_rollbacks.pop_front();
+        let id = self.new_id("release");
+        self.apps[app].releases += 1;
+        let version = self.apps[app].releases;
+        let now = now_rfc3339();
+        let to = &self.releases[target];
+        let (to_id, to_version, slug_id) = (to.id.clone(), to.version, to.slug_id.clone());
+        // `polls` past `polls_pending` is a release that has finished.
+        let (final_status, polls, polls_pending, release_phase, output, dynos) = match scripted {
+            Some(s) => (s.status, 0, s.release_polls_pending, s.release_phase, s.output, s.dynos),
+            None => (FinalStatus::Succeeded, 1, 0, to.release_phase, None, vec![crate::script::DynoScript::default()]),
+        };
+        self.releases.push(Release {
+            id: id.clone(),
+            app,
+            user,
+            version,
+            created_at: now.clone(),
+            updated_at: now,
+            description: format!("Rollback to v{to_version}"),
+            slug_id,
+            final_status,
+            polls,
+            polls_pending,
+            release_phase,
+            output,
+            dynos,
+            dyno_polls: 0,
+        });
+        self.rollbacks.push(RollbackRecord {
+            app: self.apps[app].name.clone(),
+            to_id,
+            to_version,
+            release_id: id,
+            version,
+        });
+        self.releases.len() - 1
     }
 
     pub fn release_json(&self, index: usize) -> Value {
         let release = &self.releases[index];
         let app = &self.apps[release.app];
         let status = State::release_status(release);
-        // The current release is the app's newest one that has succeeded.
-        let current = self
-            .releases
-            .iter()
-            .filter(|r| r.app == release.app && State::release_status(r) == "succeeded")
-            .map(|r| r.version)
-            .max()
-            == Some(release.version)
-            && status == "succeeded";
+        let current = self.current_release(release.app) == Some(index);
         let output_stream_url =
             release.release_phase.then(|| format!("{}/__streams/releases/{}", self.base_url, release.id));
         json!({
@@ -458,7 +730,7 @@ impl State {
             "created_at": release.created_at,
             "current": current,
             "description": release.description,
-            "eligible_for_rollback": true,
+            "eligible_for_rollback": status == "succeeded",
             "id": release.id,
             "output_stream_url": output_stream_url,
             "slug": { "id": release.slug_id },

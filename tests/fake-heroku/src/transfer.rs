@@ -226,7 +226,6 @@ fn build_output(st: &mut State, id: &str) -> Option<Vec<String>> {
     if let Some(output) = &build.output {
         return Some(output.clone());
     }
-    let app = &st.apps[build.app];
     Some(match (build.final_status, build.release) {
         (FinalStatus::Succeeded, Some(release)) => {
             let release = &st.releases[release];
@@ -247,7 +246,7 @@ fn build_output(st: &mut State, id: &str) -> Option<Vec<String>> {
                 lines.push("       !!! Release command declared: this new release will not be available until the command succeeds.".to_string());
             }
             lines.push(format!("       Released v{}", release.version));
-            lines.push(format!("       https://{}.herokuapp.com/ deployed to Heroku", app.name));
+            lines.push(format!("       {} deployed to Heroku", st.web_url(build.app)));
             lines
         }
         _ => vec![

@@ -6,8 +6,8 @@ use std::io::{BufRead as _, BufReader, Read as _};
 use std::process::{Command, Stdio};
 
 use fake_heroku::{
-    BuildScript, FailRule, FakeHeroku, FinalStatus, RateLimitSetting, ReleaseScript, RequestKind, Script, Seed,
-    SeedAccount, schema,
+    BuildScript, DynoScript, FailRule, FakeHeroku, FinalStatus, RateLimitSetting, ReleaseScript, RequestKind,
+    RollbackRecord, Script, Seed, SeedAccount, SeedRelease, ServeOptions, schema,
 };
 use serde_json::{Value, json};
 
@@ -358,6 +358,41 @@ fn keys_are_validated_added_once_and_listed() {
     assert!(client.api("GET", "/account/keys", "bob-key", None).json().as_array().is_some_and(Vec::is_empty));
 }
 
+#[test]
+fn keys_are_deleted_by_id_or_fingerprint() {
+    let heroku = start();
+    let client = Client::new(&heroku);
+    let ed25519 = client.api("POST", "/account/keys", KEY, Some(json!({"public_key": ED25519}))).json();
+    let rsa = client.api("POST", "/account/keys", KEY, Some(json!({"public_key": RSA}))).json();
+    let ed25519_id = ed25519["id"].as_str().expect("id").to_string();
+
+    // Bob cannot delete Ada's key; an unknown key is 404.
+    client.api("DELETE", &format!("/account/keys/{ed25519_id}"), "bob-key", None).assert_error(404, "not_found");
+    let unknown = client.api("DELETE", "/account/keys/01234567-89ab-cdef-0123-456789abcdef", KEY, None);
+    unknown.assert_error(404, "not_found");
+    assert_eq!(unknown.json()["message"], "Couldn't find that key.");
+
+    let deleted = client.api("DELETE", &format!("/account/keys/{ed25519_id}"), KEY, None);
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    assert_eq!(deleted.json(), ed25519);
+    assert_eq!(heroku.keys(ADA).len(), 1);
+    client.api("DELETE", &format!("/account/keys/{ed25519_id}"), KEY, None).assert_error(404, "not_found");
+    client.get(&format!("/account/keys/{ed25519_id}")).assert_error(404, "not_found");
+
+    // By fingerprint, percent-encoded as a path segment (base64 may hold `/` and `+`).
+    let fingerprint = rsa["fingerprint"].as_str().expect("fingerprint").replace('/', "%2F").replace('+', "%2B");
+    let deleted = client.api("DELETE", &format!("/account/keys/{fingerprint}"), KEY, None);
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    assert_eq!(deleted.json()["id"], rsa["id"]);
+    assert!(heroku.keys(ADA).is_empty());
+    assert!(client.get("/account/keys").json().as_array().is_some_and(Vec::is_empty));
+    // A deleted key can be added again.
+    assert_eq!(client.api("POST", "/account/keys", KEY, Some(json!({"public_key": ED25519}))).status, 201);
+    if let Err(errors) = schema::check_all(&heroku.requests()) {
+        panic!("key deletion breaks the schema: {errors:#?}");
+    }
+}
+
 /// What a deploy observed.
 struct Deploy {
     build_statuses: Vec<String>,
@@ -568,6 +603,256 @@ fn releases_without_a_release_phase_have_no_stream() {
     assert_eq!(deploy.release_statuses, ["succeeded"]);
     assert_eq!(deploy.release.expect("release")["output_stream_url"], Value::Null);
     assert!(deploy.release_output.is_none());
+}
+
+/// Ada's `hello-app` with v1 and v3 succeeded and v2 failed (its release phase failed).
+fn start_with_releases() -> FakeHeroku {
+    let release = |status| SeedRelease { app: "hello-app".into(), status, ..SeedRelease::default() };
+    let mut seed = seed();
+    seed.accounts[0].releases =
+        vec![release(FinalStatus::Succeeded), release(FinalStatus::Failed), release(FinalStatus::Succeeded)];
+    FakeHeroku::start(seed).expect("the fake starts")
+}
+
+fn versions(list: &Value) -> Vec<u64> {
+    list.as_array().into_iter().flatten().filter_map(|r| r["version"].as_u64()).collect()
+}
+
+#[test]
+fn seeded_releases_are_listed_by_version_and_the_newest_succeeded_is_current() {
+    let heroku = start_with_releases();
+    let client = Client::new(&heroku);
+    let listed = client.get("/apps/hello-app/releases");
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    assert_eq!(listed.header("accept-ranges"), Some("version, id"));
+    assert_eq!(listed.header("content-range"), Some("version 1..3; max=200"));
+    let releases = listed.json();
+    assert_eq!(versions(&releases), [1, 2, 3]);
+    let statuses: Vec<&str> = releases.as_array().into_iter().flatten().filter_map(|r| r["status"].as_str()).collect();
+    assert_eq!(statuses, ["succeeded", "failed", "succeeded"]);
+    let current: Vec<bool> = releases.as_array().into_iter().flatten().filter_map(|r| r["current"].as_bool()).collect();
+    assert_eq!(current, [false, false, true]);
+    let v1 = &releases[0];
+    assert!(v1["description"].as_str().is_some_and(|d| d.starts_with("Deploy ") && d.len() == 15), "{v1}");
+    assert!(v1["slug"]["id"].is_string());
+    assert_eq!(v1["output_stream_url"], Value::Null);
+    assert_eq!(v1["eligible_for_rollback"], true);
+    assert_eq!(releases[1]["eligible_for_rollback"], false);
+    assert_eq!(v1["user"]["email"], ADA);
+    assert_eq!(v1["app"]["name"], "hello-app");
+    assert_eq!(heroku.releases("hello-app"), releases.as_array().cloned().unwrap_or_default());
+
+    // Info by id, by version and by `vN`; unknown versions and other apps' releases are 404.
+    let id = v1["id"].as_str().expect("id");
+    for identity in [id, "1", "v1"] {
+        let info = client.get(&format!("/apps/hello-app/releases/{identity}"));
+        assert_eq!((info.status, info.json()["version"].as_u64()), (200, Some(1)), "{identity}");
+    }
+    client.get("/apps/hello-app/releases/4").assert_error(404, "not_found");
+    client.get(&format!("/apps/other/releases/{id}")).assert_error(404, "not_found");
+    assert!(client.get("/apps/other/releases").json().as_array().is_some_and(Vec::is_empty));
+    client.get("/apps/bobs-app/releases").assert_error(404, "not_found");
+
+    // The current release's dynos are up at once; the app says when it was released.
+    let dynos = client.get("/apps/hello-app/dynos").json();
+    assert_eq!((dynos[0]["name"].as_str(), dynos[0]["state"].as_str()), (Some("web.1"), Some("up")));
+    assert_eq!(dynos[0]["release"]["version"], 3);
+    assert!(client.get("/apps/hello-app").json()["released_at"].is_string());
+}
+
+#[test]
+fn releases_are_paged_by_version_numerically_newest_first_as_the_cli_asks() {
+    let release = SeedRelease { app: "hello-app".into(), ..SeedRelease::default() };
+    let mut seed = seed();
+    seed.accounts[0].releases = vec![release; 12];
+    let heroku = FakeHeroku::start(seed).expect("starts");
+    let client = Client::new(&heroku);
+    let first =
+        client.api_with("GET", "/apps/hello-app/releases", KEY, None, &[("Range", "version ..; max=10, order=desc")]);
+    assert_eq!(first.status, 206);
+    assert_eq!(versions(&first.json()), [12, 11, 10, 9, 8, 7, 6, 5, 4, 3]);
+    assert_eq!(first.header("next-range"), Some("version ]3..; max=10, order=desc"));
+    let next = first.header("next-range").expect("next-range").to_string();
+    let second = client.api_with("GET", "/apps/hello-app/releases", KEY, None, &[("Range", &next)]);
+    assert_eq!((second.status, versions(&second.json())), (200, vec![2, 1]));
+    let bounded = client.api_with("GET", "/apps/hello-app/releases", KEY, None, &[("Range", "version 9..10")]);
+    assert_eq!(versions(&bounded.json()), [9, 10]);
+    let by_id = client.api_with("GET", "/apps/hello-app/releases", KEY, None, &[("Range", "id ..; max=3")]);
+    assert_eq!((by_id.status, by_id.json().as_array().map(Vec::len)), (206, Some(3)));
+}
+
+#[test]
+fn a_rollback_makes_a_new_current_release_with_the_old_slug() {
+    let heroku = start_with_releases();
+    let client = Client::new(&heroku);
+    let v1 = client.get("/apps/hello-app/releases/1").json();
+    let v1_id = v1["id"].as_str().expect("id").to_string();
+    // Let v3's dynos come up, so that the rollback's new dynos can be told from them.
+    assert_eq!(client.get("/apps/hello-app/dynos").json()[0]["release"]["version"], 3);
+
+    let rolled = client.api_with(
+        "POST",
+        "/apps/hello-app/releases",
+        KEY,
+        Some(json!({"release": v1_id})),
+        &[("Accept", "application/vnd.heroku+json; version=3.sdk")],
+    );
+    assert_eq!(rolled.status, 201, "{}", rolled.text());
+    let v4 = rolled.json();
+    assert_eq!(v4["version"], 4);
+    assert_eq!(v4["description"], "Rollback to v1");
+    assert_eq!(v4["status"], "succeeded");
+    assert_eq!(v4["current"], true);
+    assert_eq!(v4["slug"], v1["slug"]);
+    assert_eq!(v4["output_stream_url"], Value::Null, "v1 had no release phase");
+    let releases = client.get("/apps/hello-app/releases").json();
+    assert_eq!(versions(&releases), [1, 2, 3, 4]);
+    assert_eq!(releases[2]["current"], false);
+    assert_eq!(
+        heroku.rollbacks(),
+        [RollbackRecord {
+            app: "hello-app".into(),
+            to_id: v1_id.clone(),
+            to_version: 1,
+            release_id: v4["id"].as_str().expect("id").into(),
+            version: 4,
+        }]
+    );
+
+    // The new release's web.1 starts, then is up.
+    let states: Vec<(u64, String)> = (0..2)
+        .map(|_| {
+            let dyno = client.get("/apps/hello-app/dynos").json()[0].clone();
+            (dyno["release"]["version"].as_u64().unwrap_or(0), dyno["state"].as_str().unwrap_or("").to_string())
+        })
+        .collect();
+    assert_eq!(states, [(4, "starting".to_string()), (4, "up".to_string())]);
+
+    // Unknown, failed and malformed targets; a version is accepted too.
+    let unknown = client.api(
+        "POST",
+        "/apps/hello-app/releases",
+        KEY,
+        Some(json!({"release": "01234567-89ab-cdef-0123-456789abcdef"})),
+    );
+    unknown.assert_error(404, "not_found");
+    client
+        .api("POST", "/apps/hello-app/releases", KEY, Some(json!({"release": "2"})))
+        .assert_error(422, "invalid_params");
+    client
+        .api("POST", "/apps/hello-app/releases", KEY, Some(json!({"release": true})))
+        .assert_error(422, "invalid_params");
+    client.api("POST", "/apps/hello-app/releases", KEY, Some(json!({}))).assert_error(422, "invalid_params");
+    client.api("POST", "/apps/bobs-app/releases", KEY, Some(json!({"release": v1_id}))).assert_error(404, "not_found");
+    let v5 = client.api("POST", "/apps/hello-app/releases", KEY, Some(json!({"release": 3})));
+    assert_eq!((v5.status, v5.json()["description"].as_str()), (201, Some("Rollback to v3")));
+    assert_eq!(heroku.rollbacks().len(), 2);
+
+    // A scripted rollback: its release phase fails, and it is not current.
+    heroku.script(Script {
+        next_rollback: Some(ReleaseScript { status: FinalStatus::Failed, ..ReleaseScript::default() }),
+        ..Script::default()
+    });
+    let v6 = client.api("POST", "/apps/hello-app/releases", KEY, Some(json!({"release": v1_id}))).json();
+    assert_eq!((v6["version"].as_u64(), v6["status"].as_str()), (Some(6), Some("pending")));
+    let stream = v6["output_stream_url"].as_str().expect("a release phase").to_string();
+    let polled: Vec<String> = (0..2)
+        .map(|_| client.get("/apps/hello-app/releases/6").json()["status"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(polled, ["pending", "failed"]);
+    assert!(client.send("GET", &stream, &[], None).text().contains("Migrating database... failed"));
+    let current: Vec<u64> = client
+        .get("/apps/hello-app/releases")
+        .json()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["current"] == true)
+        .filter_map(|r| r["version"].as_u64())
+        .collect();
+    assert_eq!(current, [5]);
+
+    let api: Vec<_> = heroku.requests().into_iter().filter(|r| r.status < 400).collect();
+    if let Err(errors) = schema::check_all(&api) {
+        panic!("rollbacks break the schema: {errors:#?}");
+    }
+    let missing = heroku.requests().into_iter().find(|r| r.body == Some(json!({}))).expect("the empty rollback");
+    assert!(schema::check(&missing).is_err());
+}
+
+#[test]
+fn a_release_made_by_a_build_is_listed_once_the_build_has_succeeded() {
+    let heroku = start();
+    let client = Client::new(&heroku);
+    let source = client.api("POST", "/sources", KEY, None).json();
+    let put_url = source["source_blob"]["put_url"].as_str().expect("put_url");
+    let get_url = source["source_blob"]["get_url"].as_str().expect("get_url");
+    client.send("PUT", put_url, &[], Some(b"tarball".to_vec()));
+    let build =
+        client.api("POST", "/apps/hello-app/builds", KEY, Some(json!({"source_blob": {"url": get_url}}))).json();
+    assert!(client.get("/apps/hello-app/releases").json().as_array().is_some_and(Vec::is_empty));
+    client.get("/apps/hello-app/releases/1").assert_error(404, "not_found");
+    let path = format!("/apps/hello-app/builds/{}", build["id"].as_str().expect("id"));
+    while client.get(&path).json()["status"] == "pending" {}
+    assert_eq!(versions(&client.get("/apps/hello-app/releases").json()), [1]);
+}
+
+#[test]
+fn seeding_a_release_of_someone_elses_app_is_refused() {
+    let mut seed = seed();
+    seed.accounts[1].releases = vec![SeedRelease { app: "hello-app".into(), ..SeedRelease::default() }];
+    assert!(FakeHeroku::start(seed).is_err());
+    let heroku = start();
+    let more = Seed {
+        accounts: vec![SeedAccount {
+            releases: vec![SeedRelease {
+                app: "hello-app".into(),
+                dynos: vec![DynoScript { name: "worker.1".into(), state: "crashed".into(), polls_starting: 0 }],
+                ..SeedRelease::default()
+            }],
+            ..account(ADA, KEY)
+        }],
+    };
+    heroku.seed(&more).expect("Ada's own app");
+    let client = Client::new(&heroku);
+    assert_eq!(client.get("/apps/hello-app/dynos").json()[0]["state"], "crashed");
+}
+
+#[test]
+fn with_local_web_urls_the_fake_serves_each_app_with_scripted_statuses() {
+    let heroku = FakeHeroku::start_with(seed(), ServeOptions { local_web_urls: true, ..ServeOptions::default() })
+        .expect("starts");
+    let client = Client::new(&heroku);
+    let web_url = client.get("/apps/hello-app").json()["web_url"].as_str().expect("web_url").to_string();
+    assert_eq!(web_url, format!("{}/__app/hello-app/", heroku.url()));
+    // The build output names the same URL.
+    let deploy = deploy(&heroku, &client, b"tarball");
+    assert!(deploy.build_output.contains(&format!("       {web_url} deployed to Heroku\n")), "{}", deploy.build_output);
+
+    heroku.script(Script { web: vec![503, 502], ..Script::default() });
+    let statuses: Vec<u16> = ["", "health", "a/b?x=1", ""]
+        .iter()
+        .map(|path| client.send("GET", &format!("{web_url}{path}"), &[], None).status)
+        .collect();
+    assert_eq!(statuses, [503, 502, 200, 200]);
+    let up = client.send("GET", &web_url, &[], None);
+    assert_eq!(
+        (up.header("content-type"), up.text().as_str()),
+        (Some("text/plain; charset=utf-8"), "hello-app is up\n")
+    );
+    assert_eq!(client.send("GET", &format!("{}/__app/no-such-app/", heroku.url()), &[], None).status, 404);
+    let web: Vec<(String, u16)> =
+        heroku.requests().into_iter().filter(|r| r.kind == RequestKind::Web).map(|r| (r.path, r.status)).collect();
+    assert_eq!(web[0], ("/__app/hello-app/".to_string(), 503));
+    assert_eq!(web[2], ("/__app/hello-app/a/b".to_string(), 200));
+    assert_eq!(web.len(), 6);
+    assert!(schema::check_all(&heroku.requests()).is_ok());
+
+    // Statuses outside 100..=599 are refused; without the option web_url is Heroku's.
+    let bad = client.send("POST", "/__fake/script", &[], Some(br#"{"web": [99]}"#.to_vec()));
+    assert_eq!(bad.status, 422, "{}", bad.text());
+    let plain = start();
+    assert_eq!(Client::new(&plain).get("/apps/hello-app").json()["web_url"], "https://hello-app.herokuapp.com/");
 }
 
 #[test]
