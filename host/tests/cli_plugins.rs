@@ -20,7 +20,7 @@ fn list_shows_the_builtin_heroku_plugin() {
     let list: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(list[0]["name"], "heroku");
     assert_eq!(list[0]["builtin"], true);
-    assert_eq!(list[0]["contract"], "0.2.0");
+    assert_eq!(list[0]["contract"], "0.3.0");
     assert_eq!(list[1]["name"], "git-ssh");
     assert_eq!(list[1]["builtin"], true);
 }
@@ -106,7 +106,7 @@ fn malformed_plugin_files_get_one_clear_line() {
         ("truncated.wasm", "is not a valid component"),
         ("corrupt.wasm", "is not a valid component"),
         ("missing.wasm", "cannot be read: No such file"),
-        (plugin("wrong-contract"), "targets pier:deploy@0.9.0, but this pier supports pier:deploy ^0.2 or ^0.1"),
+        (plugin("wrong-contract"), "targets pier:deploy@0.9.0, but this pier supports pier:deploy ^0.3, ^0.2 or ^0.1"),
         (plugin("no-method"), "does not export pier:deploy/method (it exports: acme:cloud/greeter@1.0.0)"),
         (plugin("extra-import"), "imports `acme:cloud/magic@1.0.0`, which this pier does not provide"),
     ];
@@ -211,6 +211,7 @@ fn every_test_plugin_is_covered_by_a_test() {
         "secret-policy",
         "sloppy-form",
         "stateful",
+        "streams",
         "swallows-failure",
         "wrong-contract",
     ];

@@ -7,20 +7,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{API_KEY, Project, fifo, run};
+use common::{API_KEY, Project, dyno, fifo, json, release_with, run, timeline};
 use fake_heroku::{BuildScript, DynoScript, FailRule, FinalStatus, ReleaseScript, RequestKind, Script};
 
 measure_trampoline!();
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-/// The timeline as JSON.
-fn timeline(project: &Project) -> serde_json::Value {
-    let (out, _) = run(project.pier().args(["timeline", "--json"]), 0);
-    json(&out)
-}
 
 fn failed_build(status: FinalStatus, release: Option<ReleaseScript>, output: &[&str]) -> Script {
     Script {
@@ -304,23 +294,34 @@ fn stand_in_heroku(dir: &Path, code: i32) -> std::ffi::OsString {
 #[test]
 fn heroku_run_gets_exit_code_and_its_failure_fails_the_deploy() {
     let (project, _) = Project::with_app();
-    project.commands(&["heroku run rake db:migrate", "heroku run -x -- rake seed", "heroku ps"]);
+    // Forms Pier does not run itself (see `one_off.rs` for those it does) go through the CLI.
+    project.commands(&[
+        "heroku run --remote production rake db:migrate",
+        "heroku run -x -- rake seed; true",
+        "heroku ps",
+    ]);
     let path = stand_in_heroku(project.dir(), 0);
     let (_, err) = run(project.pier().args(["deploy", "prod"]).env("PATH", &path), 0);
     let args = std::fs::read_to_string(project.dir().join("heroku-args.txt")).unwrap();
-    assert_eq!(args, "run --exit-code rake db:migrate\nrun -x -- rake seed\nps\n");
+    assert_eq!(args, "run --exit-code --remote production rake db:migrate\nrun -x -- rake seed\nps\n");
     assert_eq!(err.matches("added `--exit-code` to `heroku run`").count(), 1, "said once: {err}");
+    assert!(err.contains("command 1 runs as written: Pier does not run `heroku run` with `--remote` itself"), "{err}");
+    assert!(project.fake.runs().is_empty(), "no one-off dyno of Pier's own");
 
     // The dyno's failure, passed through by --exit-code, fails the deploy.
     let path = stand_in_heroku(project.dir(), 7);
     let (_, err) = run(project.pier().args(["deploy", "prod"]).env("PATH", &path), 1);
-    assert!(err.contains("command 1 of 3 (`heroku run --exit-code rake db:migrate`) exited with 7"), "{err}");
+    assert!(
+        err.contains("command 1 of 3 (`heroku run --exit-code --remote production rake db:migrate`) exited with 7"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_missing_heroku_cli_is_named_before_anything_deploys() {
     let (project, _) = Project::with_app();
-    project.commands(&["heroku run rake db:migrate"]);
+    // `heroku run` alone needs no CLI (`one_off.rs`); other subcommands do.
+    project.commands(&["heroku ps:scale web=1"]);
     let before = project.fake.requests().len();
     // A PATH of only what this deploy needs, so a Heroku CLI installed on the machine
     // (in /usr/bin, say) is not found.
@@ -934,17 +935,6 @@ fn a_server_set_up_without_heroku_host_stores_no_endpoint() {
 }
 
 /// A release whose dynos are `dynos`.
-fn release_with(dynos: Vec<DynoScript>) -> Script {
-    Script {
-        next_build: Some(BuildScript { release: ReleaseScript { dynos, ..Default::default() }, ..Default::default() }),
-        ..Default::default()
-    }
-}
-
-fn dyno(name: &str, state: &str, polls_starting: u32) -> DynoScript {
-    DynoScript { name: name.into(), state: state.into(), polls_starting }
-}
-
 fn dyno_lists(project: &Project) -> usize {
     project.fake.requests().iter().filter(|r| r.method == "GET" && r.path == "/apps/hello-app/dynos").count()
 }

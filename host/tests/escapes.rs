@@ -606,7 +606,7 @@ fn a_legacy_plugin_cannot_run_programs() {
         .unwrap_or_else(|| panic!("no result: {out}"));
     let summary = result["data"]["summary"].as_str().unwrap_or_default();
     assert!(summary.starts_with("denied:"), "{summary}");
-    assert!(summary.contains("0.2.0"), "the denial says what to rebuild against: {summary}");
+    assert!(summary.contains("0.3.0"), "the denial says what to rebuild against: {summary}");
 }
 
 #[test]

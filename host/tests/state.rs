@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::postgres::Postgres;
-use common::{Project, run};
+use common::{Project, json, run, timeline};
 
 /// One PostgreSQL server for the file's tests; each test gets a database of its own.
 fn server() -> &'static Postgres {
@@ -37,14 +37,6 @@ fn project(backend: Backend, runner: &str) -> Project {
         project.env.push(("PIER_DATABASE_URL".into(), server().database(&name)));
     }
     project
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-fn timeline(project: &Project) -> serde_json::Value {
-    json(&run(project.pier().args(["timeline", "--json"]), 0).0)
 }
 
 fn release(fifo: &std::path::Path) {

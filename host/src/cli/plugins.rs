@@ -87,8 +87,11 @@ pub struct PermissionsView {
     pub programs: Vec<ProgramView>,
     /// Where each secret may go, one line each.
     pub secrets: Vec<String>,
-    /// What deploy commands get: variables, then rules, then tools, one line each.
+    /// What deploy commands get: variables, then rules, then tools, then the commands the
+    /// method runs itself, one line each.
     pub commands: Vec<String>,
+    /// Where the plugin may open TLS streams, one line each.
+    pub streams: Vec<String>,
     /// Whether programs the plugin runs are confined on this machine, one line.
     pub confinement: String,
 }
@@ -202,6 +205,7 @@ impl PluginView {
                 programs: description.permissions.programs.iter().map(|p| program_view(p, file)).collect(),
                 secrets: secret_lines(description),
                 commands: command_lines(description),
+                streams: stream_lines(description),
                 confinement: crate::caps::confine::status().to_string(),
             },
         }
@@ -275,7 +279,32 @@ fn command_lines(d: &Description) -> Vec<String> {
     for tool in &c.tools {
         lines.push(format!("needs `{}` on PATH when a command runs it ({})", tool.program, tool.install_hint));
     }
+    for native in &c.native {
+        let flags: Vec<String> = native.options.iter().map(|f| f.names.join("/")).collect();
+        lines.push(format!(
+            "runs commands beginning `{}` itself (its `run` export), when their flags are among: {}",
+            native.prefix.join(" "),
+            if flags.is_empty() { "none".to_string() } else { flags.join(", ") }
+        ));
+    }
     lines
+}
+
+fn stream_lines(d: &Description) -> Vec<String> {
+    d.permissions
+        .streams
+        .iter()
+        .map(|g| {
+            let host = match g.host.strip_prefix("endpoint:") {
+                Some(id) => format!("the host of endpoint `{id}`"),
+                None => format!("`{}`", g.host),
+            };
+            let port = g.port.map_or("any port".to_string(), |p| format!("port {p}"));
+            let handed = g.port.is_none() || g.host.starts_with("*.");
+            let only = if handed { ", only where a response from its endpoints named the address" } else { "" };
+            format!("TLS to {host}, {port}{only}")
+        })
+        .collect()
 }
 
 /// Loads `spec`: a built-in name always means the built-in; anything that looks like a
@@ -409,6 +438,12 @@ pub fn print_view(v: &PluginView, out: &mut Output) -> std::io::Result<()> {
     if !v.permissions.commands.is_empty() {
         out.line("  deploy commands:")?;
         for line in &v.permissions.commands {
+            out.line(format!("    {line}"))?;
+        }
+    }
+    if !v.permissions.streams.is_empty() {
+        out.line("  streams:")?;
+        for line in &v.permissions.streams {
             out.line(format!("    {line}"))?;
         }
     }

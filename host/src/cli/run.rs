@@ -162,13 +162,7 @@ pub async fn run(args: RunArgs, globals: &Globals) -> Result<Exit, CliError> {
     let server = project.server(&args.server)?.clone();
     let call = ServerCall::open(&project, &server, globals).await?;
     let tty = !args.no_tty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let request = RunRequest {
-        command: args.command,
-        env,
-        size: args.size,
-        process_type: args.process_type,
-        tty,
-    };
+    let request = RunRequest { command: args.command, env, size: args.size, process_type: args.process_type, tty };
     let (env, ctx, settings) = call.env(Arc::new(Terminal))?;
     let env = env.with_input();
     let _raw = if tty { RawMode::enter() } else { None };

@@ -15,14 +15,14 @@ const FILES: &[(&str, &str)] = &[
     ("pier-plugin-sdk/src/lib.rs", include_str!("../../../plugins/sdk/src/lib.rs")),
     ("pier-plugin-sdk/src/api.rs", include_str!("../../../plugins/sdk/src/api.rs")),
     ("pier-plugin-sdk/src/log.rs", include_str!("../../../plugins/sdk/src/log.rs")),
-    ("pier-plugin-sdk/wit/types.wit", include_str!("../../../wit/0.2.0/types.wit")),
-    ("pier-plugin-sdk/wit/method.wit", include_str!("../../../wit/0.2.0/method.wit")),
-    ("pier-plugin-sdk/wit/capabilities.wit", include_str!("../../../wit/0.2.0/capabilities.wit")),
-    ("pier-plugin-sdk/wit/world.wit", include_str!("../../../wit/0.2.0/world.wit")),
+    ("pier-plugin-sdk/wit/types.wit", include_str!("../../../wit/0.3.0/types.wit")),
+    ("pier-plugin-sdk/wit/method.wit", include_str!("../../../wit/0.3.0/method.wit")),
+    ("pier-plugin-sdk/wit/capabilities.wit", include_str!("../../../wit/0.3.0/capabilities.wit")),
+    ("pier-plugin-sdk/wit/world.wit", include_str!("../../../wit/0.3.0/world.wit")),
 ];
 
 /// Where `plugins/sdk/src/lib.rs` reads the contract from in this repository ...
-const SDK_WIT_PATH: &str = r#"path: "../../wit/0.2.0""#;
+const SDK_WIT_PATH: &str = r#"path: "../../wit/0.3.0""#;
 /// ... and where the vendored SDK reads it from in a new project (`pier-plugin-sdk/wit`).
 const VENDORED_WIT_PATH: &str = r#"path: "wit""#;
 
@@ -89,7 +89,7 @@ mod tests {
         assert!(sdk.contains(VENDORED_WIT_PATH), "{sdk}");
         assert!(!sdk.contains("../../wit"), "{sdk}");
         let world = std::fs::read_to_string(dir.path().join("pier-plugin-sdk/wit/world.wit")).unwrap();
-        assert!(world.contains("package pier:deploy@0.2.0;"), "{world}");
+        assert!(world.contains("package pier:deploy@0.3.0;"), "{world}");
         let lib = std::fs::read_to_string(dir.path().join("src/lib.rs")).unwrap();
         assert!(lib.contains(r#"name: "acme".into()"#));
         assert!(!lib.contains("{{"));

@@ -16,8 +16,9 @@ use super::{Contract, Plugin, PluginFile, Pre, Runtime, SUPPORTED_CONTRACTS, bin
 /// The export every plugin must have, without its version.
 pub const METHOD_EXPORT: &str = "pier:deploy/method";
 
-/// Interfaces of `pier:deploy` a plugin may import.
-pub const HOST_INTERFACES: &[&str] = &["types", "events", "secrets", "http", "keys", "exec", "workspace"];
+/// Interfaces of `pier:deploy` a plugin may import (`tls` only from 0.3.0 on: an older
+/// version that named it would fail to link, which says so).
+pub const HOST_INTERFACES: &[&str] = &["types", "events", "secrets", "http", "keys", "exec", "workspace", "tls"];
 
 /// What is wrong with a plugin file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +83,7 @@ impl fmt::Display for LoadError {
             ),
             LoadErrorKind::UnsupportedContract { found } => write!(
                 f,
-                "plugin {origin} targets pier:deploy@{found}, but this pier supports pier:deploy {SUPPORTED_CONTRACTS} (0.2.x and 0.1.x)"
+                "plugin {origin} targets pier:deploy@{found}, but this pier supports pier:deploy {SUPPORTED_CONTRACTS} (0.3.x, 0.2.x and 0.1.x)"
             ),
             LoadErrorKind::MissingExport { exports } => write!(
                 f,
@@ -328,7 +329,9 @@ mod tests {
         assert!(supported(Some("0.1.0")));
         assert!(supported(Some("0.1.7")));
         assert!(supported(Some("0.2.0")));
-        assert!(!supported(Some("0.3.0")));
+        assert!(supported(Some("0.3.0")));
+        assert!(supported(Some("0.3.2")));
+        assert!(!supported(Some("0.4.0")));
         assert!(!supported(Some("1.0.0")));
         assert!(!supported(None));
     }

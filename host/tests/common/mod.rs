@@ -322,6 +322,32 @@ impl Project {
     }
 }
 
+/// `text` parsed as JSON, or a panic showing it.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The project's timeline as JSON, newest first.
+pub fn timeline(project: &Project) -> serde_json::Value {
+    json(&run(project.pier().args(["timeline", "--json"]), 0).0)
+}
+
+/// A script whose next build's release runs `dynos`.
+pub fn release_with(dynos: Vec<fake_heroku::DynoScript>) -> fake_heroku::Script {
+    fake_heroku::Script {
+        next_build: Some(fake_heroku::BuildScript {
+            release: fake_heroku::ReleaseScript { dynos, ..Default::default() },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A dyno `name` that is `state` after `polls_starting` dyno lists showing it starting.
+pub fn dyno(name: &str, state: &str, polls_starting: u32) -> fake_heroku::DynoScript {
+    fake_heroku::DynoScript { name: name.into(), state: state.into(), polls_starting }
+}
+
 /// Runs git in `dir`, panicking on failure.
 pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git")
@@ -340,11 +366,38 @@ impl Project {
     /// `prod` (manual) set up for hello-app. Returns the commit.
     pub fn with_app() -> (Project, String) {
         let project = Project::new();
-        let dir = project.dir();
+        let commit = project.app();
+        (project, commit)
+    }
+
+    /// Makes the project a git checkout of a small app, with one Heroku server `prod`
+    /// (manual) set up for hello-app. Returns the commit.
+    pub fn app(&self) -> String {
+        let dir = self.dir();
         std::fs::write(dir.join("Procfile"), "web: python app.py\nrelease: python migrate.py\n").unwrap();
         let commit = commit_app(dir);
-        run(&mut project.add("Prod", &["--strategy", "manual", "--set", "app=hello-app"]), 0);
-        (project, commit)
+        run(&mut self.add("Prod", &["--strategy", "manual", "--set", "app=hello-app"]), 0);
+        commit
+    }
+
+    /// A project with Ada's account whose hello-app has one release (v1) live, and whose
+    /// fake Heroku also serves one-off dynos' rendezvous over TLS, with a certificate of a
+    /// test CA that `pier` trusts through `SSL_CERT_FILE` (the files are in the project's
+    /// `.config/`, which the app's checkout ignores).
+    pub fn with_rendezvous() -> Project {
+        let home = tempdir();
+        let certs = home.path().join(".config/certs");
+        std::fs::create_dir_all(&certs).unwrap();
+        postgres::certificates(&certs);
+        let mut account = ada();
+        account.releases = vec![fake_heroku::SeedRelease { app: "hello-app".into(), ..Default::default() }];
+        let tls = fake_heroku::TlsFiles { cert: certs.join("server.crt"), key: certs.join("server.key") };
+        let options = fake_heroku::ServeOptions { tls: Some(tls), ..Default::default() };
+        let fake = fake_heroku::FakeHeroku::start_with(seed(vec![account]), options).expect("start fake Heroku");
+        let ca = certs.join("ca.crt").to_string_lossy().into_owned();
+        let project = Project { home, fake, env: vec![("SSL_CERT_FILE".into(), ca)] };
+        run(project.pier().arg("init"), 0);
+        project
     }
 
     /// Sets the deploy commands of `prod`.
@@ -416,7 +469,10 @@ pub fn only_programs(dir: &std::path::Path, programs: &[&str]) -> std::ffi::OsSt
             .map(|d| d.join(program))
             .find(|p| p.is_file())
             .unwrap_or_else(|| panic!("`{program}` is not on PATH"));
-        std::os::unix::fs::symlink(&found, bin.join(program)).expect("link the program");
+        let link = bin.join(program);
+        if link.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink(&found, link).expect("link the program");
+        }
     }
     bin.into_os_string()
 }

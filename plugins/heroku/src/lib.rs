@@ -158,7 +158,6 @@ impl Method for Heroku {
                 // One-off dynos' rendezvous: on the API's own host (a test fake) or a
                 // Heroku host, only where the API's answer pointed.
                 streams: vec![StreamGrant::endpoint("api"), StreamGrant::host("*.heroku.com", None)],
-                ..Permissions::none()
             },
         }
     }

@@ -42,12 +42,9 @@ pub fn target(releases: &[Release], named: Option<&str>, before: Option<u64>) ->
     }
     let current = before.or_else(|| releases.iter().rev().find(|r| r.current).map(|r| r.version));
     let current = current.or_else(|| releases.last().map(|r| r.version)).unwrap_or(0);
-    releases
-        .iter()
-        .rev()
-        .find(|r| r.version < current && r.status == "succeeded")
-        .cloned()
-        .ok_or_else(|| MethodError::Provider(format!("the app has no succeeded release before v{current} to roll back to")))
+    releases.iter().rev().find(|r| r.version < current && r.status == "succeeded").cloned().ok_or_else(|| {
+        MethodError::Provider(format!("the app has no succeeded release before v{current} to roll back to"))
+    })
 }
 
 /// Makes `to` live again; returns the new release.

@@ -16,8 +16,8 @@ use pier_plugin_sdk::tls::StreamError;
 use pier_plugin_sdk::*;
 use serde::Deserialize;
 
-use crate::api::{Client, encode, error};
 use crate::APP;
+use crate::api::{Client, encode, error};
 
 /// What the command is followed by, so that its exit status comes back in the output.
 /// The space before `;` keeps process types such as `web` working.
@@ -73,9 +73,9 @@ pub fn run(ctx: &Context, settings: &[Answer], request: &RunRequest) -> Result<i
         if !response.ok() {
             return Err(error(&response, "the one-off dyno"));
         }
-        break response
-            .json()
-            .map_err(|e| MethodError::Provider(format!("Heroku answered the one-off dyno with unexpected JSON: {e}")))?;
+        break response.json().map_err(|e| {
+            MethodError::Provider(format!("Heroku answered the one-off dyno with unexpected JSON: {e}"))
+        })?;
     };
     let attach = dyno
         .attach_url
@@ -118,7 +118,8 @@ pub fn run(ctx: &Context, settings: &[Answer], request: &RunRequest) -> Result<i
 
 /// `rendezvous://HOST:PORT/SECRET` taken apart.
 fn rendezvous(url: &str) -> Result<(String, u16, String), MethodError> {
-    let bad = || MethodError::Provider(format!("Heroku gave an attach URL that is not rendezvous://HOST:PORT/SECRET: {url}"));
+    let bad =
+        || MethodError::Provider(format!("Heroku gave an attach URL that is not rendezvous://HOST:PORT/SECRET: {url}"));
     let rest = url.strip_prefix("rendezvous://").ok_or_else(bad)?;
     let (authority, secret) = rest.split_once('/').ok_or_else(bad)?;
     let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
@@ -169,12 +170,12 @@ impl Output {
             if let Some(at) = text.find(MARKER) {
                 let before = &text[..at];
                 if !before.is_empty() {
-                    events::output(before);
+                    events::output(&format!("{before}\n"));
                 }
                 let status = text[at + MARKER.len()..].trim();
                 return Some(status.parse().unwrap_or(-1));
             }
-            events::output(text);
+            events::output(&format!("{text}\n"));
         }
         None
     }
@@ -183,7 +184,7 @@ impl Output {
     pub fn finish(&mut self) {
         if !self.pending.is_empty() {
             let text = String::from_utf8_lossy(&self.pending).into_owned();
-            events::output(text.trim_end_matches('\r'));
+            events::output(&format!("{}\n", text.trim_end_matches('\r')));
             self.pending.clear();
         }
     }
