@@ -64,19 +64,27 @@ export HEROKU_HOST="$url" HEROKU_API_KEY="$key" SSL_CERT_FILE="$work/ca.crt"
 export XDG_CONFIG_HOME="$work/config" PIER_CACHE_DIR="$work/cache" NO_COLOR=1
 mkdir "$work/project"
 cd "$work/project"
-"$pier" init > /dev/null
-"$pier" server add --method heroku --name Prod --set app=hello-app --set register_ssh_key=false \
-    --secret api_key=env:HEROKU_API_KEY > /dev/null
+"$pier" init > /dev/null 2>&1
+"$pier" server add --method heroku --name Prod --strategy manual --set app=hello-app --set register_ssh_key=false \
+    --secret api_key=env:HEROKU_API_KEY > /dev/null 2>&1
+
+# A pipe that this script holds open for writing, so it never ends while we run.
+mkfifo "$work/input"
+exec 7<> "$work/input"
 
 script='{"runs": [{"command": "bin/report", "output": ["migrating", "done"], "status": 3}]}'
 # Runs "$@" once with the fake scripted; prints "SECONDS KB EXIT".
 measure() {
     "$fake" script --url "$url" "$script" > /dev/null
     set +e
-    /usr/bin/time -f "%e %M" -o "$work/time" "$@" > "$work/out" 2> "$work/err"
+    # Standard input stays open (a pipe nothing writes to): the Heroku CLI, given an input
+    # that has ended, writes an EOT to a dyno that may have ended already and fails with
+    # EPIPE (exit 1) when the dyno is as quick as the fake's.
+    /usr/bin/time -f "%e %M" -o "$work/time" "$@" > "$work/out" 2> "$work/err" < "$work/input"
     local code=$?
     set -e
-    echo "$(cat "$work/time") $code"
+    # GNU time adds a line before the figures when the command exits non-zero.
+    echo "$(tail -1 "$work/time") $code"
 }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 report() {

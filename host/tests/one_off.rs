@@ -180,6 +180,28 @@ fn a_failed_health_check_rolls_back_when_the_server_says_so() {
 }
 
 #[test]
+fn a_health_path_must_answer_before_the_deploy_passes() {
+    let project = project();
+    let web = format!("web_url={}/__app/hello-app/", project.fake.url());
+    run(project.pier().args(["server", "edit", "prod", "--set", &web, "--set", "health_path=/health"]), 0);
+    project.fake.script(Script { web: vec![503, 502], ..Default::default() });
+    let (out, _) = run(project.pier().args(["deploy", "prod"]), 0);
+    assert!(out.contains("web.1 up; GET /health answered 200"), "{out}");
+    let checks = project.fake.requests().into_iter().filter(|r| r.kind == fake_heroku::RequestKind::Web).count();
+    assert_eq!(checks, 3, "asked until it answered");
+
+    // Never healthy within the window: the deploy fails, and rolls back when told to.
+    let settings = ["--set", "health_timeout=1", "--set", "rollback_on_failure=true"];
+    run(project.pier().args(["server", "edit", "prod"]).args(settings), 0);
+    project.fake.script(Script { web: vec![503; 1000], ..Default::default() });
+    let (_, err) = run(project.pier().args(["deploy", "prod"]), 1);
+    assert!(err.contains("/__app/hello-app/health did not pass within 1 s: last answer HTTP 503"), "{err}");
+    assert!(err.contains("rolled back to v2 (now v4)"), "{err}");
+    let (_, err) = run(project.pier().args(["server", "edit", "prod", "--set", "health_path=health"]), 2);
+    assert!(err.contains("`health` is not a path starting with /"), "{err}");
+}
+
+#[test]
 fn removing_a_server_deregisters_its_ssh_key() {
     let project = project();
     assert_eq!(project.fake.keys(EMAIL).len(), 1, "setup registered one key");

@@ -223,6 +223,10 @@ pub fn deploy(ctx: &Context, settings: &[Answer], build: &BuildInfo) -> Result<D
         true => Ok(String::new()),
         false => wait_for_dynos(&client, &app_path, done.version, timeout).map(|up| format!("; {up}")),
     };
+    let health = match (health, health_path(settings)?) {
+        (Ok(up), Some(path)) => check_url(ctx, path, timeout).map(|answered| format!("{up}; {answered}")),
+        (other, _) => other,
+    };
     let health = match health {
         Ok(health) => health,
         Err(MethodError::DeployFailed(failure)) if flag(settings, crate::ROLLBACK_ON_FAILURE, false)? => {
@@ -248,6 +252,50 @@ fn roll_back_after(client: &Client, app: &str, version: u64, failure: DeployFail
         Err(e) => format!("{}; the automatic rollback failed: {e:?}", failure.reason),
     };
     MethodError::DeployFailed(DeployFailure { reason, tail: failure.tail })
+}
+
+/// The health check path the settings ask for: none, or a path starting with `/`.
+pub fn health_path(settings: &[Answer]) -> Result<Option<&str>, MethodError> {
+    match answer(settings, crate::HEALTH_PATH) {
+        None => Ok(None),
+        Some(path) if path.starts_with('/') && !path.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Ok(Some(path))
+        }
+        Some(path) => Err(invalid(crate::HEALTH_PATH, format!("`{path}` is not a path starting with /"))),
+    }
+}
+
+/// Requests `path` of the app until it answers 2xx or 3xx (redirects are not followed),
+/// for at most `window` (the health timeout): what it answered, or why the deploy fails.
+fn check_url(ctx: &Context, path: &str, window: Duration) -> Result<String, MethodError> {
+    let base = endpoint(ctx, "web").map_err(|_| {
+        invalid(crate::HEALTH_PATH, "the health check needs the app's URL: set web_url (the app has none on Heroku)")
+    })?;
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    log::step(&format!("Checking {url}"));
+    let started = std::time::Instant::now();
+    let mut wait = 0.25;
+    loop {
+        let last = match api::Request::get(&url).timeout_ms(10_000).send() {
+            Ok(response) if (200..400).contains(&response.status()) => {
+                return Ok(format!("GET {path} answered {}", response.status()));
+            }
+            Ok(response) => format!("HTTP {}", response.status()),
+            Err(e) => describe_error(&e),
+        };
+        if started.elapsed() >= window {
+            return Err(MethodError::DeployFailed(DeployFailure {
+                reason: format!(
+                    "the health check of {url} did not pass within {} s: last answer {last}",
+                    window.as_secs()
+                ),
+                tail: vec![],
+            }));
+        }
+        log::info(&format!("{url}: {last}; trying again"));
+        std::thread::sleep(Duration::from_secs_f64(wait).min(window.saturating_sub(started.elapsed())));
+        wait = (wait * 2.0).min(3.0);
+    }
 }
 
 /// The health wait the settings ask for (`health_timeout`, seconds, at most an hour).

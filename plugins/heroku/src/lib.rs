@@ -36,8 +36,10 @@ pub const DEFAULT_HEALTH_TIMEOUT: u32 = 300;
 pub const ROLLBACK_ON_FAILURE: &str = "rollback_on_failure";
 /// The handle of the generated private key.
 pub const SSH_KEY: &str = "ssh_key";
-/// Settings the method stores besides the answers.
+/// Where the app answers: Heroku's `web_url`, filled in by setup unless the user gives it.
 pub const WEB_URL: &str = "web_url";
+/// A path on the app that answers 2xx or 3xx once a release is healthy (`/health`).
+pub const HEALTH_PATH: &str = "health_path";
 /// Where Heroku's API is unless configured otherwise.
 pub const DEFAULT_API: &str = "https://api.heroku.com";
 
@@ -92,6 +94,25 @@ impl Method for Heroku {
                 .with_default(&DEFAULT_HEALTH_TIMEOUT.to_string())
                 .advanced(),
                 Field::new(
+                    HEALTH_PATH,
+                    "Health check path",
+                    "After the new dynos are up, the deploy requests this path of the app's URL until it answers \
+                     2xx or 3xx, within health_timeout (for example /health); empty: no check.",
+                    FieldKind::Text,
+                    false,
+                )
+                .with_example("/health")
+                .advanced(),
+                Field::new(
+                    WEB_URL,
+                    "App URL",
+                    "Where the app answers; setup fills it in from Heroku. The health check requests it.",
+                    FieldKind::Text,
+                    false,
+                )
+                .with_example("https://my-app.herokuapp.com")
+                .advanced(),
+                Field::new(
                     ROLLBACK_ON_FAILURE,
                     "Roll back when the new dynos fail",
                     "When the dynos of a new release crash or are not up in time, make the last good release live \
@@ -103,17 +124,21 @@ impl Method for Heroku {
                 .advanced(),
             ],
             permissions: Permissions {
-                endpoints: vec![Endpoint {
-                    id: "api".into(),
-                    sources: vec![
-                        EndpointSource::Field(API_URL.into()),
-                        EndpointSource::Env(EnvEndpoint {
-                            name: "HEROKU_HOST".into(),
-                            bare_host: "https://api.{}".into(),
-                        }),
-                        EndpointSource::Fixed(DEFAULT_API.into()),
-                    ],
-                }],
+                endpoints: vec![
+                    Endpoint {
+                        id: "api".into(),
+                        sources: vec![
+                            EndpointSource::Field(API_URL.into()),
+                            EndpointSource::Env(EnvEndpoint {
+                                name: "HEROKU_HOST".into(),
+                                bare_host: "https://api.{}".into(),
+                            }),
+                            EndpointSource::Fixed(DEFAULT_API.into()),
+                        ],
+                    },
+                    // The app itself, for the health check: only its own origin.
+                    Endpoint { id: "web".into(), sources: vec![EndpointSource::Field(WEB_URL.into())] },
+                ],
                 // Where Heroku's Build API sends uploads (path-style source-blob URLs on
                 // S3) and output streams. Exact origins only: `*.s3.amazonaws.com` would
                 // reach every bucket on S3.
@@ -181,6 +206,7 @@ impl Method for Heroku {
         flag(&answers, REGISTER_KEY, true)?;
         flag(&answers, ROLLBACK_ON_FAILURE, false)?;
         deploy::health_timeout(&answers)?;
+        deploy::health_path(&answers)?;
         let account = client.account()?;
         let app = client.app(app)?;
         Ok(format!("authenticated as {}; app {} found", account.email, app.name))
@@ -202,8 +228,12 @@ impl Method for Heroku {
         if answer(&answers, ROLLBACK_ON_FAILURE).is_some() {
             settings.push(Answer::new(ROLLBACK_ON_FAILURE, flag(&answers, ROLLBACK_ON_FAILURE, false)?.to_string()));
         }
-        if let Some(web_url) = &app.web_url {
-            settings.push(Answer::new(WEB_URL, web_url.clone()));
+        if let Some(path) = answer(&answers, HEALTH_PATH) {
+            settings.push(Answer::new(HEALTH_PATH, deploy::health_path(&answers)?.unwrap_or(path).to_string()));
+        }
+        // The user's answer, else Heroku's.
+        if let Some(web_url) = answer(&answers, WEB_URL).map(str::to_string).or(app.web_url.clone()) {
+            settings.push(Answer::new(WEB_URL, web_url));
         }
         let mut notes = Vec::new();
         if register {
