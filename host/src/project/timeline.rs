@@ -169,7 +169,9 @@ impl Timeline {
         // A finished deploy's log passes through the journal: do not keep it there too.
         timeline.patiently(|c| c.pragma_update(None, "journal_size_limit", 4 << 20)).map_err(|e| timeline.db(e))?;
         timeline.patiently(|c| c.execute_batch(SCHEMA)).map_err(|e| timeline.db(e))?;
-        timeline.patiently(add_url_column).map_err(|e| timeline.db(e))?;
+        for (name, kind) in ADDED_COLUMNS {
+            timeline.patiently(|c| add_column(c, name, kind)).map_err(|e| timeline.db(e))?;
+        }
         Ok(timeline)
     }
 
@@ -370,11 +372,16 @@ pub struct Ended<'a> {
     pub url: Option<&'a str>,
 }
 
-/// Adds the `url` column to a timeline created before it existed. Two processes may
-/// open an old timeline at once: the one that finds the column already added is done.
-fn add_url_column(conn: &Connection) -> rusqlite::Result<()> {
+/// The columns of `deploys` added after its first release, with their types: a timeline
+/// created before one existed gets it when opened ([`add_column`]).
+const ADDED_COLUMNS: [(&str, &str); 1] = [("url", "TEXT")];
+
+/// Adds column `name` (of type `kind`, both from [`ADDED_COLUMNS`]) to the `deploys` of a
+/// timeline created before it existed. Two processes may open an old timeline at once:
+/// the one that finds the column already added is done.
+fn add_column(conn: &Connection, name: &str, kind: &str) -> rusqlite::Result<()> {
     let has = |conn: &Connection| -> rusqlite::Result<bool> {
-        conn.query_row("SELECT COUNT(*) FROM pragma_table_info('deploys') WHERE name = 'url'", [], |r| {
+        conn.query_row("SELECT COUNT(*) FROM pragma_table_info('deploys') WHERE name = ?1", [name], |r| {
             r.get::<_, i64>(0)
         })
         .map(|n| n > 0)
@@ -382,7 +389,7 @@ fn add_url_column(conn: &Connection) -> rusqlite::Result<()> {
     if has(conn)? {
         return Ok(());
     }
-    match conn.execute_batch("ALTER TABLE deploys ADD COLUMN url TEXT") {
+    match conn.execute_batch(&format!("ALTER TABLE deploys ADD COLUMN {name} {kind}")) {
         Err(_) if has(conn)? => Ok(()),
         other => other,
     }
