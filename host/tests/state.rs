@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::postgres::Postgres;
 use common::{Project, json, run, timeline};
+use pier::project::state::State;
+use pier::project::timeline::{Deploy, Ended, Status, Timeline, new_id};
 
 /// One PostgreSQL server for the file's tests; each test gets a database of its own.
 fn server() -> &'static Postgres {
@@ -41,6 +43,50 @@ fn project(backend: Backend, runner: &str) -> Project {
 
 fn release(fifo: &std::path::Path) {
     std::fs::OpenOptions::new().write(true).open(fifo).unwrap().write_all(b"go\n").unwrap();
+}
+
+/// A runtime for the tests that use the state through the library.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// The state `pier` opens in `project`, through the library: its `.pier/`, or the
+/// database of its `PIER_DATABASE_URL` for its project id.
+async fn open(backend: Backend, project: &Project) -> State {
+    let dir = project.dir().join(".pier");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(".gitignore"), "*\n").unwrap();
+    match backend {
+        Backend::Local => State::Local { timeline: Timeline::open(&dir).unwrap(), dir },
+        Backend::Shared => {
+            let config = pier::project::config::Config::load(&project.dir().join("pier.toml")).unwrap();
+            let url = project.env.iter().find(|(k, _)| k == "PIER_DATABASE_URL").unwrap().1.parse().unwrap();
+            let shared = pier::project::shared::connect(&url, config.project_id().unwrap()).await.unwrap();
+            State::Shared { shared, dir }
+        }
+    }
+}
+
+/// A deploy of `prod`, as `pier deploy` records it when it starts.
+fn running(id: &str) -> Deploy {
+    Deploy {
+        id: id.into(),
+        server: "prod".into(),
+        method: "heroku".into(),
+        commit: "0123456789abcdef".into(),
+        branch: "main".into(),
+        build: None,
+        trigger: "manual".into(),
+        actor: "ada".into(),
+        runner: None,
+        started_at: String::new(),
+        ended_at: None,
+        status: Status::Running,
+        exit_code: None,
+        summary: None,
+        url: None,
+        release: None,
+    }
 }
 
 /// Runs `check` against both states.
@@ -273,3 +319,41 @@ fn the_database_certificate_is_verified() {
     run(project.pier().args(["deploy", "prod"]), 0);
     assert_eq!(timeline(&project)[0]["status"], "succeeded");
 }
+
+both!(a_deploys_release_is_kept_listed_and_shown, |backend| {
+    let project = project(backend, "runner-a");
+    // Through pier: the release the Heroku method reports it made live.
+    run(project.pier().args(["deploy", "prod"]), 0);
+    let deployed = timeline(&project)[0].clone();
+    let release = deployed["release"].as_str().unwrap_or_else(|| panic!("no release: {deployed}")).to_string();
+    let summary = deployed["summary"].as_str().unwrap();
+    assert!(release.starts_with('v') && summary.starts_with(&format!("released {release} of ")), "{deployed}");
+    let (named, unnamed) = (new_id(), new_id());
+    runtime().block_on(async {
+        let state = open(backend, &project).await;
+        for (id, release) in [(&unnamed, None), (&named, Some("v42"))] {
+            let (mut log, stream) = state.start(&running(id), "runner-a").await.unwrap();
+            log.note("released");
+            let text = log.finish();
+            let ended = Ended { status: Status::Succeeded, exit_code: 0, summary: "released", url: None, release };
+            state.finish(id, ended, &text, stream).await.unwrap();
+        }
+        let (got, log) = state.get(&named).await.unwrap().unwrap();
+        assert_eq!((got.release.as_deref(), got.status, log.as_str()), (Some("v42"), Status::Succeeded, "released\n"));
+        let listed = state.list(Some("prod"), 10).await.unwrap();
+        assert_eq!(listed.len(), 3);
+        assert_eq!(listed[0], got);
+        assert_eq!((listed[1].id.as_str(), listed[1].release.as_deref()), (unnamed.as_str(), None));
+        assert_eq!(listed[2].release.as_deref(), Some(release.as_str()));
+    });
+    // Through pier: in the JSON when there is one, and in `timeline show`.
+    let deploys = timeline(&project);
+    assert_eq!(deploys[0]["release"], "v42", "{deploys}");
+    assert!(deploys[1].get("release").is_none(), "no release, no field: {deploys}");
+    let shown = json(&run(project.pier().args(["timeline", "show", &named, "--json"]), 0).0);
+    assert_eq!(shown["deploy"]["release"], "v42", "{shown}");
+    let (shown, _) = run(project.pier().args(["timeline", "show", &named]), 0);
+    assert!(shown.contains("\n  release:  v42\n"), "{shown}");
+    let (shown, _) = run(project.pier().args(["timeline", "show", &unnamed]), 0);
+    assert!(!shown.contains("release:"), "{shown}");
+});

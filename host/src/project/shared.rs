@@ -556,7 +556,8 @@ impl Db {
 
 /// The schema, one migration per version: migration `i` takes the database from version
 /// `i` to `i + 1`. Never edit one that was released: add another.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE pier_deploys (
     project     text NOT NULL,
     id          text NOT NULL,
@@ -585,7 +586,11 @@ CREATE TABLE pier_deploy_log (
     PRIMARY KEY (project, deploy_id, seq),
     FOREIGN KEY (project, deploy_id) REFERENCES pier_deploys (project, id) ON DELETE CASCADE
 );
-"];
+",
+    "
+ALTER TABLE pier_deploys ADD COLUMN release text;
+",
+];
 
 /// The schema version this Pier knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -702,7 +707,7 @@ async fn connect_within(url: &DatabaseUrl, project: &str, patience: Duration) ->
 const COLUMNS: &str = "id, server, method, \"commit\", branch, build, \"trigger\", actor, runner,
     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
     to_char(ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-    status, exit_code, summary, url";
+    status, exit_code, summary, url, release";
 
 fn status_str(status: Status) -> &'static str {
     match status {
@@ -735,6 +740,7 @@ fn deploy(row: &tokio_postgres::Row) -> Deploy {
         exit_code: row.get(12),
         summary: row.get(13),
         url: row.get(14),
+        release: row.get(15),
     }
 }
 
@@ -775,9 +781,18 @@ impl SharedState {
         let client = self.db.client().await?;
         client
             .execute(
-                "UPDATE pier_deploys SET status = $3, exit_code = $4, summary = $5, url = $6, ended_at = clock_timestamp()
+                "UPDATE pier_deploys SET status = $3, exit_code = $4, summary = $5, url = $6, release = $7,
+                     ended_at = clock_timestamp()
                  WHERE project = $1 AND id = $2",
-                &[&self.project, &id, &status_str(ended.status), &ended.exit_code, &ended.summary, &ended.url],
+                &[
+                    &self.project,
+                    &id,
+                    &status_str(ended.status),
+                    &ended.exit_code,
+                    &ended.summary,
+                    &ended.url,
+                    &ended.release,
+                ],
             )
             .await
             .map_err(failed("record how a deploy ended"))?;
@@ -821,7 +836,7 @@ impl SharedState {
             )
             .await
             .map_err(failed("read a deploy"))?;
-        Ok(row.map(|r| (deploy(&r), r.get(15))))
+        Ok(row.map(|r| (deploy(&r), r.get(16))))
     }
 
     /// The ids, newest first, that start or end with `part` (for `timeline show`).

@@ -81,6 +81,37 @@ struct Unrecorded {
     exit_code: i32,
     summary: String,
     url: Option<String>,
+    #[serde(default)]
+    release: Option<String>,
+}
+
+impl Unrecorded {
+    fn ended(&self) -> Ended<'_> {
+        Ended {
+            status: self.status,
+            exit_code: self.exit_code,
+            summary: &self.summary,
+            url: self.url.as_deref(),
+            release: self.release.as_deref(),
+        }
+    }
+
+    fn of(ended: &Ended<'_>) -> Unrecorded {
+        Unrecorded {
+            status: ended.status,
+            exit_code: ended.exit_code,
+            summary: ended.summary.to_string(),
+            url: ended.url.map(str::to_string),
+            release: ended.release.map(str::to_string),
+        }
+    }
+
+    /// Keeps it as `.pier/unrecorded/ID.json` in `dir`.
+    fn keep(&self, dir: &Path, id: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(unrecorded_dir(dir))?;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        super::write_atomic(&unrecorded_dir(dir).join(format!("{id}.json")), &json, 0o600)
+    }
 }
 
 fn unrecorded_dir(dir: &Path) -> PathBuf {
@@ -171,13 +202,7 @@ impl State {
             else {
                 continue;
             };
-            let ended = Ended {
-                status: missed.status,
-                exit_code: missed.exit_code,
-                summary: &missed.summary,
-                url: missed.url.as_deref(),
-            };
-            if shared.finish(id, &ended).await.is_ok() {
+            if shared.finish(id, &missed.ended()).await.is_ok() {
                 let _ = std::fs::remove_file(&path);
                 eprintln!("recorded how deploy {id} ended ({}), which the shared timeline had missed", missed.status);
             }
@@ -248,17 +273,7 @@ impl State {
                 };
                 if let Err(e) = shared.finish(id, &ended).await {
                     // Kept here, and recorded by the next run that reaches the database.
-                    let missed = Unrecorded {
-                        status: ended.status,
-                        exit_code: ended.exit_code,
-                        summary: ended.summary.to_string(),
-                        url: ended.url.map(str::to_string),
-                    };
-                    let kept = std::fs::create_dir_all(unrecorded_dir(dir)).and_then(|()| {
-                        let json = serde_json::to_vec(&missed).unwrap_or_default();
-                        super::write_atomic(&unrecorded_dir(dir).join(format!("{id}.json")), &json, 0o600)
-                    });
-                    return Err(match kept {
+                    return Err(match Unrecorded::of(&ended).keep(dir, id) {
                         Ok(()) => StateError::Unrecorded(e),
                         Err(_) => StateError::Shared(e),
                     });
@@ -309,5 +324,18 @@ impl State {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_end_kept_before_releases_is_still_read() {
+        let old = br#"{"status":"succeeded","exit_code":0,"summary":"released v1","url":null}"#;
+        let missed: Unrecorded = serde_json::from_slice(old).unwrap();
+        let ended = missed.ended();
+        assert_eq!((ended.status, ended.summary, ended.release), (timeline::Status::Succeeded, "released v1", None));
     }
 }

@@ -76,6 +76,10 @@ pub struct Deploy {
     /// Where the deployed app can be seen, when the deploy succeeded and knew it: the
     /// server's URL, else the one the method reported.
     pub url: Option<String>,
+    /// The provider's name for what the deploy made live (Heroku's `v42`), when it
+    /// succeeded and its method named one: what `pier rollback --to` returns to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 /// What a deploy id given on the command line names.
@@ -128,7 +132,8 @@ CREATE TABLE IF NOT EXISTS deploys (
     exit_code   INTEGER,
     summary     TEXT,
     log         TEXT,
-    url         TEXT
+    url         TEXT,
+    release     TEXT
 );
 CREATE INDEX IF NOT EXISTS deploys_server ON deploys (server, started_at);
 ";
@@ -227,16 +232,17 @@ impl Timeline {
         Ok(DeployLog::new(Some((file, path))))
     }
 
-    /// Records how deploy `id` ended, with its log and, when it is known, the URL of the
-    /// deployed app.
+    /// Records how deploy `id` ended, with its log and, when they are known, the URL of
+    /// the deployed app and the release it made live.
     pub fn finish(&self, id: &str, ended: Ended<'_>, log: &str) -> Result<(), TimelineError> {
         self.patiently(|conn| {
             conn.execute(
                 &format!(
-                    "UPDATE deploys SET status = ?2, exit_code = ?3, summary = ?4, log = ?5, url = ?6, ended_at = {NOW}
+                    "UPDATE deploys SET status = ?2, exit_code = ?3, summary = ?4, log = ?5, url = ?6, release = ?7,
+                     ended_at = {NOW}
                      WHERE id = ?1"
                 ),
-                params![id, ended.status.as_str(), ended.exit_code, ended.summary, log, ended.url],
+                params![id, ended.status.as_str(), ended.exit_code, ended.summary, log, ended.url, ended.release],
             )
         })
         .map_err(|e| self.db(e))?;
@@ -252,6 +258,7 @@ impl Timeline {
             exit_code: 130,
             summary: "interrupted: the deploying process ended before the deploy did",
             url: None,
+            release: None,
         };
         self.finish(id, ended, &log)
     }
@@ -273,7 +280,7 @@ impl Timeline {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, server, method, git_commit, branch, build, trigger, actor, started_at, ended_at, status, exit_code, summary, url
+                "SELECT id, server, method, git_commit, branch, build, trigger, actor, started_at, ended_at, status, exit_code, summary, url, release
                  FROM deploys WHERE (?1 IS NULL OR server = ?1) ORDER BY started_at DESC, rowid DESC LIMIT ?2",
             )
             .map_err(|e| self.db(e))?;
@@ -328,10 +335,10 @@ impl Timeline {
         let found = self
             .conn
             .query_row(
-                "SELECT id, server, method, git_commit, branch, build, trigger, actor, started_at, ended_at, status, exit_code, summary, url, log
+                "SELECT id, server, method, git_commit, branch, build, trigger, actor, started_at, ended_at, status, exit_code, summary, url, release, log
                  FROM deploys WHERE id = ?1",
                 params![id],
-                |r| Ok((row(r)?, r.get::<_, Option<String>>(14)?)),
+                |r| Ok((row(r)?, r.get::<_, Option<String>>(15)?)),
             )
             .optional()
             .map_err(|e| self.db(e))?;
@@ -359,6 +366,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Deploy> {
         exit_code: r.get(11)?,
         summary: r.get(12)?,
         url: r.get(13)?,
+        release: r.get(14)?,
     })
 }
 
@@ -370,11 +378,14 @@ pub struct Ended<'a> {
     pub summary: &'a str,
     /// Where the deployed app can be seen, when known.
     pub url: Option<&'a str>,
+    /// The provider's name for what the deploy made live, when it succeeded and its
+    /// method named one.
+    pub release: Option<&'a str>,
 }
 
 /// The columns of `deploys` added after its first release, with their types: a timeline
 /// created before one existed gets it when opened ([`add_column`]).
-const ADDED_COLUMNS: [(&str, &str); 1] = [("url", "TEXT")];
+const ADDED_COLUMNS: [(&str, &str); 2] = [("url", "TEXT"), ("release", "TEXT")];
 
 /// Adds column `name` (of type `kind`, both from [`ADDED_COLUMNS`]) to the `deploys` of a
 /// timeline created before it existed. Two processes may open an old timeline at once:
@@ -584,12 +595,13 @@ mod tests {
             exit_code: None,
             summary: None,
             url: None,
+            release: None,
         }
     }
 
     fn ended<'a>(status: Status, summary: &'a str, url: Option<&'a str>) -> Ended<'a> {
         let exit_code = if status == Status::Succeeded { 0 } else { 1 };
-        Ended { status, exit_code, summary, url }
+        Ended { status, exit_code, summary, url, release: None }
     }
 
     #[test]
@@ -693,7 +705,9 @@ mod tests {
     fn a_timeline_from_before_urls_gets_the_column() {
         let dir = tempfile::tempdir().unwrap();
         let old = Connection::open(dir.path().join("timeline.sqlite")).unwrap();
-        old.execute_batch(&SCHEMA.replace(",\n    url         TEXT", "")).unwrap();
+        let schema = SCHEMA.replace(",\n    url         TEXT", "").replace(",\n    release     TEXT", "");
+        assert!(!schema.contains("url") && !schema.contains("release"), "{schema}");
+        old.execute_batch(&schema).unwrap();
         old.execute(
             "INSERT INTO deploys (id, server, method, git_commit, branch, trigger, actor, started_at, status)
              VALUES ('old', 'prod', 'heroku', 'abc', 'main', 'manual', 'ada', '2020-01-01T00:00:00Z', 'succeeded')",
@@ -708,6 +722,36 @@ mod tests {
         timeline.finish("new", ended(Status::Succeeded, "v1", Some("https://app.example")), "").unwrap();
         assert_eq!(timeline.last_url("prod").unwrap().as_deref(), Some("https://app.example"));
         // Opening it again finds the column there.
+        Timeline::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_timeline_from_before_releases_gets_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Connection::open(dir.path().join("timeline.sqlite")).unwrap();
+        let schema = SCHEMA.replace(",\n    release     TEXT", "");
+        assert!(schema.contains("url") && !schema.contains("release"), "{schema}");
+        old.execute_batch(&schema).unwrap();
+        old.execute(
+            "INSERT INTO deploys (id, server, method, git_commit, branch, trigger, actor, started_at, status, url)
+             VALUES ('old', 'prod', 'heroku', 'abc', 'main', 'manual', 'ada', '2020-01-01T00:00:00Z', 'succeeded',
+                     'https://old.example')",
+            [],
+        )
+        .unwrap();
+        assert!(old.prepare("SELECT release FROM deploys").is_err(), "the old schema has no release");
+        drop(old);
+        let timeline = Timeline::open(dir.path()).unwrap();
+        let (d, _) = timeline.get("old").unwrap().unwrap();
+        assert_eq!((d.url.as_deref(), d.release), (Some("https://old.example"), None));
+        timeline.start(&deploy("new")).unwrap();
+        let released = Ended { release: Some("v42"), ..ended(Status::Succeeded, "released v42", None) };
+        timeline.finish("new", released, "").unwrap();
+        assert_eq!(timeline.get("new").unwrap().unwrap().0.release.as_deref(), Some("v42"));
+        assert_eq!(
+            timeline.list(None, 10).unwrap().iter().map(|d| d.release.as_deref()).collect::<Vec<_>>(),
+            [Some("v42"), None]
+        );
         Timeline::open(dir.path()).unwrap();
     }
 
