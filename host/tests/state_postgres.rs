@@ -104,6 +104,48 @@ async fn a_database_from_before_releases_is_migrated_keeping_its_deploys() {
     assert_eq!(timeline.list(None, 10).await.unwrap()[0].release.as_deref(), Some("v2"));
 }
 
+/// A deploy recorded only once it ended (a rollback) is recorded whole, at the time it
+/// names if any, and recording it again changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_deploy_is_recorded_whole_and_once() {
+    let pg = server();
+    let db = url(&pg.database("record_whole"));
+    let timeline = state(&db, "demo").await;
+    let rollback = Deploy {
+        trigger: "rollback".into(),
+        commit: String::new(),
+        status: Status::Succeeded,
+        ..deploy("65f0a1b2-bbb", "prod")
+    };
+    let ended = Ended {
+        status: Status::Succeeded,
+        exit_code: 0,
+        summary: "rolled back to v41",
+        url: Some("https://hello.example"),
+        release: Some("v43"),
+    };
+    timeline.record(&rollback, "runner-1", &ended).await.unwrap();
+    let (d, log) = timeline.get("65f0a1b2-bbb").await.unwrap().unwrap();
+    assert_eq!(
+        (d.status, d.exit_code, d.trigger.as_str(), d.commit.as_str()),
+        (Status::Succeeded, Some(0), "rollback", "")
+    );
+    assert_eq!(
+        (d.release.as_deref(), d.url.as_deref(), d.runner.as_deref()),
+        (Some("v43"), Some("https://hello.example"), Some("runner-1"))
+    );
+    assert_eq!((d.ended_at.as_deref(), log.as_str()), (Some(d.started_at.as_str()), ""));
+    let again = Ended { status: Status::Failed, exit_code: 1, summary: "other", url: None, release: None };
+    timeline.record(&rollback, "runner-2", &again).await.unwrap();
+    assert_eq!(timeline.get("65f0a1b2-bbb").await.unwrap().unwrap().0, d);
+    let earlier = Deploy { started_at: "2020-01-01T00:00:00Z".into(), ..deploy("65f0a1b2-ccc", "prod") };
+    timeline.record(&earlier, "runner-1", &ended).await.unwrap();
+    let (d, _) = timeline.get("65f0a1b2-ccc").await.unwrap().unwrap();
+    assert_eq!((d.started_at.as_str(), d.ended_at.as_deref()), ("2020-01-01T00:00:00Z", Some("2020-01-01T00:00:00Z")));
+    assert_eq!(timeline.deploy("65f0a1b2-ccc").await.unwrap(), Some(d));
+    assert_eq!(timeline.deploy("nope").await.unwrap(), None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploys_round_trip_newest_first_and_per_project() {
     let pg = server();

@@ -799,6 +799,44 @@ impl SharedState {
         Ok(())
     }
 
+    /// Records `d`, which has already ended as `ended` (a rollback), on `runner`, with no
+    /// log: started and ended now, or at `d.started_at` (RFC 3339) when it is set. A
+    /// deploy of its id already recorded is kept as it is, so recording it again (a
+    /// replay) changes nothing.
+    pub async fn record(&self, d: &Deploy, runner: &str, ended: &timeline::Ended<'_>) -> Result<(), SharedError> {
+        let client = self.db.client().await?;
+        client
+            .execute(
+                "INSERT INTO pier_deploys (project, id, server, method, \"commit\", branch, build, \"trigger\", actor,
+                     runner, started_at, ended_at, status, exit_code, summary, url, release)
+                 SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text,
+                     $10::text, at, at, $12::text, $13::integer, $14::text, $15::text, $16::text
+                 FROM (SELECT coalesce(nullif($11::text, '')::timestamptz, clock_timestamp()) AS at) AS t
+                 ON CONFLICT (project, id) DO NOTHING",
+                &[
+                    &self.project,
+                    &d.id,
+                    &d.server,
+                    &d.method,
+                    &d.commit,
+                    &d.branch,
+                    &d.build,
+                    &d.trigger,
+                    &d.actor,
+                    &runner,
+                    &d.started_at,
+                    &status_str(ended.status),
+                    &ended.exit_code,
+                    &ended.summary,
+                    &ended.url,
+                    &ended.release,
+                ],
+            )
+            .await
+            .map_err(failed("record a deploy"))?;
+        Ok(())
+    }
+
     /// Marks deploy `id` interrupted (if it is still running), keeping its log.
     pub async fn interrupt(&self, id: &str) -> Result<(), SharedError> {
         let client = self.db.client().await?;
@@ -837,6 +875,19 @@ impl SharedState {
             .await
             .map_err(failed("read a deploy"))?;
         Ok(row.map(|r| (deploy(&r), r.get(16))))
+    }
+
+    /// One deploy, without its log.
+    pub async fn deploy(&self, id: &str) -> Result<Option<Deploy>, SharedError> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM pier_deploys WHERE project = $1 AND id = $2"),
+                &[&self.project, &id],
+            )
+            .await
+            .map_err(failed("read a deploy"))?;
+        Ok(row.as_ref().map(deploy))
     }
 
     /// The ids, newest first, that start or end with `part` (for `timeline show`).

@@ -51,7 +51,7 @@ impl std::fmt::Display for Status {
 }
 
 /// One deploy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Deploy {
     pub id: String,
     pub server: String,
@@ -59,12 +59,13 @@ pub struct Deploy {
     pub commit: String,
     pub branch: String,
     pub build: Option<String>,
-    /// `manual` or `automatic`.
+    /// `manual` or `automatic`, or `rollback` for a rollback of the server (see
+    /// [`super::state::State::record_rollback`]).
     pub trigger: String,
     /// Who or what asked for it.
     pub actor: String,
     /// The machine (CI runner) that ran it, when the timeline is shared.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<String>,
     /// RFC 3339, UTC.
     pub started_at: String,
@@ -78,7 +79,7 @@ pub struct Deploy {
     pub url: Option<String>,
     /// The provider's name for what the deploy made live (Heroku's `v42`), when it
     /// succeeded and its method named one: what `pier rollback --to` returns to.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
 }
 
@@ -250,6 +251,42 @@ impl Timeline {
         Ok(())
     }
 
+    /// Records `d`, which has already ended as `ended` (a rollback: nothing ran here to
+    /// log as it went), with its log: started and ended now, or at `d.started_at` when
+    /// it is set. A deploy of its id already recorded is kept as it is.
+    pub fn record(&self, d: &Deploy, ended: Ended<'_>, log: &str) -> Result<(), TimelineError> {
+        self.patiently(|conn| {
+            conn.execute(
+                &format!(
+                    "INSERT INTO deploys (id, server, method, git_commit, branch, build, trigger, actor, started_at,
+                         ended_at, status, exit_code, summary, log, url, release)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, coalesce(nullif(?9, ''), {NOW}),
+                         coalesce(nullif(?9, ''), {NOW}), ?10, ?11, ?12, ?13, ?14, ?15)
+                     ON CONFLICT (id) DO NOTHING"
+                ),
+                params![
+                    d.id,
+                    d.server,
+                    d.method,
+                    d.commit,
+                    d.branch,
+                    d.build,
+                    d.trigger,
+                    d.actor,
+                    d.started_at,
+                    ended.status.as_str(),
+                    ended.exit_code,
+                    ended.summary,
+                    log,
+                    ended.url,
+                    ended.release
+                ],
+            )
+        })
+        .map_err(|e| self.db(e))?;
+        Ok(())
+    }
+
     /// Marks deploy `id` interrupted, keeping the log it had written.
     pub fn interrupt(&self, id: &str) -> Result<(), TimelineError> {
         let log = read_log(&self.log_path(id));
@@ -328,6 +365,19 @@ impl Timeline {
             [first, ..] if *first == text => Found::One(first.clone()),
             _ => Found::Several(ids.iter().take(CANDIDATES).cloned().collect(), ids.len()),
         })
+    }
+
+    /// One deploy, without its log.
+    pub fn deploy(&self, id: &str) -> Result<Option<Deploy>, TimelineError> {
+        self.conn
+            .query_row(
+                "SELECT id, server, method, git_commit, branch, build, trigger, actor, started_at, ended_at, status, exit_code, summary, url, release
+                 FROM deploys WHERE id = ?1",
+                params![id],
+                row,
+            )
+            .optional()
+            .map_err(|e| self.db(e))
     }
 
     /// One deploy and its log (the live log while it runs).
@@ -556,6 +606,28 @@ fn read_log(path: &Path) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// `secs` since the Unix epoch as RFC 3339 in UTC, to the second (as the timeline keeps
+/// times): `2026-12-01T15:04:21Z`.
+pub fn rfc3339(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days to a civil date (Howard Hinnant's algorithm), from 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+/// Now, as [`rfc3339`].
+pub fn now() -> String {
+    rfc3339(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+}
+
 /// Whether `id` has the form [`new_id`] gives: hex, `-`, hex (a safe file name).
 pub fn valid_id(id: &str) -> bool {
     id.split_once('-').is_some_and(|(time, random)| {
@@ -753,6 +825,43 @@ mod tests {
             [Some("v42"), None]
         );
         Timeline::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_finished_deploy_is_recorded_whole_and_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let timeline = Timeline::open(dir.path()).unwrap();
+        let rollback =
+            Deploy { trigger: "rollback".into(), commit: String::new(), branch: String::new(), ..deploy("r") };
+        let done =
+            Ended { release: Some("v43"), ..ended(Status::Succeeded, "rolled back to v41", Some("https://a.example")) };
+        timeline.record(&rollback, done, "").unwrap();
+        let (d, log) = timeline.get("r").unwrap().unwrap();
+        assert_eq!((d.status, d.exit_code, d.trigger.as_str()), (Status::Succeeded, Some(0), "rollback"));
+        assert_eq!(
+            (d.release.as_deref(), d.url.as_deref(), log.as_str()),
+            (Some("v43"), Some("https://a.example"), "")
+        );
+        assert_eq!(d.ended_at.as_deref(), Some(d.started_at.as_str()));
+        assert!(d.started_at.ends_with('Z'), "{}", d.started_at);
+        assert_eq!(timeline.last_url("prod").unwrap().as_deref(), Some("https://a.example"));
+        // Recorded again (a replay), it is kept as it was.
+        timeline.record(&rollback, ended(Status::Failed, "other", None), "").unwrap();
+        assert_eq!(timeline.get("r").unwrap().unwrap().0, d);
+        // A given start time is kept.
+        let earlier = Deploy { started_at: "2020-01-01T00:00:00Z".into(), ..deploy("s") };
+        timeline.record(&earlier, ended(Status::Succeeded, "v1", None), "").unwrap();
+        assert_eq!(timeline.get("s").unwrap().unwrap().0.started_at, "2020-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn times_are_rfc3339_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_796_137_461), "2026-12-01T15:04:21Z");
+        assert_eq!(rfc3339(4_107_542_399), "2100-02-28T23:59:59Z");
+        let now = now();
+        assert!(now.len() == 20 && now.starts_with("20"), "{now}");
     }
 
     #[test]
