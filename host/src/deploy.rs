@@ -108,6 +108,9 @@ pub struct Ended {
     pub summary: String,
     /// Where the app can be seen, when known.
     pub url: Option<String>,
+    /// The provider's name for what the deploy made live, as the method's report named
+    /// it: what `pier rollback --to` returns to.
+    pub release: Option<String>,
 }
 
 /// Why a deploy could not start or finish cleanly.
@@ -443,7 +446,7 @@ impl Deploy<'_> {
         self.say(Level::Info, format!("{}: {}", self.description.name, report.summary));
         let url = self.server.url.clone().or(report.url.clone());
         if plan.commands.is_empty() {
-            return Ok(Ended { exit: Exit::Success, summary: report.summary, url });
+            return Ok(Ended { exit: Exit::Success, summary: report.summary, url, release: report.release });
         }
         for note in &plan.notes {
             self.say(Level::Warn, note.clone());
@@ -499,7 +502,12 @@ impl Deploy<'_> {
             }
         }
         let passed = count(total as u64, "command");
-        Ok(Ended { exit: Exit::Success, summary: format!("{}; {passed} passed", report.summary), url })
+        Ok(Ended {
+            exit: Exit::Success,
+            summary: format!("{}; {passed} passed", report.summary),
+            url,
+            release: report.release,
+        })
     }
 
     /// Runs a native command through the method's `run`: its remote exit status, or the

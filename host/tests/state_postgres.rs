@@ -48,6 +48,7 @@ fn deploy(id: &str, server: &str) -> Deploy {
         exit_code: None,
         summary: None,
         url: None,
+        release: None,
     }
 }
 
@@ -66,22 +67,83 @@ async fn migrations_run_once_are_idempotent_and_safe_concurrently() {
     let once = url(&pg.database("migrate_once"));
     state(&once, "demo").await;
     state(&once, "demo").await;
-    assert_eq!(pg.sql("migrate_once", "SELECT count(*) || ' ' || max(version) FROM pier_schema"), "1 1");
-    assert_eq!(shared::SCHEMA_VERSION, 1);
+    assert_eq!(pg.sql("migrate_once", "SELECT count(*) || ' ' || max(version) FROM pier_schema"), "1 2");
+    assert_eq!(shared::SCHEMA_VERSION, 2);
 
     // Two runners migrating a fresh database at the same moment.
     let race = url(&pg.database("migrate_race"));
     let (a, b) = tokio::join!(shared::connect(&race, "a"), shared::connect(&race, "b"));
     a.unwrap();
     b.unwrap();
-    assert_eq!(pg.sql("migrate_race", "SELECT count(*) || ' ' || max(version) FROM pier_schema"), "1 1");
+    assert_eq!(pg.sql("migrate_race", "SELECT count(*) || ' ' || max(version) FROM pier_schema"), "1 2");
     assert_eq!(pg.sql("migrate_race", "SELECT count(*) FROM pg_indexes WHERE indexname = 'pier_deploys_server'"), "1");
 
     // A database a newer Pier migrated.
     pg.sql("migrate_once", "UPDATE pier_schema SET version = 99");
     let error = shared::connect(&once, "demo").await.err().expect("a newer schema is refused");
-    assert!(matches!(error, SharedError::TooNew { found: 99, known: 1 }), "{error:?}");
+    assert!(matches!(error, SharedError::TooNew { found: 99, known: 2 }), "{error:?}");
     assert!(error.to_string().contains("upgrade Pier"), "{error}");
+}
+
+/// A database of schema version 1 (before releases) gets the column, keeping its deploys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_releases_is_migrated_keeping_its_deploys() {
+    let pg = server();
+    let db = url(&pg.database("migrate_release"));
+    let timeline = state(&db, "demo").await;
+    timeline.start(&deploy("65f0a1b2-aaa111", "prod"), "runner-1").await.unwrap();
+    drop(timeline);
+    pg.sql("migrate_release", "ALTER TABLE pier_deploys DROP COLUMN release; UPDATE pier_schema SET version = 1");
+    let timeline = state(&db, "demo").await;
+    assert_eq!(pg.sql("migrate_release", "SELECT max(version) FROM pier_schema"), "2");
+    let (d, _) = timeline.get("65f0a1b2-aaa111").await.unwrap().unwrap();
+    assert_eq!((d.status, d.release), (Status::Running, None));
+    let ended =
+        Ended { status: Status::Succeeded, exit_code: 0, summary: "released v2", url: None, release: Some("v2") };
+    timeline.finish("65f0a1b2-aaa111", &ended).await.unwrap();
+    assert_eq!(timeline.list(None, 10).await.unwrap()[0].release.as_deref(), Some("v2"));
+}
+
+/// A deploy recorded only once it ended (a rollback) is recorded whole, at the time it
+/// names if any, and recording it again changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_deploy_is_recorded_whole_and_once() {
+    let pg = server();
+    let db = url(&pg.database("record_whole"));
+    let timeline = state(&db, "demo").await;
+    let rollback = Deploy {
+        trigger: "rollback".into(),
+        commit: String::new(),
+        status: Status::Succeeded,
+        ..deploy("65f0a1b2-bbb", "prod")
+    };
+    let ended = Ended {
+        status: Status::Succeeded,
+        exit_code: 0,
+        summary: "rolled back to v41",
+        url: Some("https://hello.example"),
+        release: Some("v43"),
+    };
+    timeline.record(&rollback, "runner-1", &ended).await.unwrap();
+    let (d, log) = timeline.get("65f0a1b2-bbb").await.unwrap().unwrap();
+    assert_eq!(
+        (d.status, d.exit_code, d.trigger.as_str(), d.commit.as_str()),
+        (Status::Succeeded, Some(0), "rollback", "")
+    );
+    assert_eq!(
+        (d.release.as_deref(), d.url.as_deref(), d.runner.as_deref()),
+        (Some("v43"), Some("https://hello.example"), Some("runner-1"))
+    );
+    assert_eq!((d.ended_at.as_deref(), log.as_str()), (Some(d.started_at.as_str()), ""));
+    let again = Ended { status: Status::Failed, exit_code: 1, summary: "other", url: None, release: None };
+    timeline.record(&rollback, "runner-2", &again).await.unwrap();
+    assert_eq!(timeline.get("65f0a1b2-bbb").await.unwrap().unwrap().0, d);
+    let earlier = Deploy { started_at: "2020-01-01T00:00:00Z".into(), ..deploy("65f0a1b2-ccc", "prod") };
+    timeline.record(&earlier, "runner-1", &ended).await.unwrap();
+    let (d, _) = timeline.get("65f0a1b2-ccc").await.unwrap().unwrap();
+    assert_eq!((d.started_at.as_str(), d.ended_at.as_deref()), ("2020-01-01T00:00:00Z", Some("2020-01-01T00:00:00Z")));
+    assert_eq!(timeline.deploy("65f0a1b2-ccc").await.unwrap(), Some(d));
+    assert_eq!(timeline.deploy("nope").await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,8 +158,13 @@ async fn deploys_round_trip_newest_first_and_per_project() {
     let report = log.close().await;
     assert!(report.complete(), "{report:?}");
     assert_eq!((report.sent, report.dropped), (2, 0));
-    let ended =
-        Ended { status: Status::Succeeded, exit_code: 0, summary: "released v1", url: Some("https://hello.example") };
+    let ended = Ended {
+        status: Status::Succeeded,
+        exit_code: 0,
+        summary: "released v1",
+        url: Some("https://hello.example"),
+        release: Some("v1"),
+    };
     timeline.finish("65f0a1b2-aaa111", &ended).await.unwrap();
     timeline.start(&deploy("65f0a1b3-bbb222", "staging"), "runner-2").await.unwrap();
 
@@ -111,6 +178,7 @@ async fn deploys_round_trip_newest_first_and_per_project() {
     let (d, log) = timeline.get("65f0a1b2-aaa111").await.unwrap().unwrap();
     assert_eq!(log, "building\nreleased v1\n");
     assert_eq!((d.status, d.exit_code, d.summary.as_deref()), (Status::Succeeded, Some(0), Some("released v1")));
+    assert_eq!(d.release.as_deref(), Some("v1"));
     assert_eq!((d.runner.as_deref(), d.build.as_deref(), d.actor.as_str()), (Some("runner-1"), Some("build-7"), "ada"));
     assert_eq!(d, prod[0]);
     for time in [d.started_at.as_str(), d.ended_at.as_deref().unwrap()] {

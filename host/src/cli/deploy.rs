@@ -524,6 +524,7 @@ async fn run_one(
         exit_code: None,
         summary: None,
         url: None,
+        release: None,
     };
     let (log, stream) = shared.start(&record, &runner).await.map_err(state_error)?;
     let sink = Arc::new(DeploySink::new(log, json, ci, &server.alias, &deploy_id));
@@ -568,9 +569,9 @@ async fn run_one(
     drop(deploy);
     drop(run_dir);
     let seconds = Some(started.elapsed().as_secs_f64());
-    let (status, exit, summary, url) = match outcome {
-        None => (Status::Interrupted, None, "interrupted by a signal".to_string(), None),
-        Some(Ok(ended)) => (Status::Succeeded, Some(ended.exit), ended.summary, ended.url),
+    let (status, exit, summary, url, release) = match outcome {
+        None => (Status::Interrupted, None, "interrupted by a signal".to_string(), None, None),
+        Some(Ok(ended)) => (Status::Succeeded, Some(ended.exit), ended.summary, ended.url, ended.release),
         Some(Err(e)) => {
             // The one place a deploy's error is said: on stderr (or in the JSON Lines) and
             // in the log, then named by the summary.
@@ -580,12 +581,18 @@ async fn run_one(
                 other => other.to_string(),
             };
             sink.failed(&message);
-            (Status::Failed, Some(exit), message, None)
+            (Status::Failed, Some(exit), message, None, None)
         }
     };
     let code = exit.unwrap_or(Exit::Interrupted).code();
     let log = sink.finish();
-    let ended = timeline::Ended { status, exit_code: i32::from(code), summary: &redact(&summary), url: url.as_deref() };
+    let ended = timeline::Ended {
+        status,
+        exit_code: i32::from(code),
+        summary: &redact(&summary),
+        url: url.as_deref(),
+        release: release.as_deref(),
+    };
     // How the deploy went is what it reports, even when its record cannot be written.
     match shared.finish(&deploy_id, ended, &log, stream).await {
         Ok(recorded) => {

@@ -61,7 +61,9 @@ pub async fn run(args: TimelineArgs, out: &mut Output) -> Result<Exit, CliError>
                     deploy.status,
                     deploy.exit_code.map(|c| format!(" (exit {c})")).unwrap_or_default()
                 ))?;
-                out.line(format!("  commit:   {} on {}", deploy.commit, deploy.branch))?;
+                if !deploy.commit.is_empty() {
+                    out.line(format!("  commit:   {} on {}", deploy.commit, deploy.branch))?;
+                }
                 if let Some(b) = &deploy.build {
                     out.line(format!("  build:    {b}"))?;
                 }
@@ -75,6 +77,9 @@ pub async fn run(args: TimelineArgs, out: &mut Output) -> Result<Exit, CliError>
                 }
                 if let Some(s) = &deploy.summary {
                     out.line(format!("  summary:  {s}"))?;
+                }
+                if let Some(r) = &deploy.release {
+                    out.line(format!("  release:  {r}"))?;
                 }
                 if let Some(u) = &deploy.url {
                     out.line(format!("  url:      {u}"))?;

@@ -556,7 +556,8 @@ impl Db {
 
 /// The schema, one migration per version: migration `i` takes the database from version
 /// `i` to `i + 1`. Never edit one that was released: add another.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE pier_deploys (
     project     text NOT NULL,
     id          text NOT NULL,
@@ -585,7 +586,11 @@ CREATE TABLE pier_deploy_log (
     PRIMARY KEY (project, deploy_id, seq),
     FOREIGN KEY (project, deploy_id) REFERENCES pier_deploys (project, id) ON DELETE CASCADE
 );
-"];
+",
+    "
+ALTER TABLE pier_deploys ADD COLUMN release text;
+",
+];
 
 /// The schema version this Pier knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -702,7 +707,7 @@ async fn connect_within(url: &DatabaseUrl, project: &str, patience: Duration) ->
 const COLUMNS: &str = "id, server, method, \"commit\", branch, build, \"trigger\", actor, runner,
     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
     to_char(ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-    status, exit_code, summary, url";
+    status, exit_code, summary, url, release";
 
 fn status_str(status: Status) -> &'static str {
     match status {
@@ -735,6 +740,7 @@ fn deploy(row: &tokio_postgres::Row) -> Deploy {
         exit_code: row.get(12),
         summary: row.get(13),
         url: row.get(14),
+        release: row.get(15),
     }
 }
 
@@ -775,12 +781,59 @@ impl SharedState {
         let client = self.db.client().await?;
         client
             .execute(
-                "UPDATE pier_deploys SET status = $3, exit_code = $4, summary = $5, url = $6, ended_at = clock_timestamp()
+                "UPDATE pier_deploys SET status = $3, exit_code = $4, summary = $5, url = $6, release = $7,
+                     ended_at = clock_timestamp()
                  WHERE project = $1 AND id = $2",
-                &[&self.project, &id, &status_str(ended.status), &ended.exit_code, &ended.summary, &ended.url],
+                &[
+                    &self.project,
+                    &id,
+                    &status_str(ended.status),
+                    &ended.exit_code,
+                    &ended.summary,
+                    &ended.url,
+                    &ended.release,
+                ],
             )
             .await
             .map_err(failed("record how a deploy ended"))?;
+        Ok(())
+    }
+
+    /// Records `d`, which has already ended as `ended` (a rollback), on `runner`, with no
+    /// log: started and ended now, or at `d.started_at` (RFC 3339) when it is set. A
+    /// deploy of its id already recorded is kept as it is, so recording it again (a
+    /// replay) changes nothing.
+    pub async fn record(&self, d: &Deploy, runner: &str, ended: &timeline::Ended<'_>) -> Result<(), SharedError> {
+        let client = self.db.client().await?;
+        client
+            .execute(
+                "INSERT INTO pier_deploys (project, id, server, method, \"commit\", branch, build, \"trigger\", actor,
+                     runner, started_at, ended_at, status, exit_code, summary, url, release)
+                 SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text,
+                     $10::text, at, at, $12::text, $13::integer, $14::text, $15::text, $16::text
+                 FROM (SELECT coalesce(nullif($11::text, '')::timestamptz, clock_timestamp()) AS at) AS t
+                 ON CONFLICT (project, id) DO NOTHING",
+                &[
+                    &self.project,
+                    &d.id,
+                    &d.server,
+                    &d.method,
+                    &d.commit,
+                    &d.branch,
+                    &d.build,
+                    &d.trigger,
+                    &d.actor,
+                    &runner,
+                    &d.started_at,
+                    &status_str(ended.status),
+                    &ended.exit_code,
+                    &ended.summary,
+                    &ended.url,
+                    &ended.release,
+                ],
+            )
+            .await
+            .map_err(failed("record a deploy"))?;
         Ok(())
     }
 
@@ -821,7 +874,20 @@ impl SharedState {
             )
             .await
             .map_err(failed("read a deploy"))?;
-        Ok(row.map(|r| (deploy(&r), r.get(15))))
+        Ok(row.map(|r| (deploy(&r), r.get(16))))
+    }
+
+    /// One deploy, without its log.
+    pub async fn deploy(&self, id: &str) -> Result<Option<Deploy>, SharedError> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM pier_deploys WHERE project = $1 AND id = $2"),
+                &[&self.project, &id],
+            )
+            .await
+            .map_err(failed("read a deploy"))?;
+        Ok(row.as_ref().map(deploy))
     }
 
     /// The ids, newest first, that start or end with `part` (for `timeline show`).

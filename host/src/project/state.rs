@@ -39,13 +39,25 @@ pub enum StateError {
     NoProjectId,
     #[error("{0} (kept in .pier/unrecorded/: the next pier run here that reaches the database records it)")]
     Unrecorded(SharedError),
+    /// A deploy id given on the command line that begins or ends several: these (newest
+    /// first, at most [`timeline::CANDIDATES`]), of `all`.
+    #[error("{}", ambiguous(given, ids, *all))]
+    Ambiguous { given: String, ids: Vec<String>, all: usize },
     #[error("cannot create {path}: {source}")]
     Dir { path: String, source: std::io::Error },
 }
 
+fn ambiguous(given: &str, ids: &[String], all: usize) -> String {
+    let mut named = ids.join(", ");
+    if all > ids.len() {
+        named.push_str(&format!(" and {} more", all - ids.len()));
+    }
+    format!("`{given}` names {all} deploys ({named}): give more of the id, or all of it, as `pier timeline` lists it")
+}
+
 impl StateError {
-    /// The exit code: a server being deployed is 1 (as a failed deploy), configuration 2,
-    /// an unreachable or refusing database 4.
+    /// The exit code: a server being deployed is 1 (as a failed deploy), configuration
+    /// (and an ambiguous deploy id) 2, an unreachable or refusing database 4.
     pub fn exit(&self) -> Exit {
         match self {
             StateError::Lock(LockError::Busy { .. }) | StateError::Shared(SharedError::Busy { .. }) => {
@@ -81,6 +93,65 @@ struct Unrecorded {
     exit_code: i32,
     summary: String,
     url: Option<String>,
+    #[serde(default)]
+    release: Option<String>,
+    /// The whole record, when the database has none to update (a rollback, recorded
+    /// only once it ended); `started_at` set, and `runner` the machine it ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    record: Option<Deploy>,
+}
+
+impl Unrecorded {
+    fn ended(&self) -> Ended<'_> {
+        Ended {
+            status: self.status,
+            exit_code: self.exit_code,
+            summary: &self.summary,
+            url: self.url.as_deref(),
+            release: self.release.as_deref(),
+        }
+    }
+
+    fn of(ended: &Ended<'_>, record: Option<Deploy>) -> Unrecorded {
+        Unrecorded {
+            status: ended.status,
+            exit_code: ended.exit_code,
+            summary: ended.summary.to_string(),
+            url: ended.url.map(str::to_string),
+            release: ended.release.map(str::to_string),
+            record,
+        }
+    }
+
+    /// Keeps it as `.pier/unrecorded/ID.json` in `dir`.
+    fn keep(&self, dir: &Path, id: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(unrecorded_dir(dir))?;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        super::write_atomic(&unrecorded_dir(dir).join(format!("{id}.json")), &json, 0o600)
+    }
+}
+
+/// A rollback of a server, as [`State::record_rollback`] records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Rollback<'a> {
+    /// The server (its alias).
+    pub server: &'a str,
+    /// Its method.
+    pub method: &'a str,
+    /// Who or what asked for it.
+    pub actor: &'a str,
+    /// The machine that ran it ([`runner`]), recorded with the shared state.
+    pub runner: &'a str,
+    /// The commit and branch live again, when known (those of the deploy `--to DEPLOY_ID`
+    /// named); else empty.
+    pub commit: &'a str,
+    pub branch: &'a str,
+    /// One (already redacted) line: what the method did.
+    pub summary: &'a str,
+    /// The provider's name for what is live now, when the method named it.
+    pub release: Option<&'a str>,
+    /// Where the app can be seen, when known.
+    pub url: Option<&'a str>,
 }
 
 fn unrecorded_dir(dir: &Path) -> PathBuf {
@@ -171,15 +242,23 @@ impl State {
             else {
                 continue;
             };
-            let ended = Ended {
-                status: missed.status,
-                exit_code: missed.exit_code,
-                summary: &missed.summary,
-                url: missed.url.as_deref(),
+            let ended = missed.ended();
+            let recorded = match &missed.record {
+                Some(d) => shared.record(d, d.runner.as_deref().unwrap_or_default(), &ended).await,
+                None => shared.finish(id, &ended).await,
             };
-            if shared.finish(id, &ended).await.is_ok() {
+            if recorded.is_ok() {
                 let _ = std::fs::remove_file(&path);
-                eprintln!("recorded how deploy {id} ended ({}), which the shared timeline had missed", missed.status);
+                match &missed.record {
+                    Some(d) => eprintln!(
+                        "recorded {} {id} of {} ({}), which the shared timeline had missed",
+                        d.trigger, d.server, missed.status
+                    ),
+                    None => eprintln!(
+                        "recorded how deploy {id} ended ({}), which the shared timeline had missed",
+                        missed.status
+                    ),
+                }
             }
         }
     }
@@ -248,17 +327,7 @@ impl State {
                 };
                 if let Err(e) = shared.finish(id, &ended).await {
                     // Kept here, and recorded by the next run that reaches the database.
-                    let missed = Unrecorded {
-                        status: ended.status,
-                        exit_code: ended.exit_code,
-                        summary: ended.summary.to_string(),
-                        url: ended.url.map(str::to_string),
-                    };
-                    let kept = std::fs::create_dir_all(unrecorded_dir(dir)).and_then(|()| {
-                        let json = serde_json::to_vec(&missed).unwrap_or_default();
-                        super::write_atomic(&unrecorded_dir(dir).join(format!("{id}.json")), &json, 0o600)
-                    });
-                    return Err(match kept {
+                    return Err(match Unrecorded::of(&ended, None).keep(dir, id) {
                         Ok(()) => StateError::Unrecorded(e),
                         Err(_) => StateError::Shared(e),
                     });
@@ -272,6 +341,72 @@ impl State {
                 });
                 Ok(Recorded { unsent })
             }
+        }
+    }
+
+    /// Records a rollback of `r.server`, once the method has made an earlier release
+    /// live again: one finished entry of the timeline, of a new id, trigger `rollback`,
+    /// succeeded (exit 0), with no log, started and ended now. `pier timeline` shows it as
+    /// any deploy, and it is the server's newest succeeded entry (it is what is live).
+    /// Returns its id.
+    ///
+    /// With the shared state, a rollback the database cannot take is kept in
+    /// `.pier/unrecorded/` (with the time it ended) and recorded by the next run that
+    /// reaches it: then this is [`StateError::Unrecorded`].
+    pub async fn record_rollback(&self, r: &Rollback<'_>) -> Result<String, StateError> {
+        let mut d = Deploy {
+            id: timeline::new_id(),
+            server: r.server.to_string(),
+            method: r.method.to_string(),
+            commit: r.commit.to_string(),
+            branch: r.branch.to_string(),
+            build: None,
+            trigger: "rollback".into(),
+            actor: r.actor.to_string(),
+            runner: self.is_shared().then(|| r.runner.to_string()),
+            started_at: String::new(),
+            ended_at: None,
+            status: timeline::Status::Succeeded,
+            exit_code: Some(0),
+            summary: Some(r.summary.to_string()),
+            url: r.url.map(str::to_string),
+            release: r.release.map(str::to_string),
+        };
+        let ended = Ended {
+            status: timeline::Status::Succeeded,
+            exit_code: 0,
+            summary: r.summary,
+            url: r.url,
+            release: r.release,
+        };
+        match self {
+            State::Local { timeline, .. } => timeline.record(&d, ended, "")?,
+            State::Shared { shared, dir } => {
+                if let Err(e) = shared.record(&d, r.runner, &ended).await {
+                    d.started_at = timeline::now();
+                    return Err(match Unrecorded::of(&ended, Some(d.clone())).keep(dir, &d.id) {
+                        Ok(()) => StateError::Unrecorded(e),
+                        Err(_) => StateError::Shared(e),
+                    });
+                }
+            }
+        }
+        Ok(d.id)
+    }
+
+    /// The deploy `text` names (its id, or a part only that id begins or ends with, as
+    /// [`State::find`]), for `pier rollback --to DEPLOY_ID`: its `server`, and the
+    /// `release` it made live (none when it failed, or its method named none), with its
+    /// `commit` and `branch`. `None` when no deploy has such an id;
+    /// [`StateError::Ambiguous`] when several do.
+    pub async fn release_of(&self, text: &str) -> Result<Option<Deploy>, StateError> {
+        match self.find(text).await? {
+            Found::None => Ok(None),
+            Found::One(id) => Ok(match self {
+                State::Local { timeline, .. } => timeline.deploy(&id)?,
+                State::Shared { shared, .. } => shared.deploy(&id).await?,
+            }),
+            Found::Several(ids, all) => Err(StateError::Ambiguous { given: text.trim().to_string(), ids, all }),
         }
     }
 
@@ -309,5 +444,19 @@ impl State {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_end_kept_before_releases_is_still_read() {
+        let old = br#"{"status":"succeeded","exit_code":0,"summary":"released v1","url":null}"#;
+        let missed: Unrecorded = serde_json::from_slice(old).unwrap();
+        let ended = missed.ended();
+        assert_eq!((ended.status, ended.summary, ended.release), (timeline::Status::Succeeded, "released v1", None));
+        assert!(missed.record.is_none());
     }
 }

@@ -51,7 +51,7 @@ impl std::fmt::Display for Status {
 }
 
 /// One deploy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Deploy {
     pub id: String,
     pub server: String,
@@ -59,12 +59,13 @@ pub struct Deploy {
     pub commit: String,
     pub branch: String,
     pub build: Option<String>,
-    /// `manual` or `automatic`.
+    /// `manual` or `automatic`, or `rollback` for a rollback of the server (see
+    /// [`super::state::State::record_rollback`]).
     pub trigger: String,
     /// Who or what asked for it.
     pub actor: String,
     /// The machine (CI runner) that ran it, when the timeline is shared.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<String>,
     /// RFC 3339, UTC.
     pub started_at: String,
@@ -76,6 +77,10 @@ pub struct Deploy {
     /// Where the deployed app can be seen, when the deploy succeeded and knew it: the
     /// server's URL, else the one the method reported.
     pub url: Option<String>,
+    /// The provider's name for what the deploy made live (Heroku's `v42`), when it
+    /// succeeded and its method named one: what `pier rollback --to` returns to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 /// What a deploy id given on the command line names.
@@ -128,7 +133,8 @@ CREATE TABLE IF NOT EXISTS deploys (
     exit_code   INTEGER,
     summary     TEXT,
     log         TEXT,
-    url         TEXT
+    url         TEXT,
+    release     TEXT
 );
 CREATE INDEX IF NOT EXISTS deploys_server ON deploys (server, started_at);
 ";
@@ -169,7 +175,9 @@ impl Timeline {
         // A finished deploy's log passes through the journal: do not keep it there too.
         timeline.patiently(|c| c.pragma_update(None, "journal_size_limit", 4 << 20)).map_err(|e| timeline.db(e))?;
         timeline.patiently(|c| c.execute_batch(SCHEMA)).map_err(|e| timeline.db(e))?;
-        timeline.patiently(add_url_column).map_err(|e| timeline.db(e))?;
+        for (name, kind) in ADDED_COLUMNS {
+            timeline.patiently(|c| add_column(c, name, kind)).map_err(|e| timeline.db(e))?;
+        }
         Ok(timeline)
     }
 
@@ -225,20 +233,57 @@ impl Timeline {
         Ok(DeployLog::new(Some((file, path))))
     }
 
-    /// Records how deploy `id` ended, with its log and, when it is known, the URL of the
-    /// deployed app.
+    /// Records how deploy `id` ended, with its log and, when they are known, the URL of
+    /// the deployed app and the release it made live.
     pub fn finish(&self, id: &str, ended: Ended<'_>, log: &str) -> Result<(), TimelineError> {
         self.patiently(|conn| {
             conn.execute(
                 &format!(
-                    "UPDATE deploys SET status = ?2, exit_code = ?3, summary = ?4, log = ?5, url = ?6, ended_at = {NOW}
+                    "UPDATE deploys SET status = ?2, exit_code = ?3, summary = ?4, log = ?5, url = ?6, release = ?7,
+                     ended_at = {NOW}
                      WHERE id = ?1"
                 ),
-                params![id, ended.status.as_str(), ended.exit_code, ended.summary, log, ended.url],
+                params![id, ended.status.as_str(), ended.exit_code, ended.summary, log, ended.url, ended.release],
             )
         })
         .map_err(|e| self.db(e))?;
         let _ = std::fs::remove_file(self.log_path(id));
+        Ok(())
+    }
+
+    /// Records `d`, which has already ended as `ended` (a rollback: nothing ran here to
+    /// log as it went), with its log: started and ended now, or at `d.started_at` when
+    /// it is set. A deploy of its id already recorded is kept as it is.
+    pub fn record(&self, d: &Deploy, ended: Ended<'_>, log: &str) -> Result<(), TimelineError> {
+        self.patiently(|conn| {
+            conn.execute(
+                &format!(
+                    "INSERT INTO deploys (id, server, method, git_commit, branch, build, trigger, actor, started_at,
+                         ended_at, status, exit_code, summary, log, url, release)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, coalesce(nullif(?9, ''), {NOW}),
+                         coalesce(nullif(?9, ''), {NOW}), ?10, ?11, ?12, ?13, ?14, ?15)
+                     ON CONFLICT (id) DO NOTHING"
+                ),
+                params![
+                    d.id,
+                    d.server,
+                    d.method,
+                    d.commit,
+                    d.branch,
+                    d.build,
+                    d.trigger,
+                    d.actor,
+                    d.started_at,
+                    ended.status.as_str(),
+                    ended.exit_code,
+                    ended.summary,
+                    log,
+                    ended.url,
+                    ended.release
+                ],
+            )
+        })
+        .map_err(|e| self.db(e))?;
         Ok(())
     }
 
@@ -250,6 +295,7 @@ impl Timeline {
             exit_code: 130,
             summary: "interrupted: the deploying process ended before the deploy did",
             url: None,
+            release: None,
         };
         self.finish(id, ended, &log)
     }
@@ -271,7 +317,7 @@ impl Timeline {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, server, method, git_commit, branch, build, trigger, actor, started_at, ended_at, status, exit_code, summary, url
+                "SELECT id, server, method, git_commit, branch, build, trigger, actor, started_at, ended_at, status, exit_code, summary, url, release
                  FROM deploys WHERE (?1 IS NULL OR server = ?1) ORDER BY started_at DESC, rowid DESC LIMIT ?2",
             )
             .map_err(|e| self.db(e))?;
@@ -321,15 +367,28 @@ impl Timeline {
         })
     }
 
+    /// One deploy, without its log.
+    pub fn deploy(&self, id: &str) -> Result<Option<Deploy>, TimelineError> {
+        self.conn
+            .query_row(
+                "SELECT id, server, method, git_commit, branch, build, trigger, actor, started_at, ended_at, status, exit_code, summary, url, release
+                 FROM deploys WHERE id = ?1",
+                params![id],
+                row,
+            )
+            .optional()
+            .map_err(|e| self.db(e))
+    }
+
     /// One deploy and its log (the live log while it runs).
     pub fn get(&self, id: &str) -> Result<Option<(Deploy, String)>, TimelineError> {
         let found = self
             .conn
             .query_row(
-                "SELECT id, server, method, git_commit, branch, build, trigger, actor, started_at, ended_at, status, exit_code, summary, url, log
+                "SELECT id, server, method, git_commit, branch, build, trigger, actor, started_at, ended_at, status, exit_code, summary, url, release, log
                  FROM deploys WHERE id = ?1",
                 params![id],
-                |r| Ok((row(r)?, r.get::<_, Option<String>>(14)?)),
+                |r| Ok((row(r)?, r.get::<_, Option<String>>(15)?)),
             )
             .optional()
             .map_err(|e| self.db(e))?;
@@ -357,6 +416,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Deploy> {
         exit_code: r.get(11)?,
         summary: r.get(12)?,
         url: r.get(13)?,
+        release: r.get(14)?,
     })
 }
 
@@ -368,13 +428,21 @@ pub struct Ended<'a> {
     pub summary: &'a str,
     /// Where the deployed app can be seen, when known.
     pub url: Option<&'a str>,
+    /// The provider's name for what the deploy made live, when it succeeded and its
+    /// method named one.
+    pub release: Option<&'a str>,
 }
 
-/// Adds the `url` column to a timeline created before it existed. Two processes may
-/// open an old timeline at once: the one that finds the column already added is done.
-fn add_url_column(conn: &Connection) -> rusqlite::Result<()> {
+/// The columns of `deploys` added after its first release, with their types: a timeline
+/// created before one existed gets it when opened ([`add_column`]).
+const ADDED_COLUMNS: [(&str, &str); 2] = [("url", "TEXT"), ("release", "TEXT")];
+
+/// Adds column `name` (of type `kind`, both from [`ADDED_COLUMNS`]) to the `deploys` of a
+/// timeline created before it existed. Two processes may open an old timeline at once:
+/// the one that finds the column already added is done.
+fn add_column(conn: &Connection, name: &str, kind: &str) -> rusqlite::Result<()> {
     let has = |conn: &Connection| -> rusqlite::Result<bool> {
-        conn.query_row("SELECT COUNT(*) FROM pragma_table_info('deploys') WHERE name = 'url'", [], |r| {
+        conn.query_row("SELECT COUNT(*) FROM pragma_table_info('deploys') WHERE name = ?1", [name], |r| {
             r.get::<_, i64>(0)
         })
         .map(|n| n > 0)
@@ -382,7 +450,7 @@ fn add_url_column(conn: &Connection) -> rusqlite::Result<()> {
     if has(conn)? {
         return Ok(());
     }
-    match conn.execute_batch("ALTER TABLE deploys ADD COLUMN url TEXT") {
+    match conn.execute_batch(&format!("ALTER TABLE deploys ADD COLUMN {name} {kind}")) {
         Err(_) if has(conn)? => Ok(()),
         other => other,
     }
@@ -538,6 +606,28 @@ fn read_log(path: &Path) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// `secs` since the Unix epoch as RFC 3339 in UTC, to the second (as the timeline keeps
+/// times): `2026-12-01T15:04:21Z`.
+pub fn rfc3339(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days to a civil date (Howard Hinnant's algorithm), from 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+/// Now, as [`rfc3339`].
+pub fn now() -> String {
+    rfc3339(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+}
+
 /// Whether `id` has the form [`new_id`] gives: hex, `-`, hex (a safe file name).
 pub fn valid_id(id: &str) -> bool {
     id.split_once('-').is_some_and(|(time, random)| {
@@ -577,12 +667,13 @@ mod tests {
             exit_code: None,
             summary: None,
             url: None,
+            release: None,
         }
     }
 
     fn ended<'a>(status: Status, summary: &'a str, url: Option<&'a str>) -> Ended<'a> {
         let exit_code = if status == Status::Succeeded { 0 } else { 1 };
-        Ended { status, exit_code, summary, url }
+        Ended { status, exit_code, summary, url, release: None }
     }
 
     #[test]
@@ -686,7 +777,9 @@ mod tests {
     fn a_timeline_from_before_urls_gets_the_column() {
         let dir = tempfile::tempdir().unwrap();
         let old = Connection::open(dir.path().join("timeline.sqlite")).unwrap();
-        old.execute_batch(&SCHEMA.replace(",\n    url         TEXT", "")).unwrap();
+        let schema = SCHEMA.replace(",\n    url         TEXT", "").replace(",\n    release     TEXT", "");
+        assert!(!schema.contains("url") && !schema.contains("release"), "{schema}");
+        old.execute_batch(&schema).unwrap();
         old.execute(
             "INSERT INTO deploys (id, server, method, git_commit, branch, trigger, actor, started_at, status)
              VALUES ('old', 'prod', 'heroku', 'abc', 'main', 'manual', 'ada', '2020-01-01T00:00:00Z', 'succeeded')",
@@ -702,6 +795,73 @@ mod tests {
         assert_eq!(timeline.last_url("prod").unwrap().as_deref(), Some("https://app.example"));
         // Opening it again finds the column there.
         Timeline::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_timeline_from_before_releases_gets_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Connection::open(dir.path().join("timeline.sqlite")).unwrap();
+        let schema = SCHEMA.replace(",\n    release     TEXT", "");
+        assert!(schema.contains("url") && !schema.contains("release"), "{schema}");
+        old.execute_batch(&schema).unwrap();
+        old.execute(
+            "INSERT INTO deploys (id, server, method, git_commit, branch, trigger, actor, started_at, status, url)
+             VALUES ('old', 'prod', 'heroku', 'abc', 'main', 'manual', 'ada', '2020-01-01T00:00:00Z', 'succeeded',
+                     'https://old.example')",
+            [],
+        )
+        .unwrap();
+        assert!(old.prepare("SELECT release FROM deploys").is_err(), "the old schema has no release");
+        drop(old);
+        let timeline = Timeline::open(dir.path()).unwrap();
+        let (d, _) = timeline.get("old").unwrap().unwrap();
+        assert_eq!((d.url.as_deref(), d.release), (Some("https://old.example"), None));
+        timeline.start(&deploy("new")).unwrap();
+        let released = Ended { release: Some("v42"), ..ended(Status::Succeeded, "released v42", None) };
+        timeline.finish("new", released, "").unwrap();
+        assert_eq!(timeline.get("new").unwrap().unwrap().0.release.as_deref(), Some("v42"));
+        assert_eq!(
+            timeline.list(None, 10).unwrap().iter().map(|d| d.release.as_deref()).collect::<Vec<_>>(),
+            [Some("v42"), None]
+        );
+        Timeline::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_finished_deploy_is_recorded_whole_and_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let timeline = Timeline::open(dir.path()).unwrap();
+        let rollback =
+            Deploy { trigger: "rollback".into(), commit: String::new(), branch: String::new(), ..deploy("r") };
+        let done =
+            Ended { release: Some("v43"), ..ended(Status::Succeeded, "rolled back to v41", Some("https://a.example")) };
+        timeline.record(&rollback, done, "").unwrap();
+        let (d, log) = timeline.get("r").unwrap().unwrap();
+        assert_eq!((d.status, d.exit_code, d.trigger.as_str()), (Status::Succeeded, Some(0), "rollback"));
+        assert_eq!(
+            (d.release.as_deref(), d.url.as_deref(), log.as_str()),
+            (Some("v43"), Some("https://a.example"), "")
+        );
+        assert_eq!(d.ended_at.as_deref(), Some(d.started_at.as_str()));
+        assert!(d.started_at.ends_with('Z'), "{}", d.started_at);
+        assert_eq!(timeline.last_url("prod").unwrap().as_deref(), Some("https://a.example"));
+        // Recorded again (a replay), it is kept as it was.
+        timeline.record(&rollback, ended(Status::Failed, "other", None), "").unwrap();
+        assert_eq!(timeline.get("r").unwrap().unwrap().0, d);
+        // A given start time is kept.
+        let earlier = Deploy { started_at: "2020-01-01T00:00:00Z".into(), ..deploy("s") };
+        timeline.record(&earlier, ended(Status::Succeeded, "v1", None), "").unwrap();
+        assert_eq!(timeline.get("s").unwrap().unwrap().0.started_at, "2020-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn times_are_rfc3339_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_796_137_461), "2026-12-01T15:04:21Z");
+        assert_eq!(rfc3339(4_107_542_399), "2100-02-28T23:59:59Z");
+        let now = now();
+        assert!(now.len() == 20 && now.starts_with("20"), "{now}");
     }
 
     #[test]
