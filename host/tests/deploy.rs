@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{API_KEY, Project, dyno, fifo, json, release_with, run, timeline};
-use fake_heroku::{BuildScript, DynoScript, FailRule, FinalStatus, ReleaseScript, RequestKind, Script};
+use fake_heroku::{BuildScript, FailRule, FinalStatus, ReleaseScript, RequestKind, Script};
 
 measure_trampoline!();
 

@@ -264,11 +264,16 @@ impl OutputRoom for DeploySink {
 /// Who asked for a deploy: the CI's user; else the local user (`USER`, `LOGNAME`, or the
 /// system's name for this user); else git's `user.name` of the checkout. Never nobody.
 fn actor(checkout: &Checkout) -> String {
+    actor_or(|| checkout.user_name())
+}
+
+/// [`actor`], with `git_user` asked last.
+pub(super) fn actor_or(git_user: impl FnOnce() -> Option<String>) -> String {
     let uid = nix::unistd::geteuid();
     actor_from(
         &|name| std::env::var(name).ok(),
         || nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name),
-        || checkout.user_name(),
+        git_user,
         uid.as_raw(),
     )
 }

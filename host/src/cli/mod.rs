@@ -59,6 +59,8 @@ enum Command {
     Ci(deploy::CiArgs),
     /// Run a one-off command on a server through its method; exits with the command's status.
     Run(run::RunArgs),
+    /// Make an earlier release of a server live again.
+    Rollback(run::RollbackArgs),
     /// Show the deployment timeline, or one deploy's log.
     Timeline(timeline::TimelineArgs),
     /// Check a plugin against the pier:deploy contract (exit 0 only if every applicable check passes).
@@ -254,6 +256,7 @@ pub fn main() -> Exit {
             Command::Deploy(args) => deploy::deploy(args, &globals, &mut out).await,
             Command::Ci(args) => deploy::ci(args, &globals, &mut out).await,
             Command::Run(args) => run::run(args, &globals).await,
+            Command::Rollback(args) => run::rollback(args, &globals, &mut out).await,
             Command::Timeline(args) => timeline::run(args, &mut out).await,
             Command::Conformance(args) => conformance::run(args, &globals, &mut out).await,
         }

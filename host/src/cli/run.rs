@@ -4,16 +4,20 @@
 
 use std::io::{IsTerminal as _, Write as _};
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 
+use super::deploy::{actor_or, state_error};
 use super::project::{Project, master_key};
-use super::{CliError, Globals};
+use super::{CliError, Globals, Output};
 use crate::caps::Grant;
 use crate::caps::events::{Event, EventSink, Level};
-use crate::caps::secrets::Vault;
+use crate::caps::secrets::{Vault, redact};
 use crate::exit::Exit;
+use crate::project::STATE_DIR;
 use crate::project::config::Server;
+use crate::project::state::{Rollback, State};
 use crate::runtime::{Answer, CallEnv, Context, Description, Plugin, RunRequest, Runtime};
 
 #[derive(Debug, Args)]
@@ -170,4 +174,75 @@ pub async fn run(args: RunArgs, globals: &Globals) -> Result<Exit, CliError> {
     drop(_raw);
     let status = result.map_err(|e| call.method_error(e))?;
     Ok(Exit::remote(status))
+}
+
+/// `pier rollback SERVER [--to ...]`: the method makes an earlier release live, under the
+/// server's lock, and the timeline records it as a rollback of the server.
+pub async fn rollback(args: RollbackArgs, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
+    let project = Project::open()?;
+    let server = project.server(&args.server)?.clone();
+    let dir = project.root.join(STATE_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| CliError::Usage(format!("cannot create {}: {e}", dir.display())))?;
+    let state = State::open(&project.config, &dir).await.map_err(state_error)?;
+    // `--to` names a deploy of the timeline when one matches, else a release.
+    let deploy = match &args.to {
+        Some(to) => state.release_of(to).await.map_err(state_error)?,
+        None => None,
+    };
+    let release = match (&args.to, &deploy) {
+        (None, _) => None,
+        (Some(_), Some(d)) if d.server != server.alias => {
+            return Err(CliError::Usage(format!(
+                "deploy {} was of server `{}`, not `{}`",
+                d.id, d.server, server.alias
+            )));
+        }
+        (Some(_), Some(d)) => Some(d.release.clone().ok_or_else(|| {
+            CliError::Usage(format!(
+                "deploy {} recorded no release to return to (it failed, or its method names none): pass the \
+                 provider's name for a release instead, for example --to v41",
+                d.id
+            ))
+        })?),
+        (Some(to), None) => Some(to.clone()),
+    };
+    let call = ServerCall::open(&project, &server, globals).await?;
+    let runner = crate::project::state::runner();
+    let id = crate::project::timeline::new_id();
+    let _lock = state.lock(&server.alias, &id, &runner, Duration::ZERO).await.map_err(|e| match e.is_busy() {
+        true => CliError::Method { message: format!("{e}; roll back once it has ended"), exit: Exit::DeployFailed },
+        false => state_error(e),
+    })?;
+    let (env, ctx, settings) = call.env(Arc::new(Terminal))?;
+    let report = call
+        .plugin
+        .rollback(&call.runtime, &env, &ctx, &settings, release.as_deref())
+        .await?
+        .map_err(|e| call.method_error(e))?;
+    let summary = redact(&report.summary).into_owned();
+    let url = server.url.clone().or(report.url.clone());
+    let actor = actor_or(|| crate::git::Checkout::open(&project.root).ok().and_then(|c| c.user_name()));
+    let record = Rollback {
+        server: &server.alias,
+        method: &server.method,
+        actor: &actor,
+        runner: &runner,
+        commit: deploy.as_ref().map_or("", |d| d.commit.as_str()),
+        branch: deploy.as_ref().map_or("", |d| d.branch.as_str()),
+        summary: &summary,
+        release: report.release.as_deref(),
+        url: url.as_deref(),
+    };
+    let id = state.record_rollback(&record).await.map_err(state_error)?;
+    if args.json {
+        out.json(&serde_json::json!({
+            "server": server.alias,
+            "rollback": id,
+            "summary": summary,
+            "release": report.release,
+        }))?;
+    } else {
+        out.line(format!("{}: {summary} (rollback {id})", server.alias))?;
+    }
+    Ok(Exit::Success)
 }
