@@ -720,11 +720,24 @@ fn an_endpoint_variable_may_pick_a_host_and_nothing_else() {
     assert!(provider.seen().is_empty(), "nothing may be sent with the bad value");
 }
 
+/// The `legacy-notify` test plugin as built against contract 0.1.0 and kept, bytes and all.
+const NOTIFY_0_1_0: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/notify-0.1.0.wasm");
+
 #[test]
 fn a_legacy_plugin_keeps_loading_and_deploying() {
+    // Built from source today, and the binary built when 0.1.0 was current.
+    a_legacy_plugin_deploys(plugin("legacy-notify"));
+    a_legacy_plugin_deploys(NOTIFY_0_1_0);
+}
+
+fn a_legacy_plugin_deploys(file: &str) {
     let provider = Provider::start();
     let cli = Cli::new();
-    cli.install("legacy-notify");
+    std::fs::create_dir_all(cli.dir().join("plugins")).unwrap();
+    std::fs::copy(file, cli.dir().join("plugins/notify.wasm")).unwrap();
+    let (out, _) = run(cli.pier().args(["plugins", "inspect", "plugins/notify.wasm", "--json"]), 0);
+    assert_eq!(common::json(&out)["contract"], "0.1.0", "{out}");
+    run(cli.pier().args(["plugins", "add", "plugins/notify.wasm", "--yes"]), 0);
     commit_app(cli.dir());
     let hook = format!("url={}/hook", provider.url);
     run(
