@@ -204,6 +204,32 @@ fn method_failure(d: &Description, e: MethodError, streamed: &Streamed, room: Op
     DeployError::Method(message, exit)
 }
 
+/// What one call of `server`'s method may use, and its context: the grant of the method's
+/// permissions with the server's settings and stored endpoints (the environment's
+/// variables in force), its secrets, ssh checking host keys against its pins, and
+/// events to `sink`.
+pub fn server_call(
+    server: &Server,
+    plugin: &Plugin,
+    description: &Description,
+    vault: Arc<Vault>,
+    sink: Arc<dyn EventSink>,
+) -> Result<(CallEnv, Context), String> {
+    let values = server.settings.clone().into_iter().collect();
+    let (grant, endpoints) =
+        Grant::for_server(plugin.contract(), &description.permissions, &values, &server.endpoints, &|name| {
+            std::env::var(name).ok()
+        })
+        .map_err(|e| format!("method {}: {e}", description.name))?;
+    let env = CallEnv::new(grant, vault, sink).with_host_keys(HostKeys::pinned(server.pins()));
+    Ok((env, Context { endpoints, server: server.alias.clone() }))
+}
+
+/// A server's stored settings, as a method receives them.
+pub fn settings_of(server: &Server) -> Vec<crate::runtime::Answer> {
+    server.settings.iter().map(|(k, v)| crate::runtime::Answer { field: k.clone(), value: v.clone() }).collect()
+}
+
 /// The message of command `i` (from 0) of `total` failing with `code`.
 fn failed_command(i: usize, total: usize, command: &str, code: &str) -> String {
     let mut message = format!("command {} of {total} (`{command}`) exited with {code}", i + 1);
@@ -228,30 +254,21 @@ fn private_key_handle(vault: &Vault) -> Option<String> {
 impl Deploy<'_> {
     /// The environment and context of a call, and the sink its events go through.
     fn env_and_context(&self) -> Result<(CallEnv, Context, Arc<Streamed>), DeployError> {
-        let values = self.server.settings.clone().into_iter().collect();
-        let permissions = &self.description.permissions;
-        let (grant, endpoints) =
-            Grant::for_server(self.plugin.contract(), permissions, &values, &self.server.endpoints, &|name| {
-                std::env::var(name).ok()
-            })
-            .map_err(|e| DeployError::Setup(format!("method {}: {e}", self.description.name)))?;
         let streamed = Arc::new(Streamed::new(self.sink.clone()));
-        let mut env = CallEnv::new(grant, self.vault.clone(), streamed.clone())
+        let (env, ctx) = server_call(self.server, self.plugin, self.description, self.vault.clone(), streamed.clone())
+            .map_err(DeployError::Setup)?;
+        let mut env = env
             .with_workspace(self.workspace.clone())
             .with_scratch(self.run_dir.clone())
             .with_host_keys(self.host_keys.clone());
         if let Some(room) = &self.room {
             env = env.with_room(room.clone());
         }
-        Ok((env, Context { endpoints, server: self.server.alias.clone() }, streamed))
+        Ok((env, ctx, streamed))
     }
 
     fn settings(&self) -> Vec<crate::runtime::Answer> {
-        self.server
-            .settings
-            .iter()
-            .map(|(k, v)| crate::runtime::Answer { field: k.clone(), value: v.clone() })
-            .collect()
+        settings_of(self.server)
     }
 
     fn say(&self, level: Level, message: impl Into<String>) {

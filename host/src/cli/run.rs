@@ -11,7 +11,6 @@ use clap::Args;
 use super::deploy::{actor_or, state_error};
 use super::project::{Project, master_key};
 use super::{CliError, Globals, Output};
-use crate::caps::Grant;
 use crate::caps::events::{Event, EventSink, Level};
 use crate::caps::secrets::{Vault, redact};
 use crate::exit::Exit;
@@ -56,20 +55,24 @@ pub struct RollbackArgs {
 }
 
 /// Shows a one-off command's events: its output on stdout as it arrives (it is the
-/// command's data), the method's own lines on stderr.
-struct Terminal;
+/// command's data), the method's own lines on stderr. In raw mode a line ends with CRLF,
+/// as the terminal's own line discipline would have made it.
+struct Terminal {
+    raw: bool,
+}
 
 impl EventSink for Terminal {
     fn emit(&self, event: Event) {
+        let end = if self.raw { "\r\n" } else { "\n" };
         match event {
             Event::Output { line } => {
                 let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
+                let _ = write!(out, "{line}{end}");
                 let _ = out.flush();
             }
             Event::Log { level: Level::Debug, .. } => {}
-            Event::Log { level, message } => eprintln!("{}{message}", prefix(level)),
-            Event::Step { title } => eprintln!("{title}"),
+            Event::Log { level, message } => eprint!("{}{message}{end}", prefix(level)),
+            Event::Step { title } => eprint!("{title}{end}"),
         }
     }
 }
@@ -105,21 +108,10 @@ impl ServerCall {
 
     /// The environment, context and settings of one call whose events go to `sink`.
     pub fn env(&self, sink: Arc<dyn EventSink>) -> Result<(CallEnv, Context, Vec<Answer>), CliError> {
-        let values = self.server.settings.clone().into_iter().collect();
-        let (grant, endpoints) = Grant::for_server(
-            self.plugin.contract(),
-            &self.description.permissions,
-            &values,
-            &self.server.endpoints,
-            &|name| std::env::var(name).ok(),
-        )
-        .map_err(|e| CliError::Usage(format!("method {}: {e}", self.description.name)))?;
-        let env = CallEnv::new(grant, self.vault.clone(), sink)
-            .with_host_keys(crate::caps::host_keys::HostKeys::pinned(self.server.pins()));
-        let ctx = Context { endpoints, server: self.server.alias.clone() };
-        let settings =
-            self.server.settings.iter().map(|(k, v)| Answer { field: k.clone(), value: v.clone() }).collect();
-        Ok((env, ctx, settings))
+        let (env, ctx) =
+            crate::deploy::server_call(&self.server, &self.plugin, &self.description, self.vault.clone(), sink)
+                .map_err(CliError::Usage)?;
+        Ok((env, ctx, crate::deploy::settings_of(&self.server)))
     }
 
     /// A method error as the command's error.
@@ -167,11 +159,11 @@ pub async fn run(args: RunArgs, globals: &Globals) -> Result<Exit, CliError> {
     let call = ServerCall::open(&project, &server, globals).await?;
     let tty = !args.no_tty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let request = RunRequest { command: args.command, env, size: args.size, process_type: args.process_type, tty };
-    let (env, ctx, settings) = call.env(Arc::new(Terminal))?;
+    let raw = if tty { RawMode::enter() } else { None };
+    let (env, ctx, settings) = call.env(Arc::new(Terminal { raw: raw.is_some() }))?;
     let env = env.with_input();
-    let _raw = if tty { RawMode::enter() } else { None };
     let result = call.plugin.run(&call.runtime, &env, &ctx, &settings, &request).await?;
-    drop(_raw);
+    drop(raw);
     let status = result.map_err(|e| call.method_error(e))?;
     Ok(Exit::remote(status))
 }
@@ -213,7 +205,7 @@ pub async fn rollback(args: RollbackArgs, globals: &Globals, out: &mut Output) -
         true => CliError::Method { message: format!("{e}; roll back once it has ended"), exit: Exit::DeployFailed },
         false => state_error(e),
     })?;
-    let (env, ctx, settings) = call.env(Arc::new(Terminal))?;
+    let (env, ctx, settings) = call.env(Arc::new(Terminal { raw: false }))?;
     let report = call
         .plugin
         .rollback(&call.runtime, &env, &ctx, &settings, release.as_deref())
