@@ -45,13 +45,28 @@ fn inspect_shows_form_permissions_size_and_digest() {
     insta::assert_json_snapshot!(view);
 
     let (text, _) = run(pier(home.path()).args(["plugins", "inspect", path]), 0);
-    assert!(text.contains("api_key        API key (secret, required)"), "{text}");
+    assert!(
+        text.contains("api_key        API key (secret, required)\n                   The provider's API key."),
+        "{text}"
+    );
     assert!(text.contains("http endpoint `api`: setting `api_url`"), "{text}");
     assert!(
         text.contains("run program `sh`: `sh` with arguments -c *; variables it may set: GREETING — WARNING"),
         "{text}"
     );
     assert!(text.contains("secret `api_key` → header `Authorization: Bearer …` to endpoint `api`"), "{text}");
+}
+
+#[test]
+fn inspect_shows_where_streams_go_and_the_commands_a_method_runs_itself() {
+    let home = tempdir();
+    let (text, _) = run(pier(home.path()).args(["plugins", "inspect", "heroku"]), 0);
+    assert!(
+        text.contains("TLS to the host of endpoint `api`, any port, only where a response from its endpoints named"),
+        "{text}"
+    );
+    assert!(text.contains("TLS to `*.heroku.com`, any port, only where"), "{text}");
+    assert!(text.contains("runs commands beginning `heroku run` itself (its `run` export)"), "{text}");
 }
 
 #[test]

@@ -409,6 +409,9 @@ pub fn print_view(v: &PluginView, out: &mut Output) -> std::io::Result<()> {
             traits.push(format!("e.g. {e}"));
         }
         out.line(format!("    {:<14} {} ({})", f.id, f.label, traits.join(", ")))?;
+        if !f.help.trim().is_empty() {
+            out.line(format!("    {:<14} {}", "", f.help.trim()))?;
+        }
     }
     out.line("  permissions:")?;
     let mut any = false;

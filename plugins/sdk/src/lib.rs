@@ -137,8 +137,8 @@ pub fn has_secret(handle: &str) -> bool {
     secrets::handles().iter().any(|h| h == handle)
 }
 
-/// The base URL of endpoint `id` in this call, or an `invalid-answer` style error when
-/// the host resolved none.
+/// The base URL of endpoint `id` in this call (no trailing `/`), or a `provider` error
+/// naming the endpoint when the host resolved none (no source of it had a value).
 pub fn endpoint<'a>(ctx: &'a Context, id: &str) -> Result<&'a str, MethodError> {
     ctx.endpoints
         .iter()
