@@ -91,6 +91,24 @@ fn a_plugin_that_never_returns_fails_the_limits_check() {
 }
 
 #[test]
+fn a_plugin_that_hangs_fails_within_the_timeout_and_shows_where() {
+    let home = tempdir();
+    let (out, err) = run(pier(home.path()).args(["conformance", plugin("iloop"), "--timeout", "1", "--json"]), 3);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let reason = report["checks"].as_array().unwrap().iter().find(|c| c["id"] == "limits.default").unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("ran past its time limit of 1s in `deploy`"), "{reason}");
+    // Each call is named on stderr as it starts, so a hang shows where it is.
+    for call in ["describe", "validate", "setup", "deploy"] {
+        assert!(err.contains(&format!(": calling {call}\n")), "{call}: {err}");
+    }
+    let (_, err) = run(pier(home.path()).args(["conformance", plugin("iloop"), "--timeout", "0"]), 2);
+    assert!(err.contains("--timeout"), "{err}");
+}
+
+#[test]
 fn a_file_that_is_not_a_plugin_is_bad_input_not_a_failed_check() {
     let home = tempdir();
     std::fs::write(home.path().join("x.wasm"), "nope").unwrap();

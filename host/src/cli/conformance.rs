@@ -19,20 +19,30 @@ pub struct ConformanceArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// The longest any one call may run, in seconds, before the plugin is stopped and the
+    /// `limits.default` check fails naming the call (the runner's provider is on loopback,
+    /// so a slower call is a plugin stuck in a loop). `PIER_LIMIT_SECONDS` overrides it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
 }
 
 pub async fn run(args: ConformanceArgs, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
     // Calls answer a fake provider on loopback: anything slower than this is a plugin
     // stuck in a loop, not a slow network.
+    let limit = Duration::from_secs(args.timeout);
     let mut limits = crate::runtime::Limits {
-        setup_time: Duration::from_secs(60),
-        deploy_time: Duration::from_secs(120),
+        describe_time: crate::runtime::Limits::default().describe_time.min(limit),
+        setup_time: limit,
+        deploy_time: limit,
         ..Default::default()
     };
     globals.apply_env_limits(&mut limits)?;
     let runtime = globals.runtime_with(limits)?;
     let plugin = super::plugins::load(&runtime, &args.plugin)?;
-    let report = conformance::run(&runtime, &plugin)
+    // One line per call on stderr, so that a plugin that hangs is seen where it hangs.
+    let name = plugin.name().to_string();
+    let progress = |call: &str| eprintln!("conformance: {name}: calling {call}");
+    let report = conformance::run_with_progress(&runtime, &plugin, &progress)
         .await
         .map_err(|e| CliError::Usage(format!("conformance could not run: {e}")))?;
     if let Some(path) = &args.junit {

@@ -229,6 +229,8 @@ struct Runner<'a> {
     /// Every vault a call used: canaries, and keys the plugin generated.
     vaults: Vec<Arc<Vault>>,
     calls: Vec<Call>,
+    /// Told of each call as it starts (`pier conformance` prints it on stderr).
+    progress: &'a dyn Fn(&str),
 }
 
 fn fault_text(e: &CallError) -> String {
@@ -339,6 +341,11 @@ impl<'a> Runner<'a> {
         (env, Context { endpoints, server: self.markers.server.clone() })
     }
 
+    /// Says that a call of `export` starts.
+    fn announce(&self, export: &str) {
+        (self.progress)(export);
+    }
+
     fn record(&mut self, export: &'static str, audit: &Audit, fault: Option<&CallError>, returned: String) {
         self.calls.push(Call {
             export,
@@ -358,6 +365,7 @@ impl<'a> Runner<'a> {
     ) -> Result<Result<Vec<crate::runtime::Choice>, MethodError>, String> {
         let audit = Arc::new(Audit::default());
         let (env, ctx) = self.env(vault, audit.clone(), false);
+        self.announce("choices");
         let result = self.plugin.choices(self.runtime, &env, &ctx, field, answers).await;
         self.record("choices", &audit, result.as_ref().err(), format!("{result:?}"));
         result.map_err(|e| fault_text(&e))
@@ -366,6 +374,7 @@ impl<'a> Runner<'a> {
     async fn validate(&mut self, answers: &[Answer], vault: Arc<Vault>) -> Result<Result<String, MethodError>, String> {
         let audit = Arc::new(Audit::default());
         let (env, ctx) = self.env(vault, audit.clone(), false);
+        self.announce("validate");
         let result = self.plugin.validate(self.runtime, &env, &ctx, answers).await;
         self.record("validate", &audit, result.as_ref().err(), format!("{result:?}"));
         result.map_err(|e| fault_text(&e))
@@ -379,6 +388,7 @@ impl<'a> Runner<'a> {
     ) -> Result<(Result<crate::runtime::SetupResult, MethodError>, Vec<GeneratedKey>, Vec<AuditRecord>), String> {
         let audit = Arc::new(Audit::default());
         let (env, ctx) = self.env(vault, audit.clone(), false);
+        self.announce("setup");
         let result = self.plugin.setup(self.runtime, &env, &ctx, answers).await;
         let returned = match &result {
             Ok(out) => format!("{:?}", out.value),
@@ -398,6 +408,7 @@ impl<'a> Runner<'a> {
         let audit = Arc::new(Audit::default());
         let (env, ctx) = self.env(vault, audit.clone(), failing_programs);
         let build = self.markers.build.clone();
+        self.announce("deploy");
         let result = self.plugin.deploy(self.runtime, &env, &ctx, settings, &build).await;
         self.record("deploy", &audit, result.as_ref().err(), format!("{result:?}"));
         result.map(|r| (r, audit.records())).map_err(|e| fault_text(&e))
@@ -411,6 +422,7 @@ impl<'a> Runner<'a> {
         let (env, ctx) = self.env(vault, audit.clone(), false);
         let commands =
             ["echo one".to_string(), "heroku run rake db:migrate".to_string(), "ls -la && echo 'a  b'".to_string()];
+        self.announce("prepare-commands");
         let result = self.plugin.legacy_prepare_commands(self.runtime, &env, &ctx, settings, &commands).await;
         self.record("prepare-commands", &audit, result.as_ref().err(), format!("{result:?}"));
         let plan = match result {
@@ -514,6 +526,17 @@ fn signature(outcome: &str, keys: &[GeneratedKey], audit: &[AuditRecord]) -> Str
 
 /// Runs every check against `plugin`.
 pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, ConformanceError> {
+    run_with_progress(runtime, plugin, &|_| {}).await
+}
+
+/// [`run`], telling `progress` of each call as it starts, so that a plugin that hangs is
+/// seen hanging in the call it hangs in.
+pub async fn run_with_progress(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    progress: &dyn Fn(&str),
+) -> Result<Report, ConformanceError> {
+    progress("describe");
     let file = plugin.file().clone();
     let mut checks: Vec<Check> = Vec::new();
     let check = |id: &'static str, outcome: Outcome| -> Check {
@@ -630,6 +653,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, Conforman
         markers,
         vaults: Vec::new(),
         calls: Vec::new(),
+        progress,
     };
 
     // describe.choices: fetch every choice field's options, answering the fields before it.
