@@ -467,7 +467,16 @@ impl<'a> Runner<'a> {
 
 /// `export: what` for every record of every call that `denied` picks out.
 fn denials(calls: &[Call], denied: impl Fn(&AuditRecord) -> Option<String>) -> Vec<String> {
-    calls.iter().flat_map(|c| c.audit.iter().filter_map(&denied).map(move |d| format!("{}: {d}", c.export))).collect()
+    let all = calls.iter().flat_map(|c| c.audit.iter().filter_map(&denied).map(move |d| format!("{}: {d}", c.export)));
+    // Each once, in the order first seen, with how many times when more than once.
+    let mut counted: Vec<(String, usize)> = Vec::new();
+    for denial in all {
+        match counted.iter_mut().find(|(d, _)| *d == denial) {
+            Some((_, n)) => *n += 1,
+            None => counted.push((denial, 1)),
+        }
+    }
+    counted.into_iter().map(|(d, n)| if n > 1 { format!("{d} ({n} times)") } else { d }).collect()
 }
 
 /// A deploy that should have failed because of `cause`: passes if it returned an error.
@@ -1000,6 +1009,35 @@ fn first_line(text: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn each_denial_is_listed_once_with_how_many_times() {
+        let http = |url: &str| AuditRecord::Http {
+            method: "GET".into(),
+            url: url.into(),
+            refused: Some(Refusal::Origin),
+            secret_headers: vec![],
+            plugin_text: String::new(),
+        };
+        let call = |audit| Call {
+            export: "deploy",
+            fault: None,
+            resource_fault: false,
+            audit,
+            overflowed: false,
+            returned: String::new(),
+        };
+        let calls = [
+            call(vec![http("https://a.test/x"), http("https://b.test/"), http("https://a.test/x")]),
+            call(vec![http("https://a.test/x")]),
+        ];
+        let listed = denials(&calls, |a| match a {
+            AuditRecord::Http { url, .. } => Some(url.clone()),
+            _ => None,
+        });
+        assert_eq!(listed, ["deploy: https://a.test/x (3 times)", "deploy: https://b.test/"]);
+    }
+
     use super::*;
 
     #[test]
