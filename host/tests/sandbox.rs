@@ -58,7 +58,7 @@ async fn deploy(
     (plugin.deploy(runtime, &env, &ctx, &[], &build()).await, sink)
 }
 
-fn fault(result: Result<Result<pier::runtime::DeployReport, MethodError>, CallError>) -> PluginFault {
+fn fault<T: std::fmt::Debug>(result: Result<Result<T, MethodError>, CallError>) -> PluginFault {
     match result {
         Err(CallError::Fault(fault)) => fault,
         other => panic!("expected a plugin fault, got {other:?}"),
@@ -93,6 +93,28 @@ async fn hostile_plugins_get_exact_outcomes_and_the_host_survives_them_all() {
         PluginFault::Trap { message, .. } => assert!(message.contains("the plugin gave up: 0 settings"), "{message}"),
         other => panic!("{other:?}"),
     }
+    // A trap with no Rust panic (an uncaught Python exception) shows what the plugin
+    // printed last, and its log has all of it at debug level.
+    let plugin = load(&runtime, "panics");
+    let (env, ctx, sink) = env_for(&runtime, &plugin, &[], Arc::new(Vault::new())).await;
+    let request =
+        pier::runtime::RunRequest { command: vec![], env: vec![], size: None, process_type: None, tty: false };
+    match fault(plugin.run(&runtime, &env, &ctx, &[], &request).await) {
+        PluginFault::Trap { message, export: "run", .. } => {
+            assert!(message.contains("it printed last:"), "{message}");
+            assert!(message.ends_with("ZeroDivisionError: division by zero"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let logged: Vec<String> = sink
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Log { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert!(logged.iter().any(|m| m.ends_with("printed: Traceback (most recent call last):")), "{logged:?}");
 
     // Denials are typed errors the plugin handles, not traps.
     match deploy(&runtime, "forbidden-http").await.0 {

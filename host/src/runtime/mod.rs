@@ -590,7 +590,9 @@ impl Runtime {
 
     fn store(&self, plugin: &str, env: &CallEnv, export: Export) -> Result<Store<CallState>, HostError> {
         let stderr = MemoryOutputPipe::new(16 << 10);
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        // What the guest prints (a Rust panic's message, a Python traceback) is kept, bounded,
+        // for its log at debug level and a trap's message.
+        let wasi = WasiCtx::builder().stdout(stderr.clone()).stderr(stderr.clone()).build();
         let policy = HttpPolicy::new(
             env.grant.http.clone(),
             self.limits.http.clone(),
@@ -744,6 +746,11 @@ impl Plugin {
         };
         let state = store.data_mut();
         state.events.flush();
+        let printed = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
+        for line in printed.lines().filter(|l| !l.trim().is_empty()) {
+            let message = redact(&crate::caps::events::inert(&format!("{plugin} printed: {line}"))).into_owned();
+            env.sink.emit(crate::caps::events::Event::Log { level: crate::caps::events::Level::Debug, message });
+        }
         match result {
             Err(_) => Err(PluginFault::TimeLimit { plugin, export: export_name, limit }.into()),
             Ok(Ok(value)) => {
@@ -776,10 +783,7 @@ impl Plugin {
                     match error.downcast_ref::<Trap>() {
                         Some(Trap::StackOverflow) => PluginFault::StackOverflow { plugin, export: export_name },
                         Some(Trap::Interrupt) => PluginFault::TimeLimit { plugin, export: export_name, limit },
-                        _ => {
-                            let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
-                            PluginFault::Trap { plugin, export: export_name, message: trap_message(&error, &stderr) }
-                        }
+                        _ => PluginFault::Trap { plugin, export: export_name, message: trap_message(&error, &printed) },
                     }
                 };
                 Err(fault.into())
@@ -1050,8 +1054,13 @@ fn count_limit(error: &wasmtime::Error) -> Option<String> {
     Some(what.lines().next().unwrap_or(what).to_string())
 }
 
+/// How many of the last lines a guest printed a trap's message shows, when they are not a
+/// Rust panic's.
+const TRAP_LINES: usize = 3;
+
 /// One line explaining a trap: the guest's panic message if it printed one, else the
-/// trap itself.
+/// trap itself and the last lines the guest printed (a Python traceback ends with the
+/// exception's name and message).
 fn trap_message(error: &wasmtime::Error, stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let panic = lines.iter().position(|l| l.contains("panicked at")).map(|i| {
@@ -1061,8 +1070,14 @@ fn trap_message(error: &wasmtime::Error, stderr: &str) -> String {
     });
     let text = match (panic, error.downcast_ref::<Trap>()) {
         (Some(text), _) => text,
-        (None, Some(trap)) => trap.to_string(),
-        (None, None) => error.to_string(),
+        (None, trap) => {
+            let trap = trap.map_or_else(|| error.to_string(), |t| t.to_string());
+            let trap = trap.lines().next().unwrap_or("unknown trap").to_string();
+            match lines.len() {
+                0 => trap,
+                n => format!("{trap}; it printed last: {}", lines[n.saturating_sub(TRAP_LINES)..].join(" | ")),
+            }
+        }
     };
     redact(&crate::caps::events::inert(text.lines().next().unwrap_or("unknown trap"))).into_owned()
 }
