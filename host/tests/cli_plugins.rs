@@ -70,6 +70,24 @@ fn inspect_shows_where_streams_go_and_the_commands_a_method_runs_itself() {
 }
 
 #[test]
+fn a_load_that_compiles_says_so_once_and_a_cached_one_says_nothing() {
+    let home = tempdir();
+    let cache = tempdir();
+    let inspect = || {
+        let mut cmd = pier(home.path());
+        cmd.args(["plugins", "inspect", plugin("everything")])
+            .env("PIER_CACHE_DIR", cache.path())
+            .env("PIER_COMPILE_NOTICE_MS", "0");
+        cmd
+    };
+    let (_, err) = run(&mut inspect(), 0);
+    assert_eq!(err.matches("first run only").count(), 1, "{err}");
+    assert!(err.starts_with("compiling plugin ") && err.contains("everything") && err.contains(" MB)"), "{err}");
+    let (_, err) = run(&mut inspect(), 0);
+    assert!(!err.contains("compiling"), "from the cache: {err}");
+}
+
+#[test]
 fn a_file_named_like_a_builtin_does_not_replace_it() {
     let home = tempdir();
     let dir = tempdir();

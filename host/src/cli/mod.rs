@@ -167,6 +167,9 @@ impl Globals {
             limits.max_memory = (mb as usize) << 20;
         }
         // At most a day: a limit must be a number the clock can add to now.
+        if let Some(ms) = env_number("PIER_COMPILE_NOTICE_MS", 0.0..=600_000.0)? {
+            limits.compile_notice = std::time::Duration::from_millis(ms as u64);
+        }
         if let Some(secs) = env_number("PIER_LIMIT_SECONDS", 0.1..=86_400.0)? {
             let limit = std::time::Duration::from_secs_f64(secs);
             limits.describe_time = limit;
@@ -178,8 +181,30 @@ impl Globals {
 
     /// A runtime with exactly `limits`.
     pub fn runtime_with(&self, limits: crate::runtime::Limits) -> Result<Runtime, CliError> {
-        Ok(Runtime::new(limits, self.cache_dir.clone())?)
+        Ok(Runtime::new(limits, self.cache_dir.clone())?.with_compile_notice(std::sync::Arc::new(compiling)))
     }
+}
+
+/// Says on stderr that plugin `origin` of `size` bytes is being compiled, once per load
+/// that compiles, with a spinner while it lasts when stderr is a terminal.
+fn compiling(origin: &str, size: u64) -> Box<dyn std::any::Any> {
+    use std::io::IsTerminal as _;
+    let line = format!("compiling plugin {origin} ({:.1} MB), first run only", size as f64 / 1e6);
+    if !std::io::stderr().is_terminal() {
+        eprintln!("{line}");
+        return Box::new(());
+    }
+    let bar = indicatif::ProgressBar::new_spinner().with_message(line);
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    struct Done(indicatif::ProgressBar);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            let message = self.0.message();
+            self.0.finish_and_clear();
+            eprintln!("{message}");
+        }
+    }
+    Box::new(Done(bar))
 }
 
 /// The number in environment variable `name`, if set: finite and within `range`, else a

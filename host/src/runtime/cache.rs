@@ -43,6 +43,11 @@ impl ArtifactCache {
         &self.dir
     }
 
+    /// Whether an artifact of the component with SHA-256 `digest` is stored.
+    pub fn has(&self, digest: &str) -> bool {
+        self.path(digest).is_file()
+    }
+
     fn path(&self, digest: &str) -> PathBuf {
         self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
     }

@@ -168,8 +168,10 @@ fn compile(
     wasm: std::sync::Arc<[u8]>,
     sha256: String,
 ) -> Result<(Component, CacheOutcome), LoadError> {
+    let size = wasm.len() as u64;
     let engine = runtime.engine.clone();
     let cache = runtime.cache.clone();
+    let cached = cache.as_ref().is_some_and(|c| c.has(&sha256));
     let (send, receive) = std::sync::mpsc::sync_channel(1);
     let spawned = std::thread::Builder::new().name("pier-compile".into()).spawn(move || {
         let compiled = match &cache {
@@ -181,8 +183,18 @@ fn compile(
     if let Err(e) = spawned {
         return Err(error(origin, LoadErrorKind::Unreadable(format!("cannot start compiling: {e}"))));
     }
+    // No artifact in the cache: this load compiles, and says so once the wait is one a
+    // person notices (a malformed component fails, and a small one compiles, before that).
     let limit = runtime.limits.compile_time;
-    match receive.recv_timeout(limit) {
+    let first = if cached || runtime.notice.is_none() { limit } else { limit.min(runtime.limits.compile_notice) };
+    let received = match receive.recv_timeout(first) {
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) if first < limit => {
+            let _shown = runtime.notice.as_ref().map(|notice| notice(origin, size));
+            receive.recv_timeout(limit - first)
+        }
+        other => other,
+    };
+    match received {
         Ok(Ok(compiled)) => Ok(compiled),
         Ok(Err(e)) => Err(error(origin, LoadErrorKind::Invalid(e))),
         Err(_) => Err(error(origin, LoadErrorKind::CompileTime { limit })),

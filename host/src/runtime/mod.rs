@@ -123,6 +123,8 @@ pub struct Limits {
     pub max_returned: usize,
     /// Wall-clock limit of compiling a plugin.
     pub compile_time: Duration,
+    /// How long a compiling load runs before the runtime's compile notice is told.
+    pub compile_notice: Duration,
 }
 
 impl Default for Limits {
@@ -140,6 +142,7 @@ impl Default for Limits {
             store: StoreCounts::default(),
             max_returned: 1 << 20,
             compile_time: Duration::from_secs(60),
+            compile_notice: Duration::from_millis(100),
         }
     }
 }
@@ -508,8 +511,14 @@ pub struct Runtime {
     cache: Option<cache::ArtifactCache>,
     limits: Limits,
     http: SharedClient,
+    notice: Option<CompileNotice>,
     _ticker: EpochTicker,
 }
+
+/// Told when loading a plugin means compiling it (its artifact is not in the cache), with
+/// where it came from and its size in bytes; what it returns lives until the compilation
+/// ends (a spinner, say).
+pub type CompileNotice = Arc<dyn Fn(&str, u64) -> Box<dyn std::any::Any> + Send + Sync>;
 
 impl Runtime {
     /// A runtime with `limits`, caching compiled plugins in `cache_dir` (none: no cache).
@@ -520,7 +529,13 @@ impl Runtime {
         let cache = cache_dir.map(|dir| cache::ArtifactCache::new(dir, &engine));
         let ticker = EpochTicker::start(engine.clone());
         let http = SharedClient::new(&limits.http);
-        Ok(Runtime { engine, linker, cache, limits, http, _ticker: ticker })
+        Ok(Runtime { engine, linker, cache, limits, http, notice: None, _ticker: ticker })
+    }
+
+    /// The same, telling `notice` when a load has to compile.
+    pub fn with_compile_notice(mut self, notice: CompileNotice) -> Self {
+        self.notice = Some(notice);
+        self
     }
 
     fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
