@@ -37,6 +37,11 @@ fn a_new_plugin_builds_conforms_installs_and_deploys() {
 
     let (out, _) = run(project.pier().args(["conformance", "plugins/acme-notify.wasm"]), 0);
     assert!(out.contains("0 failed"), "{out}");
+    // With the responses the template ships, the happy path is checked too.
+    let responses = work.path().join("acme-notify/conformance.json");
+    let (out, _) =
+        run(project.pier().args(["conformance", "plugins/acme-notify.wasm", "--responses"]).arg(&responses), 0);
+    assert!(out.contains("pass  deploy.succeeds"), "{out}");
 
     // Installing shows the permissions and digest; without a terminal it needs --yes.
     let (out, err) = run(project.pier().args(["plugins", "add", "plugins/acme-notify.wasm"]), 2);

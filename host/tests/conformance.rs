@@ -41,9 +41,9 @@ fn a_conformant_plugin_passes_and_writes_junit() {
     let home = tempdir();
     let junit = home.path().join("conformance.xml");
     let (out, _) = run(pier(home.path()).args(["conformance", plugin("notify"), "--junit"]).arg(&junit), 0);
-    assert!(out.contains("20 checks: 18 passed, 0 failed, 2 skipped"), "{out}");
+    assert!(out.contains("21 checks: 18 passed, 0 failed, 3 skipped"), "{out}");
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains(r#"<testsuite name="notify 0.1.0" tests="20" skipped="2" errors="0" failures="0">"#), "{xml}");
+    assert!(xml.contains(r#"<testsuite name="notify 0.1.0" tests="21" skipped="3" errors="0" failures="0">"#), "{xml}");
     assert!(xml.contains(r#"<testcase name="deploy.provider-failure""#), "{xml}");
 }
 
@@ -106,6 +106,49 @@ fn a_plugin_that_hangs_fails_within_the_timeout_and_shows_where() {
     }
     let (_, err) = run(pier(home.path()).args(["conformance", plugin("iloop"), "--timeout", "0"]), 2);
     assert!(err.contains("--timeout"), "{err}");
+}
+
+/// The Heroku method's happy path, as the fake provider's script.
+const HEROKU_RESPONSES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/conformance/heroku.json");
+
+fn status(report: &serde_json::Value, id: &str) -> String {
+    let check = report["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap();
+    check["status"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn scripted_responses_check_the_happy_path() {
+    let (code, failed, report) = conformance("heroku", &[]);
+    assert_eq!((code, failed), (0, set(&[])));
+    assert_eq!(status(&report, "deploy.succeeds"), "skip", "no script, no happy path");
+
+    let home = tempdir();
+    let with = |file: &std::path::Path| {
+        let out =
+            pier(home.path()).args(["conformance", "heroku", "--json", "--responses"]).arg(file).output().unwrap();
+        (out.status.code().unwrap(), serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap())
+    };
+    let (code, report) = with(std::path::Path::new(HEROKU_RESPONSES));
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(status(&report, "deploy.succeeds"), "pass", "{report:#}");
+
+    // The failing twin: the same script with a build that fails.
+    let text = std::fs::read_to_string(HEROKU_RESPONSES).unwrap().replace(
+        r#""status": "succeeded", "output_stream_url": null, "release": { "id": "release-2" }"#,
+        r#""status": "failed", "output_stream_url": null, "release": null"#,
+    );
+    assert!(text.contains(r#""status": "failed""#), "the script still has its build");
+    let failing = home.path().join("failing.json");
+    std::fs::write(&failing, text).unwrap();
+    let (code, report) = with(&failing);
+    assert_eq!(code, 3, "{report:#}");
+    assert_eq!(status(&report, "deploy.succeeds"), "fail", "{report:#}");
+
+    // A file that is not a script is bad input, named.
+    std::fs::write(home.path().join("bad.json"), r#"{"responses": [{"method": "GET"}]}"#).unwrap();
+    let (_, err) =
+        run(pier(home.path()).args(["conformance", "heroku", "--responses", "bad.json"]).current_dir(home.path()), 2);
+    assert!(err.contains("--responses bad.json") && err.contains("missing field `path`"), "{err}");
 }
 
 #[test]

@@ -24,6 +24,10 @@ pub struct ConformanceArgs {
     /// so a slower call is a plugin stuck in a loop). `PIER_LIMIT_SECONDS` overrides it.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout: u64,
+    /// Scripted answers of the fake provider, so that `deploy` is exercised to success:
+    /// a JSON file `{"responses": [{"method", "path", "status", "body", "times"}, ...]}`.
+    #[arg(long, value_name = "FILE")]
+    responses: Option<PathBuf>,
 }
 
 pub async fn run(args: ConformanceArgs, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
@@ -42,7 +46,14 @@ pub async fn run(args: ConformanceArgs, globals: &Globals, out: &mut Output) -> 
     // One line per call on stderr, so that a plugin that hangs is seen where it hangs.
     let name = plugin.name().to_string();
     let progress = |call: &str| eprintln!("conformance: {name}: calling {call}");
-    let report = conformance::run_with_progress(&runtime, &plugin, &progress)
+    let responses = match &args.responses {
+        Some(path) => {
+            conformance::provider::load_responses(path).map_err(|e| CliError::Usage(format!("--responses {e}")))?
+        }
+        None => vec![],
+    };
+    let options = conformance::RunOptions { progress: &progress, responses };
+    let report = conformance::run_with(&runtime, &plugin, options)
         .await
         .map_err(|e| CliError::Usage(format!("conformance could not run: {e}")))?;
     if let Some(path) = &args.junit {

@@ -10,6 +10,7 @@ const FILES: &[(&str, &str)] = &[
     ("rust-toolchain.toml", include_str!("../../templates/plugin/rust-toolchain.toml.in")),
     (".gitignore", include_str!("../../templates/plugin/gitignore.in")),
     ("README.md", include_str!("../../templates/plugin/README.md.in")),
+    ("conformance.json", include_str!("../../templates/plugin/conformance.json.in")),
     ("src/lib.rs", include_str!("../../templates/plugin/src/lib.rs.in")),
     ("pier-plugin-sdk/Cargo.toml", include_str!("../../templates/plugin/sdk-Cargo.toml.in")),
     ("pier-plugin-sdk/src/lib.rs", include_str!("../../../plugins/sdk/src/lib.rs")),

@@ -7,7 +7,7 @@
 //! values for its secrets. Each check has an id, a one-line description, and a result:
 //! pass, fail with a reason the author can act on, or skip with why it does not apply.
 
-mod provider;
+pub mod provider;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -76,6 +76,7 @@ pub const CHECKS: &[(&str, &str)] = &[
     ("permissions.exec", "the plugin runs no program it does not declare"),
     ("permissions.exec-args", "every program runs with arguments that match one of its declared patterns"),
     ("permissions.exec-env", "every variable the plugin gives a program is declared for it and not a refused one"),
+    ("deploy.succeeds", "deploy succeeds against the author's scripted provider responses (--responses)"),
     ("deploy.provider-failure", "deploy reports failure when the provider fails every request"),
     ("deploy.program-failure", "deploy reports failure when a program it runs exits non-zero"),
     (
@@ -341,8 +342,9 @@ impl<'a> Runner<'a> {
         (env, Context { endpoints, server: self.markers.server.clone() })
     }
 
-    /// Says that a call of `export` starts.
+    /// Says that a call of `export` starts, and starts the provider's script over.
     fn announce(&self, export: &str) {
+        self.provider.reset();
         (self.progress)(export);
     }
 
@@ -535,16 +537,22 @@ fn signature(outcome: &str, keys: &[GeneratedKey], audit: &[AuditRecord]) -> Str
 
 /// Runs every check against `plugin`.
 pub async fn run(runtime: &Runtime, plugin: &Plugin) -> Result<Report, ConformanceError> {
-    run_with_progress(runtime, plugin, &|_| {}).await
+    run_with(runtime, plugin, RunOptions { progress: &|_| {}, responses: vec![] }).await
 }
 
-/// [`run`], telling `progress` of each call as it starts, so that a plugin that hangs is
-/// seen hanging in the call it hangs in.
-pub async fn run_with_progress(
-    runtime: &Runtime,
-    plugin: &Plugin,
-    progress: &dyn Fn(&str),
-) -> Result<Report, ConformanceError> {
+/// How [`run_with`] runs.
+pub struct RunOptions<'a> {
+    /// Told of each call as it starts, so that a plugin that hangs is seen hanging in the
+    /// call it hangs in.
+    pub progress: &'a dyn Fn(&str),
+    /// What the fake provider answers instead of `200 {}`, from the start in every call;
+    /// with some, `deploy.succeeds` is checked.
+    pub responses: Vec<provider::Scripted>,
+}
+
+/// [`run`], as `options` say.
+pub async fn run_with(runtime: &Runtime, plugin: &Plugin, options: RunOptions<'_>) -> Result<Report, ConformanceError> {
+    let progress = options.progress;
     progress("describe");
     let file = plugin.file().clone();
     let mut checks: Vec<Check> = Vec::new();
@@ -648,7 +656,7 @@ pub async fn run_with_progress(
         rand_core::OsRng.fill_bytes(&mut bytes);
         canaries.insert(field.id.clone(), format!("pier-canary-{}-{}", field.id, hex::encode(bytes)));
     }
-    let provider = FakeProvider::start().await.map_err(ConformanceError::Provider)?;
+    let provider = FakeProvider::start(options.responses).await.map_err(ConformanceError::Provider)?;
     let mut r = Runner {
         runtime,
         plugin,
@@ -779,6 +787,22 @@ pub async fn run_with_progress(
     let deploy_b = r.deploy(&settings, copy(&vault), false).await;
     let plan = r.prepare(&settings, copy(&vault)).await;
 
+    checks.push(check(
+        "deploy.succeeds",
+        if !r.provider.scripted() {
+            Outcome::Skip(
+                "no scripted provider responses: give them with --responses FILE to check the happy path".into(),
+            )
+        } else {
+            match &deploy_a {
+                Ok((Ok(_), _)) => Outcome::Pass,
+                Ok((Err(e), _)) => {
+                    Outcome::Fail(format!("deploy returned an error against the scripted responses: {e:?}"))
+                }
+                Err(fault) => Outcome::Fail(format!("deploy faulted against the scripted responses: {fault}")),
+            }
+        },
+    ));
     let has_provider = !d.permissions.endpoints.is_empty() || !d.permissions.origins.is_empty();
     if has_provider {
         r.provider.fail(true);
