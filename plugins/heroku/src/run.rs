@@ -85,6 +85,7 @@ pub fn run(ctx: &Context, settings: &[Answer], request: &RunRequest) -> Result<i
     let connection = tls::connect(&host, port, Some(READ_TIMEOUT_MS)).map_err(|e| stream_error(&host, port, e))?;
     connection.write(format!("{secret}\r\n").as_bytes()).map_err(|e| stream_error(&host, port, e))?;
     let mut output = Output::default();
+    let mut show = |line: &str| events::output(&format!("{line}\n"));
     let mut acknowledged = false;
     loop {
         match connection.read().map_err(|e| stream_error(&host, port, e))? {
@@ -103,13 +104,13 @@ pub fn run(ctx: &Context, settings: &[Answer], request: &RunRequest) -> Result<i
                         }
                     }
                 };
-                if let Some(status) = output.push(bytes) {
+                if let Some(status) = output.push(bytes, &mut show) {
                     return Ok(status);
                 }
             }
         }
     }
-    output.finish();
+    output.finish(&mut show);
     Err(MethodError::DeployFailed(DeployFailure {
         reason: format!("no exit status returned: the connection to {} ended before the command did", dyno.name),
         tail: vec![],
@@ -159,9 +160,9 @@ impl Output {
         Some(())
     }
 
-    /// Takes `bytes`: shows each complete line; returns the exit status once the marker
+    /// Takes `bytes`: `show`s each complete line; returns the exit status once the marker
     /// line has arrived (whatever follows it is not the command's).
-    pub fn push(&mut self, bytes: &[u8]) -> Option<i32> {
+    pub fn push(&mut self, bytes: &[u8], show: &mut dyn FnMut(&str)) -> Option<i32> {
         self.pending.extend_from_slice(bytes);
         while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=end).collect();
@@ -170,22 +171,81 @@ impl Output {
             if let Some(at) = text.find(MARKER) {
                 let before = &text[..at];
                 if !before.is_empty() {
-                    events::output(&format!("{before}\n"));
+                    show(before);
                 }
                 let status = text[at + MARKER.len()..].trim();
                 return Some(status.parse().unwrap_or(-1));
             }
-            events::output(&format!("{text}\n"));
+            show(text);
         }
         None
     }
 
-    /// Shows what is left, a last line without its newline.
-    pub fn finish(&mut self) {
+    /// `show`s what is left, a last line without its newline.
+    pub fn finish(&mut self, show: &mut dyn FnMut(&str)) {
         if !self.pending.is_empty() {
             let text = String::from_utf8_lossy(&self.pending).into_owned();
-            events::output(&format!("{}\n", text.trim_end_matches('\r')));
+            show(text.trim_end_matches('\r'));
             self.pending.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `pieces` to an [`Output`]: the lines shown and the status found.
+    fn feed(pieces: &[&[u8]]) -> (Vec<String>, Option<i32>) {
+        let mut output = Output::default();
+        let mut lines = Vec::new();
+        for piece in pieces {
+            if let Some(status) = output.push(piece, &mut |l| lines.push(l.to_string())) {
+                return (lines, Some(status));
+            }
+        }
+        output.finish(&mut |l| lines.push(l.to_string()));
+        (lines, None)
+    }
+
+    #[test]
+    fn the_marker_is_found_when_split_anywhere() {
+        let whole = "migrated\r\n\u{FFFF} heroku-command-exit-status: 42\r\n".as_bytes();
+        for cut in 1..whole.len() {
+            let (lines, status) = feed(&[&whole[..cut], &whole[cut..]]);
+            assert_eq!((lines, status), (vec!["migrated".to_string()], Some(42)), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn output_before_the_marker_on_its_line_is_kept_and_after_it_dropped() {
+        let (lines, status) = feed(&[b"no newline\xef\xbf\xbf heroku-command-exit-status: 0\nlater\n"]);
+        assert_eq!((lines, status), (vec!["no newline".to_string()], Some(0)));
+    }
+
+    #[test]
+    fn a_stream_without_the_marker_has_no_status() {
+        let (lines, status) = feed(&[b"a\n", b"b"]);
+        assert_eq!((lines, status), (vec!["a".to_string(), "b".to_string()], None));
+        // The command printing the words is not the marker: it needs the U+FFFF.
+        assert_eq!(feed(&[b"heroku-command-exit-status: 3\n"]).1, None);
+    }
+
+    #[test]
+    fn command_words_are_quoted_for_the_shell() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(command_line(&words(&["rake", "db:migrate"])).unwrap(), "rake db:migrate");
+        assert_eq!(command_line(&words(&["echo", "a b", "$HOME"])).unwrap(), "echo 'a b' '$HOME'");
+    }
+
+    #[test]
+    fn attach_urls_are_taken_apart() {
+        assert_eq!(
+            rendezvous("rendezvous://rendezvous.runtime.heroku.com:5000/abc").unwrap(),
+            ("rendezvous.runtime.heroku.com".to_string(), 5000, "abc".to_string())
+        );
+        assert!(rendezvous("https://x:1/a").is_err());
+        assert!(rendezvous("rendezvous://x/a").is_err());
+        assert!(rendezvous("rendezvous://x:1/").is_err());
     }
 }
