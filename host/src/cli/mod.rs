@@ -286,6 +286,9 @@ pub fn main() -> Exit {
             Command::Conformance(args) => conformance::run(args, &globals, &mut out).await,
         }
     });
+    // A forwarder of the user's input (`pier run`) may still be blocked reading a
+    // terminal: never wait for it on the way out.
+    runtime.shutdown_background();
     match result {
         Ok(exit) => exit,
         // `pier ... | head` closes stdout early: not an error.
