@@ -69,24 +69,7 @@ async fn open(backend: Backend, project: &Project) -> State {
 
 /// A deploy of `prod`, as `pier deploy` records it when it starts.
 fn running(id: &str) -> Deploy {
-    Deploy {
-        id: id.into(),
-        server: "prod".into(),
-        method: "heroku".into(),
-        commit: "0123456789abcdef".into(),
-        branch: "main".into(),
-        build: None,
-        trigger: "manual".into(),
-        actor: "ada".into(),
-        runner: None,
-        started_at: String::new(),
-        ended_at: None,
-        status: Status::Running,
-        exit_code: None,
-        summary: None,
-        url: None,
-        release: None,
-    }
+    Deploy::running(id, "prod", "heroku", "0123456789abcdef", "main", "manual", "ada")
 }
 
 /// Runs `check` against both states.

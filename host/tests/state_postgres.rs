@@ -33,22 +33,8 @@ async fn state(url: &DatabaseUrl, project: &str) -> SharedState {
 
 fn deploy(id: &str, server: &str) -> Deploy {
     Deploy {
-        id: id.into(),
-        server: server.into(),
-        method: "heroku".into(),
-        commit: "0123456789abcdef".into(),
-        branch: "main".into(),
         build: Some("build-7".into()),
-        trigger: "manual".into(),
-        actor: "ada".into(),
-        runner: None,
-        started_at: String::new(),
-        ended_at: None,
-        status: Status::Running,
-        exit_code: None,
-        summary: None,
-        url: None,
-        release: None,
+        ..Deploy::running(id, server, "heroku", "0123456789abcdef", "main", "manual", "ada")
     }
 }
 

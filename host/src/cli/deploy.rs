@@ -510,26 +510,22 @@ async fn run_one(
     for stale in shared.reconcile(Some(&server.alias)).await.map_err(state_error)? {
         tracing::warn!("deploy {stale} was interrupted (its process ended); marked as such in the timeline");
     }
+    let trigger = match build.trigger {
+        Trigger::Manual => "manual",
+        Trigger::Automatic => "automatic",
+    };
     let record = timeline::Deploy {
-        id: deploy_id.clone(),
-        server: server.alias.clone(),
-        method: server.method.clone(),
-        commit: build.commit.clone(),
-        branch: build.branch.clone(),
         build: build.build.clone(),
-        trigger: match build.trigger {
-            Trigger::Manual => "manual".into(),
-            Trigger::Automatic => "automatic".into(),
-        },
-        actor: build.actor.clone(),
         runner: shared.is_shared().then(|| runner.clone()),
-        started_at: String::new(),
-        ended_at: None,
-        status: Status::Running,
-        exit_code: None,
-        summary: None,
-        url: None,
-        release: None,
+        ..timeline::Deploy::running(
+            &deploy_id,
+            &server.alias,
+            &server.method,
+            &build.commit,
+            &build.branch,
+            trigger,
+            &build.actor,
+        )
     };
     let (log, stream) = shared.start(&record, &runner).await.map_err(state_error)?;
     let sink = Arc::new(DeploySink::new(log, json, ci, &server.alias, &deploy_id));

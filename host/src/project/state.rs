@@ -355,22 +355,13 @@ impl State {
     /// reaches it: then this is [`StateError::Unrecorded`].
     pub async fn record_rollback(&self, r: &Rollback<'_>) -> Result<String, StateError> {
         let mut d = Deploy {
-            id: timeline::new_id(),
-            server: r.server.to_string(),
-            method: r.method.to_string(),
-            commit: r.commit.to_string(),
-            branch: r.branch.to_string(),
-            build: None,
-            trigger: "rollback".into(),
-            actor: r.actor.to_string(),
             runner: self.is_shared().then(|| r.runner.to_string()),
-            started_at: String::new(),
-            ended_at: None,
             status: timeline::Status::Succeeded,
             exit_code: Some(0),
             summary: Some(r.summary.to_string()),
             url: r.url.map(str::to_string),
             release: r.release.map(str::to_string),
+            ..Deploy::running(&timeline::new_id(), r.server, r.method, r.commit, r.branch, "rollback", r.actor)
         };
         let ended = Ended {
             status: timeline::Status::Succeeded,

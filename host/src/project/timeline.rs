@@ -83,6 +83,40 @@ pub struct Deploy {
     pub release: Option<String>,
 }
 
+impl Deploy {
+    /// A deploy `id` of `server` with `method`, of `commit` on `branch`, asked for by
+    /// `actor` with `trigger`, as it is recorded when it starts: running, nothing else
+    /// known yet.
+    pub fn running(
+        id: &str,
+        server: &str,
+        method: &str,
+        commit: &str,
+        branch: &str,
+        trigger: &str,
+        actor: &str,
+    ) -> Deploy {
+        Deploy {
+            id: id.into(),
+            server: server.into(),
+            method: method.into(),
+            commit: commit.into(),
+            branch: branch.into(),
+            build: None,
+            trigger: trigger.into(),
+            actor: actor.into(),
+            runner: None,
+            started_at: String::new(),
+            ended_at: None,
+            status: Status::Running,
+            exit_code: None,
+            summary: None,
+            url: None,
+            release: None,
+        }
+    }
+}
+
 /// What a deploy id given on the command line names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Found {
@@ -651,24 +685,7 @@ mod tests {
     use super::*;
 
     fn deploy(id: &str) -> Deploy {
-        Deploy {
-            id: id.into(),
-            server: "prod".into(),
-            method: "heroku".into(),
-            commit: "abc".into(),
-            branch: "main".into(),
-            build: None,
-            trigger: "manual".into(),
-            actor: "ada".into(),
-            runner: None,
-            started_at: String::new(),
-            ended_at: None,
-            status: Status::Running,
-            exit_code: None,
-            summary: None,
-            url: None,
-            release: None,
-        }
+        Deploy::running(id, "prod", "heroku", "abc", "main", "manual", "ada")
     }
 
     fn ended<'a>(status: Status, summary: &'a str, url: Option<&'a str>) -> Ended<'a> {

@@ -638,40 +638,60 @@ impl HttpGrant {
     }
 }
 
+/// A response body as the places a URL may be found: its JSON string values, or, when it
+/// is not JSON, its text.
+enum Body<'a> {
+    Json(Vec<String>),
+    Text(std::borrow::Cow<'a, str>),
+}
+
+impl<'a> Body<'a> {
+    /// Parses `body` once for [`urls_in`] and [`addresses_in`].
+    fn of(body: &'a [u8]) -> Body<'a> {
+        fn walk(value: serde_json::Value, out: &mut Vec<String>) {
+            match value {
+                serde_json::Value::String(s) => out.push(s),
+                serde_json::Value::Array(items) => items.into_iter().for_each(|v| walk(v, out)),
+                serde_json::Value::Object(map) => map.into_iter().for_each(|(_, v)| walk(v, out)),
+                _ => {}
+            }
+        }
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(json) => {
+                let mut strings = Vec::new();
+                walk(json, &mut strings);
+                Body::Json(strings)
+            }
+            Err(_) => Body::Text(String::from_utf8_lossy(body)),
+        }
+    }
+}
+
+/// Where a run of text holding a URL ends.
+fn url_delimiter(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>')
+}
+
 /// Every http(s) URL in a response body that a wildcard origin might need: JSON string
 /// values, else whitespace- and quote-delimited runs of text.
-fn urls_in(body: &[u8]) -> Vec<String> {
-    fn walk(value: &serde_json::Value, out: &mut Vec<String>) {
-        match value {
-            serde_json::Value::String(s) if s.starts_with("http://") || s.starts_with("https://") => {
-                out.push(s.clone())
-            }
-            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
-            serde_json::Value::Object(map) => map.values().for_each(|v| walk(v, out)),
-            _ => {}
+fn urls_in(body: &Body<'_>) -> Vec<String> {
+    match body {
+        Body::Json(strings) => {
+            strings.iter().filter(|s| s.starts_with("http://") || s.starts_with("https://")).cloned().collect()
         }
+        Body::Text(text) => text
+            .match_indices("http")
+            .map(|(start, _)| &text[start..])
+            .filter(|rest| rest.starts_with("http://") || rest.starts_with("https://"))
+            .map(|rest| rest[..rest.find(url_delimiter).unwrap_or(rest.len())].to_string())
+            .collect(),
     }
-    let mut out = Vec::new();
-    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) {
-        walk(&json, &mut out);
-        return out;
-    }
-    let text = String::from_utf8_lossy(body);
-    for start in text.match_indices("http").map(|(i, _)| i) {
-        let rest = &text[start..];
-        if rest.starts_with("http://") || rest.starts_with("https://") {
-            let end =
-                rest.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>')).unwrap_or(rest.len());
-            out.push(rest[..end].to_string());
-        }
-    }
-    out
 }
 
 /// The `host:port` of every URL with an authority in a response body, of any scheme (a
 /// port of its own, or its scheme's usual one): JSON string values, else runs of text
 /// between whitespace and quotes. Host names are lowercase.
-fn addresses_in(body: &[u8]) -> Vec<(String, u16)> {
+fn addresses_in(body: &Body<'_>) -> Vec<(String, u16)> {
     fn address(text: &str) -> Option<(String, u16)> {
         let (scheme, rest) = text.split_once("://")?;
         if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
@@ -682,22 +702,10 @@ fn addresses_in(body: &[u8]) -> Vec<(String, u16)> {
         let port = url.port_or_known_default()?;
         (!rest.is_empty()).then_some((host, port))
     }
-    fn walk(value: &serde_json::Value, out: &mut Vec<(String, u16)>) {
-        match value {
-            serde_json::Value::String(s) => out.extend(address(s)),
-            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
-            serde_json::Value::Object(map) => map.values().for_each(|v| walk(v, out)),
-            _ => {}
-        }
+    match body {
+        Body::Json(strings) => strings.iter().filter_map(|s| address(s)).collect(),
+        Body::Text(text) => text.split(url_delimiter).filter_map(address).collect(),
     }
-    let mut out = Vec::new();
-    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) {
-        walk(&json, &mut out);
-        return out;
-    }
-    let text = String::from_utf8_lossy(body);
-    out.extend(text.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>')).filter_map(address));
-    out
 }
 
 /// A URL in the form remembered URLs are compared in.
@@ -931,18 +939,21 @@ impl HttpPolicy {
 
     /// Remembers the URLs in a response from one of the plugin's endpoints.
     fn remember(&self, reach: &Reach, headers: &[(String, String)], body: &[u8]) {
-        if *reach != Reach::Endpoint {
+        // Only wildcard origins and streams consult what was handed out: without either,
+        // skip the scan.
+        let wildcards = !self.grant.wildcards.is_empty();
+        if *reach != Reach::Endpoint || !(wildcards || self.watch_addresses) {
             return;
         }
+        let body = Body::of(body);
         if self.watch_addresses {
             let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
-            addresses.extend(addresses_in(body));
+            addresses.extend(addresses_in(&body));
         }
-        // Only wildcard origins consult what was handed out: without one, skip the scan.
-        if self.grant.wildcards.is_empty() {
+        if !wildcards {
             return;
         }
-        let mut urls = urls_in(body);
+        let mut urls = urls_in(&body);
         urls.extend(headers.iter().filter(|(k, _)| k == "location").map(|(_, v)| v.clone()));
         let mut handed_out = self.handed_out.lock().unwrap_or_else(|e| e.into_inner());
         handed_out.extend(urls.iter().filter_map(|u| normal(u)));
@@ -2170,11 +2181,11 @@ mod tests {
 
     #[test]
     fn handed_out_urls_are_found_in_json_and_text() {
-        let urls = urls_in(br#"{"source_blob": {"put_url": "https://b.s3.amazonaws.com/x?sig=1&t=2"}, "n": [1, "https://o.example/y"]}"#);
+        let urls = urls_in(&Body::of(br#"{"source_blob": {"put_url": "https://b.s3.amazonaws.com/x?sig=1&t=2"}, "n": [1, "https://o.example/y"]}"#));
         let found: BTreeSet<&str> = urls.iter().map(String::as_str).collect();
         assert_eq!(found, ["https://b.s3.amazonaws.com/x?sig=1&t=2", "https://o.example/y"].into_iter().collect());
         assert_eq!(
-            urls_in(b"see <https://a.example/p?q=1> and 'http://b.example'"),
+            urls_in(&Body::of(b"see <https://a.example/p?q=1> and 'http://b.example'")),
             ["https://a.example/p?q=1", "http://b.example"]
         );
     }
