@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::{env, fs};
 
+// The build precompiles for the optimised tier only.
 #[path = "src/runtime/engine_config.rs"]
+#[allow(dead_code)]
 mod engine_config;
 
 /// Built-in plugins: (method name, workspace package, library name).

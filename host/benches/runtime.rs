@@ -2,6 +2,9 @@
 //!
 //! A plain harness (no framework): each case runs a warm-up, then timed iterations, and
 //! prints the median and the 10th/90th percentiles. Figures go in BENCHMARKS.md.
+//!
+//! `PIER_BENCH_PLUGIN=path/to/large.wasm` adds cold loads of that component with each
+//! compiler, and its `describe` under each (a componentize-py or componentize-js plugin).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +13,7 @@ use std::time::{Duration, Instant};
 use pier::caps::Grant;
 use pier::caps::secrets::Vault;
 use pier::runtime::bindings::Trigger;
-use pier::runtime::{Answer, BuildInfo, CallEnv, Context, Limits, Runtime};
+use pier::runtime::{Answer, BuildInfo, CallEnv, Compilation, Context, Limits, Runtime};
 
 fn measure(name: &str, iterations: usize, mut run: impl FnMut() -> Duration) {
     for _ in 0..iterations.div_ceil(10).max(1) {
@@ -37,13 +40,21 @@ fn main() {
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let plugin_path = Path::new(pier_test_plugin_artifacts::EVERYTHING);
     let cache = tempfile::tempdir().unwrap();
-    let uncached = Runtime::new(Limits::default(), None).unwrap();
+    let uncached = |compilation| Runtime::new(Limits::default(), None).unwrap().with_compilation(compilation);
+    let (cranelift, winch) = (uncached(Compilation::Optimized), uncached(Compilation::Baseline));
     let cached = Runtime::new(Limits::default(), Some(cache.path().to_path_buf())).unwrap();
+    // The first load compiles with Winch and optimises in the background: wait for it, so
+    // that the loads below are of the Cranelift artifact.
     cached.load_file(plugin_path).unwrap();
+    cached.finish_background();
+    assert_eq!(cached.load_file(plugin_path).unwrap().file().compiler, "cranelift");
     let size = std::fs::metadata(plugin_path).unwrap().len();
 
-    measure(&format!("load, cold compile ({} KiB component)", size >> 10), 20, || {
-        timed(|| drop(uncached.load_file(plugin_path).unwrap()))
+    measure(&format!("load, cold compile, Cranelift ({} KiB component)", size >> 10), 20, || {
+        timed(|| drop(cranelift.load_file(plugin_path).unwrap()))
+    });
+    measure(&format!("load, cold compile, Winch ({} KiB component)", size >> 10), 20, || {
+        timed(|| drop(winch.load_file(plugin_path).unwrap()))
     });
     measure("load, from the on-disk cache", 200, || timed(|| drop(cached.load_file(plugin_path).unwrap())));
     measure("load, built-in heroku (embedded artifact)", 200, || {
@@ -52,6 +63,24 @@ fn main() {
 
     let plugin = cached.load_file(plugin_path).unwrap();
     measure("instantiate + describe", 2000, || timed(|| drop(tokio.block_on(plugin.describe(&cached)).unwrap())));
+    let baseline = winch.load_file(plugin_path).unwrap();
+    measure("instantiate + describe, Winch", 2000, || {
+        timed(|| drop(tokio.block_on(baseline.describe(&winch)).unwrap()))
+    });
+
+    if let Some(large) = std::env::var_os("PIER_BENCH_PLUGIN") {
+        let large = Path::new(&large);
+        let mb = std::fs::metadata(large).unwrap().len() as f64 / 1e6;
+        for (name, runtime) in [("Cranelift", &cranelift), ("Winch", &winch)] {
+            measure(&format!("load, cold compile, {name} ({mb:.1} MB)"), 3, || {
+                timed(|| drop(runtime.load_file(large).unwrap()))
+            });
+            let plugin = runtime.load_file(large).unwrap();
+            measure(&format!("instantiate + describe, {name} ({mb:.1} MB)"), 50, || {
+                timed(|| drop(tokio.block_on(plugin.describe(runtime)).unwrap()))
+            });
+        }
+    }
 
     let calls_plugin = cached.load_file(Path::new(pier_test_plugin_artifacts::HOST_CALLS)).unwrap();
     let description = tokio.block_on(calls_plugin.describe(&cached)).unwrap();

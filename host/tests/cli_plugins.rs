@@ -280,3 +280,52 @@ fn limits_from_the_environment_are_checked_not_trusted() {
     // Within bounds, the same command works.
     run(pier(home.path()).args(["plugins", "inspect", "heroku"]).env("PIER_LIMIT_SECONDS", "30"), 0);
 }
+
+#[test]
+fn plugins_compile_stores_the_optimised_artifact_that_later_loads_use() {
+    let home = tempdir();
+    let cache = tempdir();
+    let pier_with = |compiler: &str| {
+        let mut cmd = pier(home.path());
+        cmd.env("PIER_CACHE_DIR", cache.path()).env("PIER_COMPILER", compiler).env("PIER_COMPILE_NOTICE_MS", "0");
+        cmd
+    };
+    let artifacts = || -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    };
+    let (_, err) = run(pier_with("fast").args(["plugins", "list"]), 2);
+    assert!(err.contains("PIER_COMPILER must be `auto`, `cranelift` or `winch`, not `fast`"), "{err}");
+
+    // A first load with the baseline compiler stores only its artifact.
+    let (_, err) = run(pier_with("winch").args(["plugins", "inspect", plugin("everything")]), 0);
+    assert!(err.contains("first run only"), "{err}");
+    let stored = artifacts();
+    assert!(stored.len() == 1 && stored[0].contains("-winch-"), "{stored:?}");
+
+    // `plugins compile` adds the Cranelift one; run again, it has nothing to do.
+    let compile = |expect_cached: bool| {
+        let (out, _) = run(pier_with("auto").args(["plugins", "compile", plugin("everything"), "heroku", "--json"]), 0);
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let plugins = report["plugins"].as_array().unwrap();
+        assert_eq!(plugins[0]["compiler"], "cranelift", "{out}");
+        assert_eq!(plugins[0]["cached"], expect_cached, "{out}");
+        // A built-in plugin's artifact is embedded in pier.
+        assert_eq!((plugins[1]["plugin"].as_str(), plugins[1]["cached"].as_bool()), (Some("heroku"), Some(true)));
+    };
+    compile(false);
+    let stored = artifacts();
+    assert!(stored.len() == 2 && stored.iter().any(|n| n.contains("-cranelift-")), "{stored:?}");
+    compile(true);
+    let (out, _) = run(pier_with("auto").args(["plugins", "compile", plugin("everything")]), 0);
+    assert!(out.starts_with(&format!("{}: already compiled with cranelift (", plugin("everything"))), "{out}");
+    // Later loads use it without compiling, whichever compiler may be asked for first.
+    let (_, err) = run(pier_with("auto").args(["plugins", "inspect", plugin("everything")]), 0);
+    assert!(!err.contains("compiling"), "{err}");
+
+    // With nothing named and nothing installed, it says what to do.
+    let (_, err) = run(pier_with("auto").current_dir(home.path()).args(["plugins", "compile"]), 2);
+    assert!(err.contains("name the plugins to compile") || err.contains("pier.toml"), "{err}");
+}

@@ -10,12 +10,19 @@ use std::time::{Duration, Instant};
 use pier::caps::Grant;
 use pier::caps::events::{Event, MemorySink};
 use pier::caps::secrets::Vault;
-use pier::runtime::{BuildInfo, CallEnv, CallError, Context, Limits, MethodError, Plugin, PluginFault, Runtime};
+use pier::runtime::{
+    BuildInfo, CallEnv, CallError, Compilation, Context, Limits, MethodError, Plugin, PluginFault, Runtime,
+};
 use secrecy::SecretString;
 
 fn runtime() -> Runtime {
     let limits = Limits { max_memory: 64 << 20, deploy_time: Duration::from_secs(1), ..Limits::default() };
     Runtime::new(limits, Some(common::cache_dir())).unwrap()
+}
+
+/// The same limits, compiling with exactly one compiler.
+fn runtime_compiled_by(compilation: Compilation) -> Runtime {
+    runtime().with_compilation(compilation)
 }
 
 fn load(runtime: &Runtime, name: &str) -> Plugin {
@@ -52,6 +59,12 @@ async fn deploy(
     name: &str,
 ) -> (Result<Result<pier::runtime::DeployReport, MethodError>, CallError>, Arc<MemorySink>) {
     let plugin = load(runtime, name);
+    let expected = match runtime.compilation() {
+        Compilation::Baseline => "winch",
+        Compilation::Optimized => "cranelift",
+        Compilation::Tiered => plugin.file().compiler,
+    };
+    assert_eq!(plugin.file().compiler, expected, "{name} ran as compiled by {expected}");
     let vault = Arc::new(Vault::new());
     vault.insert("api_key", SecretString::from("sk-live-0123456789abcdef"));
     let (env, ctx, sink) = env_for(runtime, &plugin, &[("api_url", "http://127.0.0.1:9")], vault).await;
@@ -66,9 +79,18 @@ fn fault<T: std::fmt::Debug>(result: Result<Result<T, MethodError>, CallError>) 
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn hostile_plugins_get_exact_outcomes_and_the_host_survives_them_all() {
-    let runtime = runtime();
+async fn hostile_plugins_compiled_by_cranelift_get_exact_outcomes_and_the_host_survives_them_all() {
+    hostile_plugins_get_exact_outcomes(runtime_compiled_by(Compilation::Optimized)).await;
+}
 
+/// The baseline compiler a first load uses is held by the same epoch deadline, memory,
+/// stack and resource limits.
+#[tokio::test(flavor = "current_thread")]
+async fn hostile_plugins_compiled_by_winch_get_exact_outcomes_and_the_host_survives_them_all() {
+    hostile_plugins_get_exact_outcomes(runtime_compiled_by(Compilation::Baseline)).await;
+}
+
+async fn hostile_plugins_get_exact_outcomes(runtime: Runtime) {
     // An endless loop is stopped at the wall-clock limit, and while it runs, the host
     // serves another call on the same thread.
     let started = Instant::now();
@@ -235,35 +257,90 @@ async fn host_calls_return_to_the_guest() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn the_artifact_cache_is_keyed_by_content_and_survives_corruption() {
+async fn the_artifact_cache_is_keyed_by_content_and_compiler_and_survives_corruption() {
     use pier::runtime::CacheOutcome;
     let cache = common::tempdir();
     let runtime = Runtime::new(Limits::default(), Some(cache.path().to_path_buf())).unwrap();
     let dir = common::tempdir();
     let path = dir.path().join("plugin.wasm");
+    let artifacts = || {
+        let mut names: Vec<String> =
+            std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    };
 
+    // The first load compiles with Winch and runs at once; Cranelift follows in the
+    // background, and once its artifact is stored, loads use it.
     std::fs::copy(common::plugin("iloop"), &path).unwrap();
     let first = runtime.load_file(&path).unwrap();
-    assert_eq!(first.file().cache, CacheOutcome::Compiled);
+    assert_eq!((first.file().cache, first.file().compiler), (CacheOutcome::Compiled, "winch"));
     assert_eq!(first.describe(&runtime).await.unwrap().name, "iloop");
-    assert_eq!(runtime.load_file(&path).unwrap().file().cache, CacheOutcome::Hit);
+    runtime.finish_background();
+    let later = runtime.load_file(&path).unwrap();
+    assert_eq!((later.file().cache, later.file().compiler), (CacheOutcome::Hit, "cranelift"));
+    assert_eq!(later.describe(&runtime).await.unwrap().name, "iloop");
+    let stored = artifacts();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert!(stored.iter().any(|n| n.contains("-cranelift-")) && stored.iter().any(|n| n.contains("-winch-")));
+
+    // Each compiler finds only its own artifact: Winch is served the Winch artifact, and
+    // with only that one in the cache, Cranelift compiles.
+    let winch = Runtime::new(Limits::default(), Some(cache.path().to_path_buf()))
+        .unwrap()
+        .with_compilation(Compilation::Baseline);
+    let baseline = winch.load_file(&path).unwrap();
+    assert_eq!((baseline.file().cache, baseline.file().compiler), (CacheOutcome::Hit, "winch"));
+    for name in stored.iter().filter(|n| n.contains("-cranelift-")) {
+        std::fs::remove_file(cache.path().join(name)).unwrap();
+    }
+    let cranelift = Runtime::new(Limits::default(), Some(cache.path().to_path_buf()))
+        .unwrap()
+        .with_compilation(Compilation::Optimized);
+    let optimized = cranelift.load_file(&path).unwrap();
+    assert_eq!((optimized.file().cache, optimized.file().compiler), (CacheOutcome::Compiled, "cranelift"));
+    assert_eq!(artifacts(), stored, "the same two artifacts, one per compiler");
 
     // The same path with other contents is never served the old artifact.
     std::fs::copy(common::plugin("panics"), &path).unwrap();
-    let changed = runtime.load_file(&path).unwrap();
+    let changed = cranelift.load_file(&path).unwrap();
     assert_eq!(changed.file().cache, CacheOutcome::Compiled);
-    assert_eq!(changed.describe(&runtime).await.unwrap().name, "panics");
+    assert_eq!(changed.describe(&cranelift).await.unwrap().name, "panics");
 
-    // A corrupt artifact is compiled again and replaced.
-    let artifacts: Vec<_> = std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(artifacts.len(), 2, "{artifacts:?}");
-    for artifact in &artifacts {
-        std::fs::write(artifact, b"not an artifact").unwrap();
+    // A corrupt artifact is compiled again and replaced. (Loaded artifacts are mapped
+    // from their files, which the cache only ever replaces by renaming: drop them before
+    // writing over the files in place.)
+    drop((first, later, baseline, optimized, changed));
+    let all = artifacts();
+    assert_eq!(all.len(), 3, "{all:?}");
+    for artifact in &all {
+        std::fs::write(cache.path().join(artifact), b"not an artifact").unwrap();
     }
-    let again = runtime.load_file(&path).unwrap();
+    let again = cranelift.load_file(&path).unwrap();
     assert_eq!(again.file().cache, CacheOutcome::Compiled);
-    assert_eq!(again.describe(&runtime).await.unwrap().name, "panics");
-    assert_eq!(runtime.load_file(&path).unwrap().file().cache, CacheOutcome::Hit);
+    assert_eq!(again.describe(&cranelift).await.unwrap().name, "panics");
+    assert_eq!(cranelift.load_file(&path).unwrap().file().cache, CacheOutcome::Hit);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_plugin_winch_cannot_compile_is_compiled_by_cranelift_at_once() {
+    let component = std::fs::read(common::plugin("notify")).unwrap();
+    let dir = common::tempdir();
+    let path = dir.path().join("tail-call.wasm");
+    std::fs::write(&path, common::bomb::with_tail_call(&component)).unwrap();
+
+    let tiered = Runtime::new(Limits::default(), None).unwrap();
+    let plugin = tiered.load_file(&path).unwrap();
+    assert_eq!(plugin.file().compiler, "cranelift");
+    assert_eq!(plugin.describe(&tiered).await.unwrap().name, "notify");
+    // Winch alone refuses it, naming why.
+    let winch = Runtime::new(Limits::default(), None).unwrap().with_compilation(Compilation::Baseline);
+    let error = winch.load_file(&path).err().expect("Winch cannot compile a tail call");
+    assert!(matches!(error.kind, pier::runtime::LoadErrorKind::Invalid(_)), "{error}");
+    assert!(error.to_string().contains("tail call"), "{error}");
+    // Its benign twin, the plugin as built, is compiled by Winch.
+    let plugin = tiered.load_file(Path::new(common::plugin("notify"))).unwrap();
+    assert_eq!(plugin.file().compiler, "winch");
 }
 
 #[test]

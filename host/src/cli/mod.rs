@@ -179,9 +179,20 @@ impl Globals {
         Ok(())
     }
 
-    /// A runtime with exactly `limits`.
+    /// A runtime with exactly `limits`, compiling uncached plugins as `PIER_COMPILER` says
+    /// (`auto`: Winch first, Cranelift in the background; `cranelift`; `winch`).
     pub fn runtime_with(&self, limits: crate::runtime::Limits) -> Result<Runtime, CliError> {
-        Ok(Runtime::new(limits, self.cache_dir.clone())?.with_compile_notice(std::sync::Arc::new(compiling)))
+        let compilation = match std::env::var("PIER_COMPILER") {
+            Err(std::env::VarError::NotPresent) => crate::runtime::Compilation::default(),
+            Ok(text) if text.is_empty() => crate::runtime::Compilation::default(),
+            Ok(text) => crate::runtime::Compilation::parse(&text).ok_or_else(|| {
+                CliError::Usage(format!("PIER_COMPILER must be `auto`, `cranelift` or `winch`, not `{text}`"))
+            })?,
+            Err(_) => return Err(CliError::Usage("PIER_COMPILER is not valid UTF-8".into())),
+        };
+        Ok(Runtime::new(limits, self.cache_dir.clone())?
+            .with_compilation(compilation)
+            .with_compile_notice(std::sync::Arc::new(compiling)))
     }
 }
 

@@ -11,7 +11,7 @@ use crate::caps::exec::refused_env;
 use crate::exit::Exit;
 use crate::project::config::InstalledPlugin;
 use crate::runtime::bindings::{CommandEnvValue, EndpointSource, FieldKind, SecretUse};
-use crate::runtime::{Description, Plugin, PluginFile, Runtime, builtin};
+use crate::runtime::{CacheOutcome, Compilation, Description, Plugin, PluginFile, Runtime, builtin};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
@@ -25,6 +25,19 @@ pub enum PluginsCommand {
     Inspect {
         /// A plugin file (.wasm), or the name of a built-in or installed plugin.
         plugin: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compile plugins with the optimising compiler (Cranelift) now and cache the result,
+    /// so that later runs (a CI job restoring the cache) start at full speed.
+    ///
+    /// Without this, a plugin's first load compiles it with the fast baseline compiler
+    /// (Winch) and optimises it in the background.
+    Compile {
+        /// Plugin files, or names of installed or built-in plugins (default: every plugin
+        /// installed in this project).
+        plugins: Vec<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -330,6 +343,15 @@ pub fn load(runtime: &Runtime, spec: &str) -> Result<Plugin, CliError> {
 }
 
 pub async fn run(command: PluginsCommand, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
+    if let PluginsCommand::Compile { plugins, json } = command {
+        // Compiling ahead is what this command is for: a large plugin may take minutes
+        // with Cranelift, where a load that runs it gives up after one.
+        let mut limits = crate::runtime::Limits::default();
+        globals.apply_env_limits(&mut limits)?;
+        limits.compile_time = limits.compile_time.max(std::time::Duration::from_secs(600));
+        let runtime = globals.runtime_with(limits)?.with_compilation(Compilation::Optimized);
+        return compile(runtime, plugins, json, globals, out);
+    }
     let runtime = globals.runtime()?;
     match command {
         PluginsCommand::List { json } => {
@@ -379,7 +401,79 @@ pub async fn run(command: PluginsCommand, globals: &Globals, out: &mut Output) -
                 print_view(&view, out)?;
             }
         }
+        PluginsCommand::Compile { .. } => unreachable!("handled above"),
     }
+    Ok(Exit::Success)
+}
+
+/// What `pier plugins compile` did for one plugin.
+#[derive(Debug, Serialize)]
+struct Compiled {
+    plugin: String,
+    source: String,
+    size: u64,
+    compiler: &'static str,
+    /// Whether the artifact was already there (cached, or embedded in `pier`).
+    cached: bool,
+    seconds: f64,
+}
+
+/// `pier plugins compile`: loads each plugin with Cranelift, compiling and caching it
+/// when its optimised artifact is not cached yet.
+fn compile(
+    runtime: Runtime,
+    specs: Vec<String>,
+    json: bool,
+    globals: &Globals,
+    out: &mut Output,
+) -> Result<Exit, CliError> {
+    let Some(cache) = &globals.cache_dir else {
+        return Err(CliError::Usage(
+            "there is no cache directory to keep compiled plugins in: set PIER_CACHE_DIR".into(),
+        ));
+    };
+    let specs = if specs.is_empty() {
+        let project = Project::open()?;
+        let names: Vec<String> = project.config.plugins().iter().map(|p| p.name.clone()).collect();
+        if names.is_empty() {
+            return Err(CliError::Usage(
+                "no plugins are installed in this project: name the plugins to compile".into(),
+            ));
+        }
+        names
+    } else {
+        specs
+    };
+    let mut done = Vec::new();
+    for spec in &specs {
+        let started = std::time::Instant::now();
+        let plugin = load(&runtime, spec)?;
+        let file = plugin.file();
+        done.push(Compiled {
+            plugin: spec.clone(),
+            source: file.source.clone(),
+            size: file.size,
+            compiler: file.compiler,
+            cached: file.cache == CacheOutcome::Hit,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    if json {
+        out.json(&serde_json::json!({ "cache": cache, "plugins": done }))?;
+        return Ok(Exit::Success);
+    }
+    for c in &done {
+        let size = format!("{:.1} MB", c.size as f64 / 1e6);
+        if c.cached {
+            out.line(format!("{}: already compiled with {} ({}, {size})", c.plugin, c.compiler, c.source))?;
+        } else {
+            out.line(format!(
+                "{}: compiled with {} in {:.1} s ({}, {size})",
+                c.plugin, c.compiler, c.seconds, c.source
+            ))?;
+        }
+    }
+    out.line(format!("cache: {}", cache.display()))?;
     Ok(Exit::Success)
 }
 

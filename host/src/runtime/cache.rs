@@ -1,8 +1,9 @@
 //! The on-disk cache of compiled plugins.
 //!
-//! An artifact is keyed by the SHA-256 of the component's bytes and by the engine's
-//! compatibility hash (wasmtime version, compiler settings, CPU features), so a changed
-//! file or a changed engine never gets a stale artifact. Writes are atomic (a temporary
+//! An artifact is keyed by the SHA-256 of the component's bytes, the compiler tier
+//! (`winch` or `cranelift`) and the engine's compatibility hash (wasmtime version,
+//! compiler settings, CPU features), so a changed file or a changed engine never gets a
+//! stale artifact, and a baseline artifact never stands in for an optimised one. Writes are atomic (a temporary
 //! file renamed into place); an artifact that fails to load is compiled again and
 //! replaced. The cache directory is trusted like the `pier` binary itself: anyone who
 //! can write it can run code as the user.
@@ -15,6 +16,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use super::engine_config::Tier;
+
 /// Whether a load used the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -25,17 +28,49 @@ pub enum CacheOutcome {
     Compiled,
 }
 
+/// An engine artifacts are compiled for, with its tier and the part of an artifact's file
+/// name that says both (the compiler, then the engine's compatibility hash), so artifacts
+/// of the two tiers never take each other's place.
+#[derive(Clone)]
+pub struct Target {
+    engine: Engine,
+    tier: Tier,
+    key: String,
+}
+
+impl Target {
+    /// The target of `engine`, configured for `tier`.
+    pub fn new(engine: Engine, tier: Tier) -> Self {
+        let key = format!("{}-{}", tier.compiler(), super::engine_config::engine_key(&engine));
+        Target { engine, tier, key }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The tier its compiler is.
+    pub fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    /// Compiles `wasm` for this target, returning the artifact's bytes.
+    pub fn precompile(&self, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
+        self.engine.precompile_component(wasm)
+    }
+}
+
 /// The directory of cached artifacts.
 #[derive(Debug, Clone)]
 pub struct ArtifactCache {
     dir: PathBuf,
-    engine_key: String,
 }
 
 impl ArtifactCache {
-    /// A cache in `dir` for artifacts of `engine`. The directory is made on first write.
-    pub fn new(dir: PathBuf, engine: &Engine) -> Self {
-        ArtifactCache { dir, engine_key: super::engine_config::engine_key(engine) }
+    /// A cache in `dir`. The directory is made on first write.
+    pub fn new(dir: PathBuf) -> Self {
+        ArtifactCache { dir }
     }
 
     /// Where the cache lives.
@@ -43,40 +78,58 @@ impl ArtifactCache {
         &self.dir
     }
 
-    /// Whether an artifact of the component with SHA-256 `digest` is stored.
-    pub fn has(&self, digest: &str) -> bool {
-        self.path(digest).is_file()
+    /// Whether an artifact of the component with SHA-256 `digest` is stored for `target`.
+    pub fn has(&self, target: &Target, digest: &str) -> bool {
+        self.path(target, digest).is_file()
     }
 
-    fn path(&self, digest: &str) -> PathBuf {
-        self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
+    /// The file of the artifact of the component with SHA-256 `digest` for `target`.
+    pub fn path(&self, target: &Target, digest: &str) -> PathBuf {
+        self.dir.join(format!("{digest}-{}.cwasm", target.key))
     }
 
-    /// Loads the artifact of the component with SHA-256 `digest`, or compiles `wasm` and
-    /// stores the artifact.
+    /// Loads the artifact of the component with SHA-256 `digest` for `target`, or compiles
+    /// `wasm` and stores the artifact.
     pub fn load_or_compile(
         &self,
-        engine: &Engine,
+        target: &Target,
         wasm: &[u8],
         digest: &str,
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
-        let path = self.path(digest);
-        if path.is_file() {
-            // SAFETY: artifacts in the cache were written by `store` below from
-            // `Engine::precompile_component` output for an engine with this key; the
-            // directory is as trusted as the binary (see the module docs).
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(e) => tracing::warn!("cached artifact {} is unusable ({e}); compiling again", path.display()),
+        if let Some(component) = self.load(target, digest) {
+            return Ok((component, CacheOutcome::Hit));
+        }
+        self.compile(target, wasm, digest).map(|c| (c, CacheOutcome::Compiled))
+    }
+
+    /// The stored artifact of the component with SHA-256 `digest` for `target`, if there
+    /// is one that loads.
+    pub fn load(&self, target: &Target, digest: &str) -> Option<Component> {
+        let path = self.path(target, digest);
+        if !path.is_file() {
+            return None;
+        }
+        // SAFETY: artifacts in the cache were written by `compile` below from
+        // `Engine::precompile_component` output for an engine with this key; the
+        // directory is as trusted as the binary (see the module docs).
+        match unsafe { Component::deserialize_file(&target.engine, &path) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!("cached artifact {} is unusable ({e}); compiling again", path.display());
+                None
             }
         }
-        let compiled = engine.precompile_component(wasm)?;
+    }
+
+    /// Compiles `wasm` for `target` and stores the artifact.
+    pub fn compile(&self, target: &Target, wasm: &[u8], digest: &str) -> wasmtime::Result<Component> {
+        let compiled = target.precompile(wasm)?;
         // SAFETY: `compiled` was produced just now by this engine.
-        let component = unsafe { Component::deserialize(engine, &compiled)? };
-        if let Err(e) = self.store(&path, &compiled) {
+        let component = unsafe { Component::deserialize(&target.engine, &compiled)? };
+        if let Err(e) = self.store(&self.path(target, digest), &compiled) {
             tracing::warn!("could not write the compiled artifact to {}: {e}", self.dir.display());
         }
-        Ok((component, CacheOutcome::Compiled))
+        Ok(component)
     }
 
     fn store(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {

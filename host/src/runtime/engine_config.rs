@@ -11,16 +11,49 @@ pub const MAX_WASM_STACK: usize = 1 << 20;
 /// host frames.
 pub const ASYNC_STACK: usize = 4 << 20;
 
-/// The engine configuration: component model, epoch interruption (wall-clock limits),
-/// bounded stacks, Cranelift optimising for speed.
+/// Which compiler turns a plugin into machine code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    /// Winch, wasmtime's baseline compiler: compiles several times faster, runs somewhat
+    /// slower. A plugin's first load on a machine uses it.
+    Baseline,
+    /// Cranelift optimising for speed: what a plugin runs as once its artifact is cached.
+    Optimized,
+}
+
+impl Tier {
+    /// The compiler's name, as messages, `--json` and cache file names give it.
+    pub fn compiler(self) -> &'static str {
+        match self {
+            Tier::Baseline => "winch",
+            Tier::Optimized => "cranelift",
+        }
+    }
+}
+
+/// The engine configuration of the optimised tier: the one built-in plugins are
+/// precompiled with.
 pub fn engine_config() -> wasmtime::Config {
+    engine_config_for(Tier::Optimized)
+}
+
+/// The engine configuration of `tier`: component model, epoch interruption (wall-clock
+/// limits) and bounded stacks in both; Cranelift optimising for speed, or Winch.
+pub fn engine_config_for(tier: Tier) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.max_wasm_stack(MAX_WASM_STACK);
     config.async_stack_size(ASYNC_STACK);
-    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     config.parallel_compilation(true);
+    match tier {
+        Tier::Optimized => {
+            config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        }
+        Tier::Baseline => {
+            config.strategy(wasmtime::Strategy::Winch);
+        }
+    }
     config
 }
 

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use wasmtime::component::Component;
 
-use super::cache::{CacheOutcome, digest};
-use super::{Contract, Plugin, PluginFile, Pre, Runtime, SUPPORTED_CONTRACTS, bindings, builtin};
+use super::cache::{CacheOutcome, Target, digest};
+use super::{Compilation, Contract, Plugin, PluginFile, Pre, Runtime, SUPPORTED_CONTRACTS, Tier, bindings, builtin};
 
 /// The export every plugin must have, without its version.
 pub const METHOD_EXPORT: &str = "pier:deploy/method";
@@ -103,6 +103,8 @@ impl fmt::Display for LoadError {
 /// What loading learned about a plugin.
 pub(super) struct LoadInfo {
     pub file: PluginFile,
+    /// The compiler its machine code came from.
+    pub tier: Tier,
 }
 
 fn error(origin: &str, kind: LoadErrorKind) -> LoadError {
@@ -155,30 +157,64 @@ pub(super) fn load_bytes(runtime: &Runtime, origin: &str, bytes: Vec<u8>) -> Res
     check_encoding(origin, &bytes)?;
     let sha256 = digest(&bytes);
     let size = bytes.len() as u64;
-    let (component, outcome) = compile(runtime, origin, bytes.into(), sha256.clone())?;
-    link(runtime, origin, component, size, sha256, outcome)
+    let (component, tier, outcome) = compile(runtime, origin, bytes.into(), sha256.clone())?;
+    link(runtime, origin, component, tier, size, sha256, outcome)
 }
 
-/// Compiles `wasm` (or loads its artifact from the cache) within the compile time limit.
-/// wasmtime cannot stop a compilation, so it runs on its own thread; past the limit the
-/// load fails at once and the thread's result is dropped when it ends.
+/// Compiles `wasm` (or loads its artifact from the cache) within the compile time limit,
+/// with the compiler [`Runtime::compilation`] picks: a cached Cranelift artifact when
+/// there is one; else Winch, with Cranelift started in the background for later runs
+/// (and Cranelift at once when Winch cannot compile the component). wasmtime cannot
+/// stop a compilation, so it runs on its own thread; past the limit the load fails at
+/// once and the thread's result is dropped when it ends.
 fn compile(
     runtime: &Runtime,
     origin: &str,
     wasm: std::sync::Arc<[u8]>,
     sha256: String,
-) -> Result<(Component, CacheOutcome), LoadError> {
+) -> Result<(Component, Tier, CacheOutcome), LoadError> {
     let size = wasm.len() as u64;
-    let engine = runtime.engine.clone();
     let cache = runtime.cache.clone();
-    let cached = cache.as_ref().is_some_and(|c| c.has(&sha256));
+    let setup = |e: super::HostError| error(origin, LoadErrorKind::Unreadable(format!("cannot compile: {e}")));
+    let optimized = runtime.compiler(Tier::Optimized).map_err(setup)?.target.clone();
+    let cached = |target: &Target| cache.as_ref().is_some_and(|c| c.has(target, &sha256));
+    let mut targets = match runtime.compilation {
+        Compilation::Optimized => vec![optimized],
+        Compilation::Baseline => vec![runtime.compiler(Tier::Baseline).map_err(setup)?.target.clone()],
+        Compilation::Tiered if cached(&optimized) => vec![optimized],
+        Compilation::Tiered => vec![runtime.compiler(Tier::Baseline).map_err(setup)?.target.clone(), optimized],
+    };
+    if runtime.compilation == Compilation::Tiered && cached(&targets[0]) {
+        targets.truncate(1);
+    }
+    let hit = cached(&targets[0]);
     let (send, receive) = std::sync::mpsc::sync_channel(1);
+    let (bytes, key) = (wasm.clone(), sha256.clone());
     let spawned = std::thread::Builder::new().name("pier-compile".into()).spawn(move || {
-        let compiled = match &cache {
-            Some(cache) => cache.load_or_compile(&engine, &wasm, &sha256),
-            None => Component::new(&engine, &wasm).map(|c| (c, CacheOutcome::Compiled)),
-        };
-        let _ = send.send(compiled.map_err(|e| first_line(&e)));
+        let mut failed = None;
+        for target in &targets {
+            let compiled = match &cache {
+                Some(cache) => cache.load_or_compile(target, &bytes, &key),
+                None => Component::new(target.engine(), &bytes).map(|c| (c, CacheOutcome::Compiled)),
+            };
+            match compiled {
+                Ok((component, outcome)) => {
+                    let _ = send.send(Ok((component, target.tier(), outcome)));
+                    return;
+                }
+                Err(e) => {
+                    if targets.len() > 1 && failed.is_none() {
+                        tracing::debug!(
+                            "{} cannot compile this plugin ({}); trying the next",
+                            target.tier().compiler(),
+                            first_line(&e)
+                        );
+                    }
+                    failed = Some(first_line(&e));
+                }
+            }
+        }
+        let _ = send.send(Err(failed.unwrap_or_default()));
     });
     if let Err(e) = spawned {
         return Err(error(origin, LoadErrorKind::Unreadable(format!("cannot start compiling: {e}"))));
@@ -186,7 +222,7 @@ fn compile(
     // No artifact in the cache: this load compiles, and says so once the wait is one a
     // person notices (a malformed component fails, and a small one compiles, before that).
     let limit = runtime.limits.compile_time;
-    let first = if cached || runtime.notice.is_none() { limit } else { limit.min(runtime.limits.compile_notice) };
+    let first = if hit || runtime.notice.is_none() { limit } else { limit.min(runtime.limits.compile_notice) };
     let received = match receive.recv_timeout(first) {
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) if first < limit => {
             let _shown = runtime.notice.as_ref().map(|notice| notice(origin, size));
@@ -195,35 +231,41 @@ fn compile(
         other => other,
     };
     match received {
-        Ok(Ok(compiled)) => Ok(compiled),
+        Ok(Ok((component, tier, outcome))) => {
+            if tier == Tier::Baseline && runtime.compilation == Compilation::Tiered {
+                runtime.optimize_later(origin, wasm, &sha256);
+            }
+            Ok((component, tier, outcome))
+        }
         Ok(Err(e)) => Err(error(origin, LoadErrorKind::Invalid(e))),
         Err(_) => Err(error(origin, LoadErrorKind::CompileTime { limit })),
     }
 }
 
-/// Loads a built-in plugin: its embedded artifact when it fits this machine, else its
-/// embedded component compiled through the cache.
+/// Loads a built-in plugin: its embedded artifact when it fits this machine (and
+/// Cranelift is allowed), else its embedded component compiled through the cache.
 pub(super) fn load_builtin(runtime: &Runtime, name: &str) -> Result<Plugin, LoadError> {
     let origin = format!("builtin:{name}");
     let Some(builtin) = builtin::find(name) else {
         return Err(error(name, LoadErrorKind::UnknownBuiltin { known: builtin::names() }));
     };
     let sha256 = digest(builtin.wasm);
-    let precompiled = if builtin::artifact_fits(&runtime.engine) {
+    let engine = runtime.engine();
+    let precompiled = if runtime.compilation != Compilation::Baseline && builtin::artifact_fits(engine) {
         // SAFETY: the artifact was produced at build time by `Engine::precompile_component`
         // with the same engine configuration, and is embedded in this binary.
-        unsafe { Component::deserialize(&runtime.engine, builtin.compiled) }.ok()
+        unsafe { Component::deserialize(engine, builtin.compiled) }.ok()
     } else {
         None
     };
-    let (component, outcome) = match precompiled {
-        Some(component) => (component, CacheOutcome::Hit),
+    let (component, tier, outcome) = match precompiled {
+        Some(component) => (component, Tier::Optimized, CacheOutcome::Hit),
         None => {
-            tracing::debug!("embedded artifact of `{name}` does not fit this machine; compiling");
+            tracing::debug!("embedded artifact of `{name}` is not used on this machine; compiling");
             compile(runtime, &origin, builtin.wasm.into(), sha256.clone())?
         }
     };
-    link(runtime, &origin, component, builtin.wasm.len() as u64, sha256, outcome)
+    link(runtime, &origin, component, tier, builtin.wasm.len() as u64, sha256, outcome)
 }
 
 /// Tells a component from a core module or anything else by its first eight bytes.
@@ -254,13 +296,17 @@ fn link(
     runtime: &Runtime,
     origin: &str,
     component: Component,
+    tier: Tier,
     size: u64,
     sha256: String,
     cache: CacheOutcome,
 ) -> Result<Plugin, LoadError> {
+    let compiler =
+        runtime.compiler(tier).map_err(|e| error(origin, LoadErrorKind::Unreadable(format!("cannot link: {e}"))))?;
+    let engine = compiler.engine();
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(&runtime.engine).map(|(name, _)| name.to_string()).collect();
-    for (name, _) in ty.imports(&runtime.engine) {
+    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+    for (name, _) in ty.imports(engine) {
         let (base, version) = split_version(name);
         if let Some(interface) = base.strip_prefix("pier:deploy/") {
             if !HOST_INTERFACES.contains(&interface) {
@@ -274,7 +320,7 @@ fn link(
             }
         }
     }
-    let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
+    let pre = compiler.linker.instantiate_pre(&component).map_err(|e| {
         let text = first_line(&e);
         // wasmtime names the import in backticks: surface just that when it does.
         let name = text.split('`').nth(1).map(str::to_string).unwrap_or(text);
@@ -292,7 +338,7 @@ fn link(
         ));
     };
     // Every `pier:deploy` import must come from the same contract as the export.
-    for (name, _) in ty.imports(&runtime.engine) {
+    for (name, _) in ty.imports(engine) {
         let (base, import_version) = split_version(name);
         if base.starts_with("pier:deploy/") && import_version.and_then(Contract::of_version) != Some(contract) {
             return Err(error(
@@ -314,7 +360,10 @@ fn link(
     Ok(Plugin {
         name: origin.to_string(),
         pre,
-        info: LoadInfo { file: PluginFile { source: origin.to_string(), size, sha256, contract, cache } },
+        info: LoadInfo {
+            file: PluginFile { source: origin.to_string(), size, sha256, contract, cache, compiler: tier.compiler() },
+            tier,
+        },
     })
 }
 

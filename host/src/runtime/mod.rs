@@ -25,6 +25,7 @@ pub mod v0_2;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -46,6 +47,7 @@ pub use bindings::{
     Answer, BuildInfo, Choice, Context, DeployReport, Description, MethodError, RunRequest, SetupResult,
 };
 pub use cache::CacheOutcome;
+pub use engine_config::Tier;
 use legacy::To as _;
 pub use load::{LoadError, LoadErrorKind};
 pub use v0_1::LegacyPlan;
@@ -464,7 +466,7 @@ capability!(ExecData, exec, ExecCap);
 capability!(WorkspaceData, workspace, WorkspaceCap);
 capability!(TlsData, tls, TlsCap);
 
-/// Increments the engine's epoch every [`EPOCH_TICK`] until dropped.
+/// Increments the epoch of every engine in `engines` every [`EPOCH_TICK`] until dropped.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -477,7 +479,7 @@ pub const MAX_WASI_RESOURCES: usize = 10_000;
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 impl EpochTicker {
-    fn start(engine: Engine) -> Self {
+    fn start(engines: Arc<Mutex<Vec<Engine>>>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -486,7 +488,9 @@ impl EpochTicker {
                 while !flag.load(Ordering::Relaxed) {
                     // Parked rather than asleep, so that dropping the ticker wakes it at once.
                     std::thread::park_timeout(EPOCH_TICK);
-                    engine.increment_epoch();
+                    for engine in engines.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                        engine.increment_epoch();
+                    }
                 }
             })
             .expect("spawning the epoch thread");
@@ -504,14 +508,68 @@ impl Drop for EpochTicker {
     }
 }
 
-/// The engine, linker and cache that load and run plugins.
-pub struct Runtime {
-    engine: Engine,
+/// Which compiler a load uses when no artifact of the plugin is cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compilation {
+    /// Winch now, so the plugin runs at once; Cranelift on a background thread, whose
+    /// artifact later loads use once it is stored. A load always prefers a cached
+    /// Cranelift artifact.
+    #[default]
+    Tiered,
+    /// Cranelift, waiting for it (`pier plugins compile`, `PIER_COMPILER=cranelift`).
+    Optimized,
+    /// Winch only (`PIER_COMPILER=winch`): never Cranelift, even from the cache.
+    Baseline,
+}
+
+impl Compilation {
+    /// `auto`, `cranelift` or `winch`, as `PIER_COMPILER` takes it.
+    pub fn parse(text: &str) -> Option<Compilation> {
+        match text {
+            "auto" => Some(Compilation::Tiered),
+            "cranelift" => Some(Compilation::Optimized),
+            "winch" => Some(Compilation::Baseline),
+            _ => None,
+        }
+    }
+}
+
+/// One tier's engine and target (where its artifacts are cached), and the linker with
+/// every host capability for it.
+struct Compiler {
+    target: cache::Target,
     linker: Linker<CallState>,
+}
+
+impl Compiler {
+    fn new(tier: Tier) -> Result<Self, HostError> {
+        let config = engine_config::engine_config_for(tier);
+        let engine =
+            Engine::new(&config).map_err(|e| HostError::Setup(format!("the {} engine: {e}", tier.compiler())))?;
+        let mut linker = Linker::new(&engine);
+        Runtime::link(&mut linker).map_err(|e| HostError::Setup(e.to_string()))?;
+        Ok(Compiler { target: cache::Target::new(engine, tier), linker })
+    }
+
+    fn engine(&self) -> &Engine {
+        self.target.engine()
+    }
+}
+
+/// The engines, linkers and cache that load and run plugins.
+pub struct Runtime {
+    optimized: Compiler,
+    /// Made on the first load that needs Winch.
+    baseline: std::sync::OnceLock<Result<Compiler, String>>,
+    compilation: Compilation,
     cache: Option<cache::ArtifactCache>,
     limits: Limits,
     http: SharedClient,
     notice: Option<CompileNotice>,
+    /// The engines whose epoch the ticker advances.
+    engines: Arc<Mutex<Vec<Engine>>>,
+    /// Optimised compilations running in the background, by component digest.
+    background: Mutex<BTreeMap<String, JoinHandle<()>>>,
     _ticker: EpochTicker,
 }
 
@@ -523,19 +581,95 @@ pub type CompileNotice = Arc<dyn Fn(&str, u64) -> Box<dyn std::any::Any> + Send 
 impl Runtime {
     /// A runtime with `limits`, caching compiled plugins in `cache_dir` (none: no cache).
     pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self, HostError> {
-        let engine = Engine::new(&engine_config::engine_config()).map_err(|e| HostError::Setup(e.to_string()))?;
-        let mut linker = Linker::new(&engine);
-        Self::link(&mut linker).map_err(|e| HostError::Setup(e.to_string()))?;
-        let cache = cache_dir.map(|dir| cache::ArtifactCache::new(dir, &engine));
-        let ticker = EpochTicker::start(engine.clone());
+        let optimized = Compiler::new(Tier::Optimized)?;
+        let cache = cache_dir.map(cache::ArtifactCache::new);
+        let engines = Arc::new(Mutex::new(vec![optimized.engine().clone()]));
+        let ticker = EpochTicker::start(engines.clone());
         let http = SharedClient::new(&limits.http);
-        Ok(Runtime { engine, linker, cache, limits, http, notice: None, _ticker: ticker })
+        Ok(Runtime {
+            optimized,
+            baseline: std::sync::OnceLock::new(),
+            compilation: Compilation::default(),
+            cache,
+            limits,
+            http,
+            notice: None,
+            engines,
+            background: Mutex::new(BTreeMap::new()),
+            _ticker: ticker,
+        })
     }
 
     /// The same, telling `notice` when a load has to compile.
     pub fn with_compile_notice(mut self, notice: CompileNotice) -> Self {
         self.notice = Some(notice);
         self
+    }
+
+    /// The same, compiling uncached plugins as `compilation` says.
+    pub fn with_compilation(mut self, compilation: Compilation) -> Self {
+        self.compilation = compilation;
+        self
+    }
+
+    /// How uncached plugins are compiled.
+    pub fn compilation(&self) -> Compilation {
+        self.compilation
+    }
+
+    /// The compiler of `tier`; Winch's is made on first use.
+    fn compiler(&self, tier: Tier) -> Result<&Compiler, HostError> {
+        match tier {
+            Tier::Optimized => Ok(&self.optimized),
+            Tier::Baseline => self
+                .baseline
+                .get_or_init(|| {
+                    let compiler = Compiler::new(Tier::Baseline).map_err(|e| e.to_string())?;
+                    self.engines.lock().unwrap_or_else(|e| e.into_inner()).push(compiler.engine().clone());
+                    Ok(compiler)
+                })
+                .as_ref()
+                .map_err(|e| HostError::Setup(e.clone())),
+        }
+    }
+
+    /// Compiles the component `wasm` (SHA-256 `digest`, from `origin`) with Cranelift on
+    /// a background thread and caches the artifact, unless it is cached already, being
+    /// compiled, or there is no cache to keep it in.
+    fn optimize_later(&self, origin: &str, wasm: Arc<[u8]>, digest: &str) {
+        let Some(cache) = self.cache.clone() else { return };
+        let target = self.optimized.target.clone();
+        if cache.has(&target, digest) {
+            return;
+        }
+        let mut background = self.background.lock().unwrap_or_else(|e| e.into_inner());
+        if background.contains_key(digest) {
+            return;
+        }
+        let (name, key) = (origin.to_string(), digest.to_string());
+        let spawned = std::thread::Builder::new().name("pier-optimize".into()).spawn(move || {
+            let started = Instant::now();
+            match cache.compile(&target, &wasm, &key) {
+                Ok(_) => tracing::debug!("optimised plugin {name} in {:.1?}", started.elapsed()),
+                Err(e) => tracing::debug!("Cranelift could not compile plugin {name}: {e}"),
+            }
+        });
+        match spawned {
+            Ok(handle) => {
+                tracing::debug!("optimising plugin {origin} with Cranelift in the background");
+                background.insert(digest.to_string(), handle);
+            }
+            Err(e) => tracing::debug!("cannot start optimising plugin {origin}: {e}"),
+        }
+    }
+
+    /// Waits for the optimised compilations started in the background to end, so that
+    /// their artifacts are stored.
+    pub fn finish_background(&self) {
+        let running = std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
+        for (_, handle) in running {
+            let _ = handle.join();
+        }
     }
 
     fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
@@ -576,9 +710,9 @@ impl Runtime {
         &self.limits
     }
 
-    /// The engine.
+    /// The engine of the optimised tier.
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        self.optimized.engine()
     }
 
     /// Loads and validates a plugin file.
@@ -603,7 +737,7 @@ impl Runtime {
         load::load_builtin(self, name)
     }
 
-    fn store(&self, plugin: &str, env: &CallEnv, export: Export) -> Result<Store<CallState>, HostError> {
+    fn store(&self, plugin: &str, tier: Tier, env: &CallEnv, export: Export) -> Result<Store<CallState>, HostError> {
         let stderr = MemoryOutputPipe::new(16 << 10);
         // What the guest prints (a Rust panic's message, a Python traceback) is kept, bounded,
         // for its log at debug level and a trap's message.
@@ -648,7 +782,7 @@ impl Runtime {
             tls: TlsCap::new(env.grant.streams.clone(), policy, self.limits.tls.clone(), env.input)
                 .with_audit(env.audit.clone()),
         };
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(self.compiler(tier)?.engine(), state);
         store.limiter(|s| &mut s.limiter);
         let deadline = Instant::now() + export.time_limit(&self.limits);
         store.epoch_deadline_callback(move |_| {
@@ -698,6 +832,8 @@ pub struct PluginFile {
     pub contract: String,
     /// Whether loading it needed no compilation.
     pub cache: CacheOutcome,
+    /// The compiler its machine code came from: `cranelift` or `winch`.
+    pub compiler: &'static str,
 }
 
 impl Plugin {
@@ -728,7 +864,7 @@ impl Plugin {
         run: impl AsyncFnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<CallOutput<R>, CallError> {
         use futures_util::FutureExt as _;
-        let mut store = runtime.store(&self.name, env, export)?;
+        let mut store = runtime.store(&self.name, self.info.tier, env, export)?;
         let limit = export.time_limit(&runtime.limits);
         let plugin = self.name.clone();
         let export_name = export.name();

@@ -178,3 +178,30 @@ pub fn write(dir: &std::path::Path, file: &str, name: &str, bomb: &Bomb) -> std:
     std::fs::write(&path, table_bomb(&component, bomb)).expect("write the bomb");
     path
 }
+
+/// `component` with a core module appended (and instantiated) whose one function ends in
+/// a tail call (`return_call`): valid WebAssembly that Cranelift compiles and Winch does
+/// not.
+pub fn with_tail_call(component: &[u8]) -> Vec<u8> {
+    validate(component);
+    let index = top_level_core_modules(component);
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    let mut functions = FunctionSection::new();
+    functions.function(0);
+    let mut body = Function::new([]);
+    body.instructions().return_call(0).end();
+    let mut code = CodeSection::new();
+    code.function(&body);
+    let mut module = Module::new();
+    module.section(&types).section(&functions).section(&code);
+    let mut bytes = component.to_vec();
+    bytes.push(ComponentSectionId::CoreModule.into());
+    ModuleSection(&module).encode(&mut bytes);
+    let mut section = InstanceSection::new();
+    section.instantiate(index, std::iter::empty::<(&str, ModuleArg)>());
+    bytes.push(ComponentSectionId::CoreInstance.into());
+    section.encode(&mut bytes);
+    validate(&bytes);
+    bytes
+}
