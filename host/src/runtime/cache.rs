@@ -55,6 +55,11 @@ impl Target {
         self.tier
     }
 
+    /// Whether artifacts compiled for `self` and for `other` are the same files.
+    pub fn same_artifacts(&self, other: &Target) -> bool {
+        self.key == other.key
+    }
+
     /// Compiles `wasm` for this target, returning the artifact's bytes.
     pub fn precompile(&self, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
         self.engine.precompile_component(wasm)

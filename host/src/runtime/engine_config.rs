@@ -57,6 +57,15 @@ pub fn engine_config_for(tier: Tier) -> wasmtime::Config {
     config
 }
 
+/// The optimised tier's configuration on one thread: for compiling in the background
+/// while a plugin runs, leaving the other cores to it. Its artifacts load into the
+/// [`engine_config`] engine (the same key).
+pub fn background_config() -> wasmtime::Config {
+    let mut config = engine_config_for(Tier::Optimized);
+    config.parallel_compilation(false);
+    config
+}
+
 /// A `Hasher` that feeds SHA-256, so hashes are stable across runs and builds.
 struct ShaHasher(sha2::Sha256);
 

@@ -649,6 +649,12 @@ impl Runtime {
         let (name, key) = (origin.to_string(), digest.to_string());
         let spawned = std::thread::Builder::new().name("pier-optimize".into()).spawn(move || {
             let started = Instant::now();
+            // On this thread alone, so that the plugin keeps the other cores.
+            let target = Engine::new(&engine_config::background_config())
+                .map(|engine| cache::Target::new(engine, Tier::Optimized))
+                .ok()
+                .filter(|single| single.same_artifacts(&target))
+                .unwrap_or(target);
             match cache.compile(&target, &wasm, &key) {
                 Ok(_) => tracing::debug!("optimised plugin {name} in {:.1?}", started.elapsed()),
                 Err(e) => tracing::debug!("Cranelift could not compile plugin {name}: {e}"),
@@ -1436,6 +1442,16 @@ pub fn values_of(answers: &[Answer]) -> BTreeMap<String, String> {
 mod tests {
     use super::*;
     use bindings::{CommandSupport, Endpoint, EndpointSource, Field, FieldKind, Permissions};
+
+    #[test]
+    fn background_compilation_makes_the_artifacts_the_optimised_tier_loads() {
+        let optimized = cache::Target::new(Engine::new(&engine_config::engine_config()).unwrap(), Tier::Optimized);
+        let background = cache::Target::new(Engine::new(&engine_config::background_config()).unwrap(), Tier::Optimized);
+        let baseline =
+            cache::Target::new(Engine::new(&engine_config::engine_config_for(Tier::Baseline)).unwrap(), Tier::Baseline);
+        assert!(background.same_artifacts(&optimized));
+        assert!(!baseline.same_artifacts(&optimized));
+    }
 
     #[test]
     fn memories_and_tables_share_one_limit() {
