@@ -508,10 +508,14 @@ impl Drop for EpochTicker {
     }
 }
 
+/// How long after a Winch load its Cranelift compilation starts in the background.
+pub const OPTIMIZE_AFTER: Duration = Duration::from_secs(1);
+
 /// Which compiler a load uses when no artifact of the plugin is cached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compilation {
-    /// Winch now, so the plugin runs at once; Cranelift on a background thread, whose
+    /// Winch now, so the plugin runs at once; Cranelift on a background thread from
+    /// [`OPTIMIZE_AFTER`] on (a process that lives that long runs a deploy), whose
     /// artifact later loads use once it is stored. A load always prefers a cached
     /// Cranelift artifact.
     #[default]
@@ -568,8 +572,9 @@ pub struct Runtime {
     notice: Option<CompileNotice>,
     /// The engines whose epoch the ticker advances.
     engines: Arc<Mutex<Vec<Engine>>>,
-    /// Optimised compilations running in the background, by component digest.
-    background: Mutex<BTreeMap<String, JoinHandle<()>>>,
+    /// Optimised compilations in the background, by component digest, each with the
+    /// sender that starts it before its delay ends.
+    background: Mutex<BTreeMap<String, (JoinHandle<()>, std::sync::mpsc::Sender<()>)>>,
     _ticker: EpochTicker,
 }
 
@@ -647,7 +652,11 @@ impl Runtime {
             return;
         }
         let (name, key) = (origin.to_string(), digest.to_string());
+        let (start_now, wait) = std::sync::mpsc::channel::<()>();
         let spawned = std::thread::Builder::new().name("pier-optimize".into()).spawn(move || {
+            // A short command (a listing, one conformance check) ends before this, and
+            // spends nothing on code it would never run.
+            let _ = wait.recv_timeout(OPTIMIZE_AFTER);
             let started = Instant::now();
             // On this thread alone, so that the plugin keeps the other cores.
             let target = Engine::new(&engine_config::background_config())
@@ -663,17 +672,18 @@ impl Runtime {
         match spawned {
             Ok(handle) => {
                 tracing::debug!("optimising plugin {origin} with Cranelift in the background");
-                background.insert(digest.to_string(), handle);
+                background.insert(digest.to_string(), (handle, start_now));
             }
             Err(e) => tracing::debug!("cannot start optimising plugin {origin}: {e}"),
         }
     }
 
-    /// Waits for the optimised compilations started in the background to end, so that
-    /// their artifacts are stored.
+    /// Starts the optimised compilations waiting in the background at once and waits for
+    /// them to end, so that their artifacts are stored.
     pub fn finish_background(&self) {
         let running = std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
-        for (_, handle) in running {
+        for (_, (handle, start_now)) in running {
+            let _ = start_now.send(());
             let _ = handle.join();
         }
     }
