@@ -560,6 +560,9 @@ impl Compiler {
     }
 }
 
+/// A compilation waiting or running in the background, and the sender that starts it.
+type Background = (JoinHandle<()>, std::sync::mpsc::Sender<()>);
+
 /// The engines, linkers and cache that load and run plugins.
 pub struct Runtime {
     optimized: Compiler,
@@ -574,7 +577,7 @@ pub struct Runtime {
     engines: Arc<Mutex<Vec<Engine>>>,
     /// Optimised compilations in the background, by component digest, each with the
     /// sender that starts it before its delay ends.
-    background: Mutex<BTreeMap<String, (JoinHandle<()>, std::sync::mpsc::Sender<()>)>>,
+    background: Mutex<BTreeMap<String, Background>>,
     _ticker: EpochTicker,
 }
 
