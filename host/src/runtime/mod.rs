@@ -1233,12 +1233,7 @@ const TRAP_LINES: usize = 3;
 /// exception's name and message).
 fn trap_message(error: &wasmtime::Error, stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let panic = lines.iter().position(|l| l.contains("panicked at")).map(|i| {
-        let location = lines[i].split("panicked at").nth(1).unwrap_or("").trim().trim_end_matches(':');
-        let message = lines.get(i + 1).filter(|l| !l.starts_with("note:")).copied().unwrap_or("(no message)");
-        format!("panicked: {message} (at {location})")
-    });
-    let text = match (panic, error.downcast_ref::<Trap>()) {
+    let text = match (uncaught_exception(&lines).or_else(|| panic_message(&lines)), error.downcast_ref::<Trap>()) {
         (Some(text), _) => text,
         (None, trap) => {
             let trap = trap.map_or_else(|| error.to_string(), |t| t.to_string());
@@ -1250,6 +1245,32 @@ fn trap_message(error: &wasmtime::Error, stderr: &str) -> String {
         }
     };
     redact(&crate::caps::events::inert(text.lines().next().unwrap_or("unknown trap"))).into_owned()
+}
+
+/// A Rust panic's message and where it was raised, from what the guest printed.
+fn panic_message(lines: &[&str]) -> Option<String> {
+    let i = lines.iter().position(|l| l.contains("panicked at"))?;
+    let location = lines[i].split("panicked at").nth(1).unwrap_or("").trim().trim_end_matches(':');
+    let message = lines.get(i + 1).filter(|l| !l.starts_with("note:")).copied().unwrap_or("(no message)");
+    Some(format!("panicked: {message} (at {location})"))
+}
+
+/// An exception a Python or JavaScript plugin did not catch, by its name and message,
+/// from what its language's runtime printed as it gave up: componentize-py prints the
+/// traceback, then panics with a message of its own; componentize-js names the thrown
+/// value where it expected a `method-error`.
+fn uncaught_exception(lines: &[&str]) -> Option<String> {
+    if let Some(i) = lines.iter().position(|l| l.contains("panicked at"))
+        && lines.get(i + 1).is_some_and(|l| l.contains("Python function threw an unexpected exception"))
+    {
+        let raised = lines[..i].iter().rev().find(|l| !l.starts_with("File ") && !l.starts_with('^'))?;
+        return Some(format!("uncaught Python exception: {raised}"));
+    }
+    lines.iter().rev().find_map(|l| {
+        let thrown = l.split_once("(received `")?.1;
+        let thrown = thrown.rsplit_once("`)").map_or(thrown, |(t, _)| t);
+        Some(format!("uncaught JavaScript exception: {thrown}"))
+    })
 }
 
 /// Checks that a description follows the contract's rules (of `contract`): well-formed
@@ -1464,6 +1485,28 @@ mod tests {
             cache::Target::new(Engine::new(&engine_config::engine_config_for(Tier::Baseline)).unwrap(), Tier::Baseline);
         assert!(background.same_artifacts(&optimized));
         assert!(!baseline.same_artifacts(&optimized));
+    }
+
+    #[test]
+    fn uncaught_exceptions_are_named_by_what_the_language_runtime_printed() {
+        let python = "Traceback (most recent call last):\n  File \"/app.py\", line 40, in deploy\n    raise ValueError(\"the release went sideways\")\nValueError: the release went sideways\nthread '<unnamed>' panicked at runtime/src/lib.rs:1293:29:\nPython function threw an unexpected exception\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace";
+        let lines: Vec<&str> = python.lines().map(str::trim).collect();
+        assert_eq!(
+            uncaught_exception(&lines).as_deref(),
+            Some("uncaught Python exception: ValueError: the release went sideways")
+        );
+        let js = "Stack:\n  export_method_0_3_0$deploy@initializer.js:3846:17\ninvalid variant tag value `undefined` (received `TypeError: the release went sideways`) specified for `MethodError`\nRedirecting call to abort() to mozalloc_abort";
+        let lines: Vec<&str> = js.lines().map(str::trim).collect();
+        assert_eq!(
+            uncaught_exception(&lines).as_deref(),
+            Some("uncaught JavaScript exception: TypeError: the release went sideways")
+        );
+        // A Rust panic stays a panic, with its own message.
+        let rust =
+            "thread '<unnamed>' panicked at src/lib.rs:3:5:\nthe plugin gave up\nnote: run with `RUST_BACKTRACE=1`";
+        let lines: Vec<&str> = rust.lines().map(str::trim).collect();
+        assert_eq!(uncaught_exception(&lines), None);
+        assert_eq!(panic_message(&lines).as_deref(), Some("panicked: the plugin gave up (at src/lib.rs:3:5)"));
     }
 
     #[test]
