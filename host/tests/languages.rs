@@ -134,6 +134,18 @@ fn build(project: &Path, name: &str, toolchain: &str, command: &mut Command) -> 
     let partial = cache.join(format!("{name}.{}.partial", std::process::id()));
     std::fs::copy(&built, &partial).expect("copy the component");
     std::fs::rename(&partial, &cached).expect("cache the component");
+    // Builds of older sources of the same project are not needed again.
+    for entry in std::fs::read_dir(&cache).expect("read the build cache").flatten() {
+        let path = entry.path();
+        let stale = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(&format!("{name}-")))
+            .is_some_and(|rest| rest.len() == 24 + ".wasm".len() && rest.ends_with(".wasm"));
+        if stale && path != cached {
+            let _ = std::fs::remove_file(path);
+        }
+    }
     cached
 }
 
