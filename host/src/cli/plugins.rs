@@ -6,6 +6,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::project::{Project, load_installed};
+use super::template::Lang;
 use super::{CliError, Globals, Output, ask};
 use crate::caps::exec::refused_env;
 use crate::exit::Exit;
@@ -53,13 +54,17 @@ pub enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Create a new plugin project (Rust) that builds and passes `pier conformance` as is.
+    /// Create a new plugin project (Rust, Python or JavaScript) that builds and passes
+    /// `pier conformance` as is.
     New {
         /// The method's name: lowercase letters, digits and `-`.
         name: String,
         /// Where to create it (default: a new directory named NAME).
         #[arg(long, value_name = "PATH")]
         dir: Option<PathBuf>,
+        /// The language of the project.
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
     },
 }
 
@@ -390,7 +395,7 @@ pub async fn run(command: PluginsCommand, globals: &Globals, out: &mut Output) -
             }
         }
         PluginsCommand::Add { file, yes, json } => return add(&runtime, &file, yes, json, out).await,
-        PluginsCommand::New { name, dir } => return new(&name, dir, out),
+        PluginsCommand::New { name, dir, lang } => return new(&name, dir, lang, out),
         PluginsCommand::Inspect { plugin, json } => {
             let plugin = load(&runtime, &plugin)?;
             let description = plugin.describe(&runtime).await?;
@@ -602,7 +607,7 @@ async fn add(runtime: &Runtime, file: &Path, yes: bool, json: bool, out: &mut Ou
     Ok(Exit::Success)
 }
 
-fn new(name: &str, dir: Option<PathBuf>, out: &mut Output) -> Result<Exit, CliError> {
+fn new(name: &str, dir: Option<PathBuf>, lang: Lang, out: &mut Output) -> Result<Exit, CliError> {
     if !super::template::valid_name(name) {
         return Err(CliError::Usage(format!(
             "`{name}` is not a method name: use lowercase letters, digits and `-`, starting with a letter"
@@ -612,13 +617,12 @@ fn new(name: &str, dir: Option<PathBuf>, out: &mut Output) -> Result<Exit, CliEr
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(CliError::Usage(format!("{} already exists and is not empty", dir.display())));
     }
-    let files = super::template::write(&dir, name)
+    let files = super::template::write(&dir, name, lang)
         .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", dir.display())))?;
     out.line(format!("created plugin `{name}` in {} ({} files)", dir.display(), files.len()))?;
-    out.line(format!(
-        "next: cd {} && cargo build --release --target wasm32-wasip2 && pier conformance target/wasm32-wasip2/release/{}.wasm",
-        dir.display(),
-        name.replace('-', "_")
-    ))?;
+    out.line(format!("next: cd {} && {}", dir.display(), lang.build_commands(name)))?;
+    if let Some(needs) = lang.needs() {
+        out.line(format!("(needs {needs}; see {})", dir.join("README.md").display()))?;
+    }
     Ok(Exit::Success)
 }

@@ -2,8 +2,8 @@
 //!
 //! This crate holds the bindings of the `pier:deploy@0.3.0` contract (generated from the
 //! WIT with `wit-bindgen`) and small helpers over them: JSON over the `http` capability
-//! with secret handles in headers, typed errors, answers and endpoints, and progress
-//! events.
+//! with secret handles in headers, typed errors, answers and endpoints, progress
+//! events, and waiting ([`sleep`], [`poll`] with backoff).
 //!
 //! A plugin implements [`Method`] and exports it with [`export_method!`]. `describe`,
 //! `choices`, `validate`, `setup` and `deploy` are required; `run`, `rollback` and
@@ -106,6 +106,9 @@ impl<T: Method> exports::pier::deploy::method::Guest for T {
 
 pub mod api;
 pub mod log;
+pub mod wait;
+
+pub use wait::{poll, sleep};
 
 /// The answer to `field`, if given and not empty.
 pub fn answer<'a>(answers: &'a [Answer], field: &str) -> Option<&'a str> {
