@@ -280,7 +280,9 @@ fn a_python_exception_is_named_in_the_deploy_output_after_a_poll() {
     let wasm = build_python(&project, "acme-raises");
     let (out, err) = deploy_fails(&wasm, "acme-raises");
     assert!(out.contains("crashed in `deploy`"), "{out}");
-    // The traceback, printed on stderr by the plugin, is in the deploy's log on stderr.
+    // The crash line names the exception, not componentize-py's own panic ...
+    assert!(out.contains("uncaught Python exception: ValueError: the release went sideways"), "{out}");
+    // ... and the traceback, printed on stderr by the plugin, is in the deploy's log.
     assert!(err.contains("ValueError: the release went sideways"), "{err}");
     let all = format!("{out}\n{err}");
     // 0.2 s then 0.4 s between the three checks, then 0.1 s.
@@ -305,6 +307,7 @@ fn a_javascript_exception_is_named_in_the_deploy_output_after_a_poll() {
     let wasm = build_js(&project, "acme-throws");
     let (out, err) = deploy_fails(&wasm, "acme-throws");
     assert!(out.contains("crashed in `deploy`"), "{out}");
+    assert!(out.contains("uncaught JavaScript exception: TypeError: the release went sideways"), "{out}");
     // What the bindings print about the exception is in the deploy's log on stderr.
     assert!(err.contains("TypeError: the release went sideways"), "{err}");
     let all = format!("{out}\n{err}");
