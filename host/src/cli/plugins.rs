@@ -348,16 +348,17 @@ pub fn load(runtime: &Runtime, spec: &str) -> Result<Plugin, CliError> {
 }
 
 pub async fn run(command: PluginsCommand, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
-    if let PluginsCommand::Compile { plugins, json } = command {
-        // Compiling ahead is what this command is for: a large plugin may take minutes
-        // with Cranelift, where a load that runs it gives up after one.
-        let mut limits = crate::runtime::Limits::default();
-        globals.apply_env_limits(&mut limits)?;
-        limits.compile_time = limits.compile_time.max(std::time::Duration::from_secs(600));
-        let runtime = globals.runtime_with(limits)?.with_compilation(Compilation::Optimized);
-        return compile(runtime, plugins, json, globals, out);
-    }
-    let runtime = globals.runtime()?;
+    let runtime = match command {
+        PluginsCommand::Compile { .. } => {
+            // Compiling ahead is what this command is for: a large plugin may take minutes
+            // with Cranelift, where a load that runs it gives up after one.
+            let mut limits = crate::runtime::Limits::default();
+            globals.apply_env_limits(&mut limits)?;
+            limits.compile_time = limits.compile_time.max(std::time::Duration::from_secs(600));
+            globals.runtime_with(limits)?.with_compilation(Compilation::Optimized)
+        }
+        _ => globals.runtime()?,
+    };
     match command {
         PluginsCommand::List { json } => {
             let mut views = Vec::new();
@@ -406,7 +407,7 @@ pub async fn run(command: PluginsCommand, globals: &Globals, out: &mut Output) -
                 print_view(&view, out)?;
             }
         }
-        PluginsCommand::Compile { .. } => unreachable!("handled above"),
+        PluginsCommand::Compile { plugins, json } => return compile(runtime, plugins, json, globals, out),
     }
     Ok(Exit::Success)
 }
