@@ -279,15 +279,23 @@ fn a_python_exception_is_named_in_the_deploy_output_after_a_poll() {
     );
     let wasm = build_python(&project, "acme-raises");
     let (out, err) = deploy_fails(&wasm, "acme-raises");
+    // The crash line names the exception, not componentize-py's own panic, and the
+    // traceback, printed on stderr by the plugin, is in the deploy's log.
+    exception_named(&out, &err, "Python", "ValueError");
+}
+
+/// A deploy that crashed on an uncaught `exception` of `language` after a poll: its crash
+/// line (`out`) names the exception and its message, and its log (`err`) has what the
+/// language's runtime printed about it; the poll waited 0.2 s then 0.4 s between its
+/// three checks, then 0.1 s.
+fn exception_named(out: &str, err: &str, language: &str, exception: &str) {
     assert!(out.contains("crashed in `deploy`"), "{out}");
-    // The crash line names the exception, not componentize-py's own panic ...
-    assert!(out.contains("uncaught Python exception: ValueError: the release went sideways"), "{out}");
-    // ... and the traceback, printed on stderr by the plugin, is in the deploy's log.
-    assert!(err.contains("ValueError: the release went sideways"), "{err}");
+    let named = format!("uncaught {language} exception: {exception}: the release went sideways");
+    assert!(out.contains(&named), "{out}");
+    assert!(err.contains(&format!("{exception}: the release went sideways")), "{err}");
     let all = format!("{out}\n{err}");
-    // 0.2 s then 0.4 s between the three checks, then 0.1 s.
     waited(&all, 0.7);
-    assert!(all.contains("ValueError"), "{all}");
+    assert!(all.contains(exception), "{all}");
     assert!(all.contains("the release went sideways"), "{all}");
 }
 
@@ -306,12 +314,6 @@ fn a_javascript_exception_is_named_in_the_deploy_output_after_a_poll() {
     );
     let wasm = build_js(&project, "acme-throws");
     let (out, err) = deploy_fails(&wasm, "acme-throws");
-    assert!(out.contains("crashed in `deploy`"), "{out}");
-    assert!(out.contains("uncaught JavaScript exception: TypeError: the release went sideways"), "{out}");
     // What the bindings print about the exception is in the deploy's log on stderr.
-    assert!(err.contains("TypeError: the release went sideways"), "{err}");
-    let all = format!("{out}\n{err}");
-    waited(&all, 0.7);
-    assert!(all.contains("TypeError"), "{all}");
-    assert!(all.contains("the release went sideways"), "{all}");
+    exception_named(&out, &err, "JavaScript", "TypeError");
 }

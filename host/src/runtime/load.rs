@@ -178,15 +178,17 @@ fn compile(
     let setup = |e: super::HostError| error(origin, LoadErrorKind::Unreadable(format!("cannot compile: {e}")));
     let optimized = runtime.compiler(Tier::Optimized).map_err(setup)?.target.clone();
     let cached = |target: &Target| cache.as_ref().is_some_and(|c| c.has(target, &sha256));
-    let mut targets = match runtime.compilation {
+    let baseline = || runtime.compiler(Tier::Baseline).map(|c| c.target.clone()).map_err(setup);
+    // The compilers to try in order: Cranelift after Winch only when Winch must compile.
+    let targets = match runtime.compilation {
         Compilation::Optimized => vec![optimized],
-        Compilation::Baseline => vec![runtime.compiler(Tier::Baseline).map_err(setup)?.target.clone()],
+        Compilation::Baseline => vec![baseline()?],
         Compilation::Tiered if cached(&optimized) => vec![optimized],
-        Compilation::Tiered => vec![runtime.compiler(Tier::Baseline).map_err(setup)?.target.clone(), optimized],
+        Compilation::Tiered => match baseline()? {
+            winch if cached(&winch) => vec![winch],
+            winch => vec![winch, optimized],
+        },
     };
-    if runtime.compilation == Compilation::Tiered && cached(&targets[0]) {
-        targets.truncate(1);
-    }
     let hit = cached(&targets[0]);
     let (send, receive) = std::sync::mpsc::sync_channel(1);
     let (bytes, key) = (wasm.clone(), sha256.clone());

@@ -155,13 +155,18 @@ pub fn validate(bytes: &[u8]) {
 /// `component` with the bomb module appended to its top level and `bomb.instances` core
 /// instance sections instantiating it (with no imports).
 pub fn table_bomb(component: &[u8], bomb: &Bomb) -> Vec<u8> {
+    append_module(component, &module(bomb), bomb.instances)
+}
+
+/// `component` with `module` appended to its top level and `instances` core instance
+/// sections instantiating it (with no imports), validated before and after.
+fn append_module(component: &[u8], module: &Module, instances: u32) -> Vec<u8> {
     validate(component);
     let index = top_level_core_modules(component);
-    let module = module(bomb);
     let mut bytes = component.to_vec();
     bytes.push(ComponentSectionId::CoreModule.into());
-    ModuleSection(&module).encode(&mut bytes);
-    for _ in 0..bomb.instances {
+    ModuleSection(module).encode(&mut bytes);
+    for _ in 0..instances {
         let mut section = InstanceSection::new();
         section.instantiate(index, std::iter::empty::<(&str, ModuleArg)>());
         bytes.push(ComponentSectionId::CoreInstance.into());
@@ -183,8 +188,6 @@ pub fn write(dir: &std::path::Path, file: &str, name: &str, bomb: &Bomb) -> std:
 /// a tail call (`return_call`): valid WebAssembly that Cranelift compiles and Winch does
 /// not.
 pub fn with_tail_call(component: &[u8]) -> Vec<u8> {
-    validate(component);
-    let index = top_level_core_modules(component);
     let mut types = TypeSection::new();
     types.ty().function([], []);
     let mut functions = FunctionSection::new();
@@ -195,13 +198,5 @@ pub fn with_tail_call(component: &[u8]) -> Vec<u8> {
     code.function(&body);
     let mut module = Module::new();
     module.section(&types).section(&functions).section(&code);
-    let mut bytes = component.to_vec();
-    bytes.push(ComponentSectionId::CoreModule.into());
-    ModuleSection(&module).encode(&mut bytes);
-    let mut section = InstanceSection::new();
-    section.instantiate(index, std::iter::empty::<(&str, ModuleArg)>());
-    bytes.push(ComponentSectionId::CoreInstance.into());
-    section.encode(&mut bytes);
-    validate(&bytes);
-    bytes
+    append_module(component, &module, 1)
 }
