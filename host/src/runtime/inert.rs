@@ -15,44 +15,58 @@ use crate::caps::events::inert;
 
 /// A value whose strings can be made inert.
 pub trait Inert: Sized {
+    /// The same value with every string made inert, setting `changed` when one had to
+    /// change.
+    fn inert_noting(self, changed: &mut bool) -> Self;
+
     /// The same value with every string made inert.
-    fn inert(self) -> Self;
+    fn inert(self) -> Self {
+        self.inert_noting(&mut false)
+    }
 }
 
 impl Inert for String {
-    fn inert(self) -> Self {
-        if self.chars().any(|c| c.is_control() || !c.is_ascii()) { inert(&self) } else { self }
+    fn inert_noting(self, changed: &mut bool) -> Self {
+        if !self.chars().any(|c| c.is_control() || !c.is_ascii()) {
+            return self;
+        }
+        let made = inert(&self);
+        *changed |= made != self;
+        made
     }
 }
 
 macro_rules! plain {
-    ($($t:ty),*) => { $(impl Inert for $t { fn inert(self) -> Self { self } })* };
+    ($($t:ty),*) => { $(impl Inert for $t { fn inert_noting(self, _: &mut bool) -> Self { self } })* };
 }
 plain!(bool, u16, u32, i32, FieldKind);
 
 impl<T: Inert> Inert for Vec<T> {
-    fn inert(self) -> Self {
-        self.into_iter().map(Inert::inert).collect()
+    fn inert_noting(self, changed: &mut bool) -> Self {
+        self.into_iter().map(|x| x.inert_noting(changed)).collect()
     }
 }
 
 impl<T: Inert> Inert for Option<T> {
-    fn inert(self) -> Self {
-        self.map(Inert::inert)
+    fn inert_noting(self, changed: &mut bool) -> Self {
+        self.map(|x| x.inert_noting(changed))
     }
 }
 
 impl<T: Inert, E: Inert> Inert for Result<T, E> {
-    fn inert(self) -> Self {
-        self.map(Inert::inert).map_err(Inert::inert)
+    fn inert_noting(self, changed: &mut bool) -> Self {
+        match self {
+            Ok(x) => Ok(x.inert_noting(changed)),
+            Err(e) => Err(e.inert_noting(changed)),
+        }
     }
 }
 
 macro_rules! record {
     ($t:ident { $($f:ident),* $(,)? }) => {
         impl Inert for $t {
-            fn inert(self) -> Self {
-                $t { $($f: self.$f.inert()),* }
+            fn inert_noting(self, changed: &mut bool) -> Self {
+                $t { $($f: self.$f.inert_noting(changed)),* }
             }
         }
     };
@@ -61,9 +75,9 @@ macro_rules! record {
 macro_rules! variant {
     ($t:ident { $($case:ident $(($x:ident))?),* $(,)? }) => {
         impl Inert for $t {
-            fn inert(self) -> Self {
+            fn inert_noting(self, changed: &mut bool) -> Self {
                 match self {
-                    $($t::$case $(($x))? => $t::$case $(($x.inert()))?),*
+                    $($t::$case $(($x))? => $t::$case $(($x.inert_noting(changed)))?),*
                 }
             }
         }
@@ -108,7 +122,23 @@ variant!(MethodError {
 /// A 0.1.0 plan's notes and tools are shown; its commands and variables are checked
 /// (and commands rebuilt) by the host as they were returned, so they stay as they are.
 impl Inert for LegacyPlan {
-    fn inert(self) -> Self {
-        LegacyPlan { notes: self.notes.inert(), tools: self.tools.inert(), ..self }
+    fn inert_noting(self, changed: &mut bool) -> Self {
+        LegacyPlan { notes: self.notes.inert_noting(changed), tools: self.tools.inert_noting(changed), ..self }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_is_noted_only_when_a_string_changes() {
+        let mut changed = false;
+        let plain = vec![Some("plain text".to_string()), Some("café, naïve".to_string())];
+        assert_eq!(plain.clone().inert_noting(&mut changed), plain);
+        assert!(!changed, "printable text, ASCII or not, is left as it is");
+        let hostile = vec![None, Some("red \u{1b}[31malert".to_string())];
+        assert_eq!(hostile.inert_noting(&mut changed), vec![None, Some("red alert".to_string())]);
+        assert!(changed);
     }
 }

@@ -986,9 +986,8 @@ impl Plugin {
                 Instance::V0_1(w) => Ok(w.pier_deploy_method().call_describe(store).await?.to()),
             })
             .await?;
-        let raw = format!("{:?}", out.value);
-        let description = inert::Inert::inert(out.value);
-        let changed = raw != format!("{description:?}");
+        let mut changed = false;
+        let description = inert::Inert::inert_noting(out.value, &mut changed);
         Ok((description, changed))
     }
 
