@@ -36,9 +36,10 @@ fn main() {
         let compiled_path = out.join(format!("{name}.cwasm"));
         fs::write(&wasm_path, &wasm).expect("write plugin");
         fs::write(&compiled_path, &compiled).expect("write compiled plugin");
+        let sha256: String = <sha2::Sha256 as sha2::Digest>::digest(&wasm).iter().map(|b| format!("{b:02x}")).collect();
         writeln!(
             table,
-            "    Builtin {{ name: {name:?}, wasm: include_bytes!({wasm:?}), compiled: include_bytes!({compiled:?}) }},",
+            "    Builtin {{ name: {name:?}, wasm: include_bytes!({wasm:?}), sha256: {sha256:?}, compiled: include_bytes!({compiled:?}) }},",
             wasm = wasm_path.display().to_string(),
             compiled = compiled_path.display().to_string(),
         )

@@ -11,6 +11,9 @@ pub struct Builtin {
     pub name: &'static str,
     /// The component.
     pub wasm: &'static [u8],
+    /// SHA-256 of the component, lowercase hex (computed at build time, so that a load
+    /// does not read the whole component to hash it).
+    pub sha256: &'static str,
     /// The component compiled at build time.
     pub compiled: &'static [u8],
 }
@@ -31,4 +34,14 @@ pub fn names() -> Vec<String> {
 /// settings and CPU features).
 pub fn artifact_fits(engine: &Engine) -> bool {
     super::engine_config::engine_key(engine) == ENGINE_KEY
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_embedded_digest_is_its_component_s() {
+        for builtin in super::BUILTINS {
+            assert_eq!(builtin.sha256, super::super::cache::digest(builtin.wasm), "{}", builtin.name);
+        }
+    }
 }

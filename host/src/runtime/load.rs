@@ -251,7 +251,7 @@ pub(super) fn load_builtin(runtime: &Runtime, name: &str) -> Result<Plugin, Load
     let Some(builtin) = builtin::find(name) else {
         return Err(error(name, LoadErrorKind::UnknownBuiltin { known: builtin::names() }));
     };
-    let sha256 = digest(builtin.wasm);
+    let sha256 = builtin.sha256.to_string();
     let engine = runtime.engine();
     let precompiled = if runtime.compilation != Compilation::Baseline && builtin::artifact_fits(engine) {
         // SAFETY: the artifact was produced at build time by `Engine::precompile_component`
