@@ -5,6 +5,7 @@
 //!
 //! `PIER_BENCH_PLUGIN=path/to/large.wasm` adds cold loads of that component with each
 //! compiler, and its `describe` under each (a componentize-py or componentize-js plugin).
+//! `PIER_BENCH_ONLY=TEXT` runs only the cases whose name contains TEXT.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +17,10 @@ use pier::runtime::bindings::Trigger;
 use pier::runtime::{Answer, BuildInfo, CallEnv, Compilation, Context, Limits, Runtime};
 
 fn measure(name: &str, iterations: usize, mut run: impl FnMut() -> Duration) {
+    // `PIER_BENCH_ONLY=TEXT` runs only the cases whose name contains TEXT.
+    if std::env::var("PIER_BENCH_ONLY").is_ok_and(|only| !name.contains(&only)) {
+        return;
+    }
     for _ in 0..iterations.div_ceil(10).max(1) {
         run();
     }
