@@ -240,6 +240,7 @@ fn every_test_plugin_is_covered_by_a_test() {
         "notify",
         "panics",
         "procs",
+        "remembers",
         "rule-bad",
         "secret-policy",
         "sloppy-form",

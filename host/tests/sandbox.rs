@@ -167,6 +167,48 @@ async fn hostile_plugins_get_exact_outcomes(runtime: Runtime) {
     assert_eq!(load(&runtime, "everything").describe(&runtime).await.unwrap().name, "everything");
 }
 
+/// More calls at once than the instance pool holds: the calls beyond it are allocated on
+/// demand and stopped by the same deadline, and while the pool is full the host still
+/// serves a describe.
+#[tokio::test(flavor = "current_thread")]
+async fn calls_beyond_the_instance_pool_get_the_same_outcomes() {
+    let runtime = runtime();
+    let everything = load(&runtime, "everything");
+    let calls = pier::runtime::pool::INSTANCES as usize + 4;
+    let started = Instant::now();
+    let loops = futures_util::future::join_all((0..calls).map(|_| deploy(&runtime, "iloop")));
+    let (looped, described) = tokio::join!(loops, everything.describe(&runtime));
+    assert_eq!(described.unwrap().name, "everything");
+    for (i, (result, _)) in looped.into_iter().enumerate() {
+        match fault(result) {
+            PluginFault::TimeLimit { export: "deploy", limit, .. } => assert_eq!(limit, Duration::from_secs(1)),
+            other => panic!("call {i} of {calls}: {other:?}"),
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(20), "the loops were not stopped in time");
+    // The benign twin: the pool serves calls again once they have ended.
+    assert_eq!(load(&runtime, "everything").describe(&runtime).await.unwrap().name, "everything");
+}
+
+/// A freed instance slot is reset before the next call takes it: what one deploy left in
+/// memory is not there for the next, though the plugin reads all of its memory.
+#[tokio::test(flavor = "current_thread")]
+async fn a_call_never_sees_what_an_earlier_call_left_in_memory() {
+    for compilation in [Compilation::Optimized, Compilation::Baseline] {
+        let runtime = runtime_compiled_by(compilation);
+        let plugin = load(&runtime, "remembers");
+        let (env, ctx, _) = env_for(&runtime, &plugin, &[], Arc::new(Vault::new())).await;
+        let mut reports = Vec::new();
+        for commit in ["a", "b", "c"] {
+            let build = BuildInfo { commit: commit.repeat(40), ..build() };
+            let report = plugin.deploy(&runtime, &env, &ctx, &[], &build).await.unwrap().unwrap();
+            reports.push(report.summary);
+        }
+        // Each call finds the commit it left (the search works), and no other.
+        assert_eq!(reports, ["own=true earlier=", "own=true earlier=", "own=true earlier="], "{compilation:?}");
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn describe_runs_with_nothing_granted() {
     let runtime = runtime();

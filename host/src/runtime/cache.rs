@@ -17,6 +17,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::engine_config::Tier;
+use super::pool::Engines;
 
 /// Whether a load used the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -28,26 +29,31 @@ pub enum CacheOutcome {
     Compiled,
 }
 
-/// An engine artifacts are compiled for, with its tier and the part of an artifact's file
-/// name that says both (the compiler, then the engine's compatibility hash), so artifacts
-/// of the two tiers never take each other's place.
+/// The engines artifacts are compiled for, with their tier and the part of an artifact's
+/// file name that says both (the compiler, then the engines' compatibility hash), so
+/// artifacts of the two tiers never take each other's place.
 #[derive(Clone)]
 pub struct Target {
-    engine: Engine,
+    engines: Engines,
     tier: Tier,
     key: String,
 }
 
 impl Target {
-    /// The target of `engine`, configured for `tier`.
-    pub fn new(engine: Engine, tier: Tier) -> Self {
-        let key = format!("{}-{}", tier.compiler(), super::engine_config::engine_key(&engine));
-        Target { engine, tier, key }
+    /// The target of `engines`, configured for `tier`.
+    pub fn new(engines: Engines, tier: Tier) -> Self {
+        let key = format!("{}-{}", tier.compiler(), super::engine_config::engine_key(&engines.pooled));
+        Target { engines, tier, key }
     }
 
-    /// The engine.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// The target of `engine` alone (no pool), configured for `tier`.
+    pub fn single(engine: Engine, tier: Tier) -> Self {
+        Target::new(Engines { pooled: engine.clone(), on_demand: engine }, tier)
+    }
+
+    /// The engines.
+    pub fn engines(&self) -> &Engines {
+        &self.engines
     }
 
     /// The tier its compiler is.
@@ -62,7 +68,25 @@ impl Target {
 
     /// Compiles `wasm` for this target, returning the artifact's bytes.
     pub fn precompile(&self, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
-        self.engine.precompile_component(wasm)
+        self.engines.pooled.precompile_component(wasm)
+    }
+
+    /// The component of `artifact`, made by [`Target::precompile`] or for an engine with
+    /// this target's key (embedded in `pier`, or in the cache).
+    ///
+    /// # Safety
+    /// As [`Component::deserialize`]: `artifact` must come from wasmtime for this key.
+    pub unsafe fn deserialize(&self, artifact: &[u8]) -> wasmtime::Result<Component> {
+        // SAFETY: the caller's promise.
+        self.engines.component(|engine| unsafe { Component::deserialize(engine, artifact) })
+    }
+
+    /// Compiles `wasm` into a component, returning the artifact's bytes too.
+    pub fn compile(&self, wasm: &[u8]) -> wasmtime::Result<(Component, Vec<u8>)> {
+        let artifact = self.precompile(wasm)?;
+        // SAFETY: `artifact` was produced just now by this target's engine.
+        let component = unsafe { self.deserialize(&artifact)? };
+        Ok((component, artifact))
     }
 }
 
@@ -117,7 +141,7 @@ impl ArtifactCache {
         // SAFETY: artifacts in the cache were written by `compile` below from
         // `Engine::precompile_component` output for an engine with this key; the
         // directory is as trusted as the binary (see the module docs).
-        match unsafe { Component::deserialize_file(&target.engine, &path) } {
+        match target.engines.component(|engine| unsafe { Component::deserialize_file(engine, &path) }) {
             Ok(component) => Some(component),
             Err(e) => {
                 tracing::warn!("cached artifact {} is unusable ({e}); compiling again", path.display());
@@ -128,9 +152,7 @@ impl ArtifactCache {
 
     /// Compiles `wasm` for `target` and stores the artifact.
     pub fn compile(&self, target: &Target, wasm: &[u8], digest: &str) -> wasmtime::Result<Component> {
-        let compiled = target.precompile(wasm)?;
-        // SAFETY: `compiled` was produced just now by this engine.
-        let component = unsafe { Component::deserialize(&target.engine, &compiled)? };
+        let (component, compiled) = target.compile(wasm)?;
         if let Err(e) = self.store(&self.path(target, digest), &compiled) {
             tracing::warn!("could not write the compiled artifact to {}: {e}", self.dir.display());
         }

@@ -197,7 +197,7 @@ fn compile(
         for target in &targets {
             let compiled = match &cache {
                 Some(cache) => cache.load_or_compile(target, &bytes, &key),
-                None => Component::new(target.engine(), &bytes).map(|c| (c, CacheOutcome::Compiled)),
+                None => target.compile(&bytes).map(|(c, _)| (c, CacheOutcome::Compiled)),
             };
             match compiled {
                 Ok((component, outcome)) => {
@@ -252,11 +252,11 @@ pub(super) fn load_builtin(runtime: &Runtime, name: &str) -> Result<Plugin, Load
         return Err(error(name, LoadErrorKind::UnknownBuiltin { known: builtin::names() }));
     };
     let sha256 = builtin.sha256.to_string();
-    let engine = runtime.engine();
-    let precompiled = if runtime.compilation != Compilation::Baseline && builtin::artifact_fits(engine) {
+    let optimized = &runtime.optimized.target;
+    let precompiled = if runtime.compilation != Compilation::Baseline && builtin::artifact_fits(runtime.engine()) {
         // SAFETY: the artifact was produced at build time by `Engine::precompile_component`
         // with the same engine configuration, and is embedded in this binary.
-        unsafe { Component::deserialize(engine, builtin.compiled) }.ok()
+        unsafe { optimized.deserialize(builtin.compiled) }.ok()
     } else {
         None
     };
@@ -303,9 +303,31 @@ fn link(
     sha256: String,
     cache: CacheOutcome,
 ) -> Result<Plugin, LoadError> {
-    let compiler =
-        runtime.compiler(tier).map_err(|e| error(origin, LoadErrorKind::Unreadable(format!("cannot link: {e}"))))?;
-    let engine = compiler.engine();
+    let (pre, contract) = instance_pre(runtime, origin, component, tier)?;
+    Ok(Plugin {
+        name: origin.to_string(),
+        pre,
+        on_demand: std::sync::OnceLock::new(),
+        info: LoadInfo {
+            file: PluginFile { source: origin.to_string(), size, sha256, contract, cache, compiler: tier.compiler() },
+            tier,
+        },
+    })
+}
+
+/// Checks what `component` imports and exports, and links it in its engine (of `tier`):
+/// the plugin ready to instantiate, and the contract version it exports.
+pub(super) fn instance_pre(
+    runtime: &Runtime,
+    origin: &str,
+    component: Component,
+    tier: Tier,
+) -> Result<(Pre, String), LoadError> {
+    let cannot_link = |e: super::HostError| error(origin, LoadErrorKind::Unreadable(format!("cannot link: {e}")));
+    let compiler = runtime.compiler(tier).map_err(cannot_link)?;
+    let engine = component.engine().clone();
+    let linker = compiler.linker(&engine).map_err(cannot_link)?;
+    let engine = &engine;
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
     for (name, _) in ty.imports(engine) {
@@ -322,7 +344,7 @@ fn link(
             }
         }
     }
-    let pre = compiler.linker.instantiate_pre(&component).map_err(|e| {
+    let pre = linker.instantiate_pre(&component).map_err(|e| {
         let text = first_line(&e);
         // wasmtime names the import in backticks: surface just that when it does.
         let name = text.split('`').nth(1).map(str::to_string).unwrap_or(text);
@@ -358,15 +380,7 @@ fn link(
         Contract::V0_2 => Pre::V0_2(bindings::v0_2::PluginPre::new(pre).map_err(invalid)?),
         Contract::V0_1 => Pre::V0_1(bindings::v0_1::PluginPre::new(pre).map_err(invalid)?),
     };
-    let contract = version.unwrap_or_default().to_string();
-    Ok(Plugin {
-        name: origin.to_string(),
-        pre,
-        info: LoadInfo {
-            file: PluginFile { source: origin.to_string(), size, sha256, contract, cache, compiler: tier.compiler() },
-            tier,
-        },
-    })
+    Ok((pre, version.unwrap_or_default().to_string()))
 }
 
 fn first_line(error: &wasmtime::Error) -> String {

@@ -19,6 +19,7 @@ mod legacy;
 mod load;
 #[cfg(test)]
 mod no_panics;
+pub mod pool;
 pub mod v0_1;
 pub mod v0_2;
 
@@ -538,25 +539,36 @@ impl Compilation {
     }
 }
 
-/// One tier's engine and target (where its artifacts are cached), and the linker with
-/// every host capability for it.
+/// One tier's engines and target (where its artifacts are cached), and the linker with
+/// every host capability for each engine.
 struct Compiler {
     target: cache::Target,
     linker: Linker<CallState>,
+    /// The on-demand engine's linker, made when a plugin first needs it.
+    on_demand: std::sync::OnceLock<Result<Linker<CallState>, String>>,
 }
 
 impl Compiler {
     fn new(tier: Tier) -> Result<Self, HostError> {
-        let config = engine_config::engine_config_for(tier);
-        let engine =
-            Engine::new(&config).map_err(|e| HostError::Setup(format!("the {} engine: {e}", tier.compiler())))?;
-        let mut linker = Linker::new(&engine);
-        Runtime::link(&mut linker).map_err(|e| HostError::Setup(e.to_string()))?;
-        Ok(Compiler { target: cache::Target::new(engine, tier), linker })
+        let engines =
+            pool::Engines::new(tier).map_err(|e| HostError::Setup(format!("the {} engine: {e}", tier.compiler())))?;
+        let linker = Runtime::linker(&engines.pooled)?;
+        Ok(Compiler { target: cache::Target::new(engines, tier), linker, on_demand: std::sync::OnceLock::new() })
     }
 
-    fn engine(&self) -> &Engine {
-        self.target.engine()
+    fn engines(&self) -> &pool::Engines {
+        self.target.engines()
+    }
+
+    /// The linker of `engine`, one of this tier's.
+    fn linker(&self, engine: &Engine) -> Result<&Linker<CallState>, HostError> {
+        if Engine::same(engine, &self.engines().pooled) {
+            return Ok(&self.linker);
+        }
+        self.on_demand
+            .get_or_init(|| Runtime::linker(&self.engines().on_demand).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| HostError::Setup(e.clone()))
     }
 }
 
@@ -591,7 +603,7 @@ impl Runtime {
     pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self, HostError> {
         let optimized = Compiler::new(Tier::Optimized)?;
         let cache = cache_dir.map(cache::ArtifactCache::new);
-        let engines = Arc::new(Mutex::new(vec![optimized.engine().clone()]));
+        let engines = Arc::new(Mutex::new(optimized.engines().all()));
         let ticker = EpochTicker::start(engines.clone());
         let http = SharedClient::new(&limits.http);
         Ok(Runtime {
@@ -633,7 +645,7 @@ impl Runtime {
                 .baseline
                 .get_or_init(|| {
                     let compiler = Compiler::new(Tier::Baseline).map_err(|e| e.to_string())?;
-                    self.engines.lock().unwrap_or_else(|e| e.into_inner()).push(compiler.engine().clone());
+                    self.engines.lock().unwrap_or_else(|e| e.into_inner()).extend(compiler.engines().all());
                     Ok(compiler)
                 })
                 .as_ref()
@@ -663,7 +675,7 @@ impl Runtime {
             let started = Instant::now();
             // On this thread alone, so that the plugin keeps the other cores.
             let target = Engine::new(&engine_config::background_config())
-                .map(|engine| cache::Target::new(engine, Tier::Optimized))
+                .map(|engine| cache::Target::single(engine, Tier::Optimized))
                 .ok()
                 .filter(|single| single.same_artifacts(&target))
                 .unwrap_or(target);
@@ -689,6 +701,13 @@ impl Runtime {
             let _ = start_now.send(());
             let _ = handle.join();
         }
+    }
+
+    /// A linker for `engine` with every host capability.
+    fn linker(engine: &Engine) -> Result<Linker<CallState>, HostError> {
+        let mut linker = Linker::new(engine);
+        Runtime::link(&mut linker).map_err(|e| HostError::Setup(e.to_string()))?;
+        Ok(linker)
     }
 
     fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
@@ -731,7 +750,7 @@ impl Runtime {
 
     /// The engine of the optimised tier.
     pub fn engine(&self) -> &Engine {
-        self.optimized.engine()
+        &self.optimized.engines().pooled
     }
 
     /// Loads and validates a plugin file.
@@ -756,7 +775,13 @@ impl Runtime {
         load::load_builtin(self, name)
     }
 
-    fn store(&self, plugin: &str, tier: Tier, env: &CallEnv, export: Export) -> Result<Store<CallState>, HostError> {
+    fn store(
+        &self,
+        plugin: &str,
+        engine: &Engine,
+        env: &CallEnv,
+        export: Export,
+    ) -> Result<Store<CallState>, HostError> {
         let stderr = MemoryOutputPipe::new(16 << 10);
         // What the guest prints (a Rust panic's message, a Python traceback) is kept, bounded,
         // for its log at debug level and a trap's message.
@@ -801,7 +826,7 @@ impl Runtime {
             tls: TlsCap::new(env.grant.streams.clone(), policy, self.limits.tls.clone(), env.input)
                 .with_audit(env.audit.clone()),
         };
-        let mut store = Store::new(self.compiler(tier)?.engine(), state);
+        let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
         let deadline = Instant::now() + export.time_limit(&self.limits);
         store.epoch_deadline_callback(move |_| {
@@ -821,6 +846,8 @@ impl Runtime {
 pub struct Plugin {
     name: String,
     pre: Pre,
+    /// The same plugin in the on-demand engine, for calls that find the pool full.
+    on_demand: std::sync::OnceLock<Result<Pre, String>>,
     info: load::LoadInfo,
 }
 
@@ -829,6 +856,32 @@ enum Pre {
     V0_3(bindings::PluginPre<CallState>),
     V0_2(bindings::v0_2::PluginPre<CallState>),
     V0_1(bindings::v0_1::PluginPre<CallState>),
+}
+
+impl Pre {
+    fn engine(&self) -> &Engine {
+        match self {
+            Pre::V0_3(pre) => pre.engine(),
+            Pre::V0_2(pre) => pre.engine(),
+            Pre::V0_1(pre) => pre.engine(),
+        }
+    }
+
+    fn component(&self) -> &wasmtime::component::Component {
+        match self {
+            Pre::V0_3(pre) => pre.instance_pre().component(),
+            Pre::V0_2(pre) => pre.instance_pre().component(),
+            Pre::V0_1(pre) => pre.instance_pre().component(),
+        }
+    }
+
+    async fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::V0_3(pre) => Instance::V0_3(pre.instantiate_async(store).await?),
+            Pre::V0_2(pre) => Instance::V0_2(pre.instantiate_async(store).await?),
+            Pre::V0_1(pre) => Instance::V0_1(pre.instantiate_async(store).await?),
+        })
+    }
 }
 
 /// An instance of a plugin, of either contract.
@@ -866,6 +919,25 @@ impl Plugin {
         &self.info.file
     }
 
+    /// The plugin in its tier's on-demand engine (the same machine code, loaded again).
+    fn on_demand(&self, runtime: &Runtime) -> Result<&Pre, String> {
+        self.on_demand
+            .get_or_init(|| {
+                let compiler = runtime.compiler(self.info.tier).map_err(|e| e.to_string())?;
+                let artifact = self.pre.component().serialize().map_err(|e| e.to_string())?;
+                // SAFETY: the artifact is this plugin's machine code, serialized just now by
+                // an engine with the same configuration and key.
+                let component =
+                    unsafe { wasmtime::component::Component::deserialize(&compiler.engines().on_demand, &artifact) }
+                        .map_err(|e| e.to_string())?;
+                load::instance_pre(runtime, &self.name, component, self.info.tier)
+                    .map(|(pre, _)| pre)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| format!("plugin {}: {e}", self.name))
+    }
+
     /// The contract the plugin is built against.
     pub fn contract(&self) -> Contract {
         match self.pre {
@@ -883,18 +955,25 @@ impl Plugin {
         run: impl AsyncFnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<CallOutput<R>, CallError> {
         use futures_util::FutureExt as _;
-        let mut store = runtime.store(&self.name, self.info.tier, env, export)?;
+        let mut store = runtime.store(&self.name, self.pre.engine(), env, export)?;
         let limit = export.time_limit(&runtime.limits);
         let plugin = self.name.clone();
         let export_name = export.name();
         let result = {
+            let store = &mut store;
             let work = async {
-                let instance = match &self.pre {
-                    Pre::V0_3(pre) => Instance::V0_3(pre.instantiate_async(&mut store).await?),
-                    Pre::V0_2(pre) => Instance::V0_2(pre.instantiate_async(&mut store).await?),
-                    Pre::V0_1(pre) => Instance::V0_1(pre.instantiate_async(&mut store).await?),
+                let instance = match self.pre.instantiate(store).await {
+                    // Every pooled slot is taken (many calls at once): this call's instance
+                    // is allocated on demand, in a store of that engine.
+                    Err(e) if pool::exhausted(&e) => {
+                        let pre = self.on_demand(runtime).map_err(wasmtime::Error::msg)?;
+                        tracing::debug!(plugin = self.name, "the instance pool is full; allocating on demand");
+                        *store = runtime.store(&self.name, pre.engine(), env, export)?;
+                        pre.instantiate(store).await?
+                    }
+                    instance => instance?,
                 };
-                run(&mut store, &instance).await
+                run(store, &instance).await
             };
             // A panic while serving the plugin is a host bug, but it must end this call,
             // not the process (a `pier ci` run has other deploys to finish).
@@ -1478,10 +1557,13 @@ mod tests {
 
     #[test]
     fn background_compilation_makes_the_artifacts_the_optimised_tier_loads() {
-        let optimized = cache::Target::new(Engine::new(&engine_config::engine_config()).unwrap(), Tier::Optimized);
-        let background = cache::Target::new(Engine::new(&engine_config::background_config()).unwrap(), Tier::Optimized);
-        let baseline =
-            cache::Target::new(Engine::new(&engine_config::engine_config_for(Tier::Baseline)).unwrap(), Tier::Baseline);
+        let optimized = cache::Target::single(Engine::new(&engine_config::engine_config()).unwrap(), Tier::Optimized);
+        let background =
+            cache::Target::single(Engine::new(&engine_config::background_config()).unwrap(), Tier::Optimized);
+        let baseline = cache::Target::single(
+            Engine::new(&engine_config::engine_config_for(Tier::Baseline)).unwrap(),
+            Tier::Baseline,
+        );
         assert!(background.same_artifacts(&optimized));
         assert!(!baseline.same_artifacts(&optimized));
     }
