@@ -80,14 +80,6 @@ impl Target {
         // SAFETY: the caller's promise.
         self.engines.component(|engine| unsafe { Component::deserialize(engine, artifact) })
     }
-
-    /// Compiles `wasm` into a component, returning the artifact's bytes too.
-    pub fn compile(&self, wasm: &[u8]) -> wasmtime::Result<(Component, Vec<u8>)> {
-        let artifact = self.precompile(wasm)?;
-        // SAFETY: `artifact` was produced just now by this target's engine.
-        let component = unsafe { self.deserialize(&artifact)? };
-        Ok((component, artifact))
-    }
 }
 
 /// The directory of cached artifacts.
@@ -152,7 +144,9 @@ impl ArtifactCache {
 
     /// Compiles `wasm` for `target` and stores the artifact.
     pub fn compile(&self, target: &Target, wasm: &[u8], digest: &str) -> wasmtime::Result<Component> {
-        let (component, compiled) = target.compile(wasm)?;
+        let compiled = target.precompile(wasm)?;
+        // SAFETY: `compiled` was produced just now by this target's engine.
+        let component = unsafe { target.deserialize(&compiled)? };
         if let Err(e) = self.store(&self.path(target, digest), &compiled) {
             tracing::warn!("could not write the compiled artifact to {}: {e}", self.dir.display());
         }

@@ -197,7 +197,10 @@ fn compile(
         for target in &targets {
             let compiled = match &cache {
                 Some(cache) => cache.load_or_compile(target, &bytes, &key),
-                None => target.compile(&bytes).map(|(c, _)| (c, CacheOutcome::Compiled)),
+                None => target
+                    .engines()
+                    .component(|engine| Component::new(engine, &bytes))
+                    .map(|c| (c, CacheOutcome::Compiled)),
             };
             match compiled {
                 Ok((component, outcome)) => {
