@@ -39,7 +39,7 @@ pub fn artifact_fits(engine: &Engine) -> bool {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn each_embedded_digest_is_its_component_s() {
+    fn each_embedded_digest_is_that_of_its_component() {
         for builtin in super::BUILTINS {
             assert_eq!(builtin.sha256, super::super::cache::digest(builtin.wasm), "{}", builtin.name);
         }
