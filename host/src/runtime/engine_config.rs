@@ -38,7 +38,8 @@ pub fn engine_config() -> wasmtime::Config {
 }
 
 /// The engine configuration of `tier`: component model, epoch interruption (wall-clock
-/// limits) and bounded stacks in both; Cranelift optimising for speed, or Winch.
+/// limits) and bounded stacks in both; Cranelift optimising for speed, or Winch with
+/// everything around it made for compiling fast.
 pub fn engine_config_for(tier: Tier) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
@@ -52,6 +53,15 @@ pub fn engine_config_for(tier: Tier) -> wasmtime::Config {
         }
         Tier::Baseline => {
             config.strategy(wasmtime::Strategy::Winch);
+            // Winch compiles the function bodies, but the trampolines between host and
+            // guest (one for each function a table holds: thousands in a componentize-js
+            // plugin) are Cranelift's: compile those quickly rather than well.
+            config.cranelift_opt_level(wasmtime::OptLevel::None);
+            config.cranelift_regalloc_algorithm(wasmtime::RegallocAlgorithm::SinglePass);
+            // Unwind tables serve only outside unwinders (debuggers, profilers); wasmtime's
+            // own backtraces do not use them. Registering one per function was a large
+            // part of loading a big plugin. The optimised tier keeps them for profiling.
+            config.native_unwind_info(false);
         }
     }
     config
