@@ -21,8 +21,8 @@ use super::engine_config::{self, Tier};
 /// allocated on demand.
 pub const INSTANCES: u32 = 16;
 
-/// Core instances one component may hold to come from the pool (a Rust plugin has 3, a
-/// componentize-py one about 10).
+/// Core instances one component may hold to come from the pool (a Rust plugin has 3; the
+/// Python and JavaScript templates fit too).
 pub const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
 
 /// Linear memories one component may define to come from the pool.
@@ -31,7 +31,10 @@ pub const MEMORIES_PER_COMPONENT: u32 = 4;
 /// Tables one component may define to come from the pool.
 pub const TABLES_PER_COMPONENT: u32 = 16;
 
-/// Elements of one pooled table: a table declared larger is allocated on demand.
+/// Elements of one pooled table: a table declared larger is allocated on demand, and a
+/// pooled table grows no further (`table.grow` returns -1, where on demand the memory
+/// limit would stop it later). 1 Mi elements is 8 MiB of table; the plugins built by
+/// Pier's templates and toolchains declare far fewer.
 pub const TABLE_ELEMENTS: usize = 1 << 20;
 
 /// Largest pooled linear memory: 4 GiB, all a 32-bit memory can address, so that the
@@ -104,8 +107,9 @@ impl Engines {
     }
 
     /// The component `make` builds in the pooled engine; in the on-demand engine when the
-    /// pool refuses it (more instances, memories or tables than a slot holds). The first
-    /// engine's error is the one returned when both fail.
+    /// pool refuses it (more instances, memories or tables than a slot holds). Any error
+    /// is retried on demand, so a component neither engine can make is tried twice; the
+    /// first engine's error is the one returned.
     pub fn component<T>(&self, make: impl Fn(&Engine) -> wasmtime::Result<T>) -> wasmtime::Result<T> {
         match make(&self.pooled) {
             Err(e) if self.has_pool() => match make(&self.on_demand) {
