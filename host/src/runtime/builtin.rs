@@ -2,8 +2,6 @@
 //! both as components and as artifacts precompiled for the build machine, so a fresh CI
 //! runner pays no compilation.
 
-use wasmtime::Engine;
-
 /// One embedded plugin.
 #[derive(Debug)]
 pub struct Builtin {
@@ -30,10 +28,10 @@ pub fn names() -> Vec<String> {
     BUILTINS.iter().map(|b| b.name.to_string()).collect()
 }
 
-/// Whether artifacts precompiled at build time load into `engine` (same wasmtime,
-/// settings and CPU features).
-pub fn artifact_fits(engine: &Engine) -> bool {
-    super::engine_config::engine_key(engine) == ENGINE_KEY
+/// Whether artifacts precompiled at build time load into an engine whose key is
+/// `engine_key` (same wasmtime, settings and CPU features).
+pub fn artifact_fits(engine_key: &str) -> bool {
+    engine_key == ENGINE_KEY
 }
 
 #[cfg(test)]

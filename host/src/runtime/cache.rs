@@ -36,14 +36,16 @@ pub enum CacheOutcome {
 pub struct Target {
     engines: Engines,
     tier: Tier,
+    engine_key: String,
     key: String,
 }
 
 impl Target {
     /// The target of `engines`, configured for `tier`.
     pub fn new(engines: Engines, tier: Tier) -> Self {
-        let key = format!("{}-{}", tier.compiler(), super::engine_config::engine_key(&engines.pooled));
-        Target { engines, tier, key }
+        let engine_key = super::engine_config::engine_key(&engines.pooled);
+        let key = format!("{}-{engine_key}", tier.compiler());
+        Target { engines, tier, engine_key, key }
     }
 
     /// The target of `engine` alone (no pool), configured for `tier`.
@@ -54,6 +56,11 @@ impl Target {
     /// The engines.
     pub fn engines(&self) -> &Engines {
         &self.engines
+    }
+
+    /// The engines' compatibility hash ([`super::engine_config::engine_key`]).
+    pub fn engine_key(&self) -> &str {
+        &self.engine_key
     }
 
     /// The tier its compiler is.

@@ -256,7 +256,8 @@ pub(super) fn load_builtin(runtime: &Runtime, name: &str) -> Result<Plugin, Load
     };
     let sha256 = builtin.sha256.to_string();
     let optimized = &runtime.optimized.target;
-    let precompiled = if runtime.compilation != Compilation::Baseline && builtin::artifact_fits(runtime.engine()) {
+    let precompiled = if runtime.compilation != Compilation::Baseline && builtin::artifact_fits(optimized.engine_key())
+    {
         // SAFETY: the artifact was produced at build time by `Engine::precompile_component`
         // with the same engine configuration, and is embedded in this binary.
         unsafe { optimized.deserialize(builtin.compiled) }.ok()

@@ -748,11 +748,6 @@ impl Runtime {
         &self.limits
     }
 
-    /// The engine of the optimised tier.
-    pub fn engine(&self) -> &Engine {
-        &self.optimized.engines().pooled
-    }
-
     /// Loads and validates a plugin file.
     pub fn load_file(&self, path: &Path) -> Result<Plugin, LoadError> {
         load::load_file(self, path)

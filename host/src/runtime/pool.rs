@@ -146,6 +146,6 @@ mod tests {
         }
         // And the embedded artifacts were compiled with the configuration without a pool.
         let optimized = Engines::new(Tier::Optimized).unwrap();
-        assert!(super::super::builtin::artifact_fits(&optimized.pooled));
+        assert!(super::super::builtin::artifact_fits(&engine_config::engine_key(&optimized.pooled)));
     }
 }
