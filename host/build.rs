@@ -1,5 +1,6 @@
 //! Builds the built-in plugins from source, precompiles them for this host's engine and
-//! writes `builtins.rs`, which embeds both the component and its compiled artifact.
+//! writes `builtins.rs`, which embeds the component, its compiled artifact and what its
+//! `describe` returns (so listing the built-ins needs no instance).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -9,6 +10,16 @@ use std::{env, fs};
 #[path = "src/runtime/engine_config.rs"]
 #[allow(dead_code)]
 mod engine_config;
+
+/// The current contract's types, to read what a built-in's `describe` returns.
+#[allow(dead_code, clippy::all)]
+mod contract {
+    wasmtime::component::bindgen!({
+        path: "../wit/0.3.0",
+        world: "pier:deploy/plugin",
+        additional_derives: [serde::Serialize],
+    });
+}
 
 /// Built-in plugins: (method name, workspace package, library name).
 const BUILTINS: &[(&str, &str, &str)] =
@@ -36,10 +47,11 @@ fn main() {
         let compiled_path = out.join(format!("{name}.cwasm"));
         fs::write(&wasm_path, &wasm).expect("write plugin");
         fs::write(&compiled_path, &compiled).expect("write compiled plugin");
+        let (contract, description) = describe(&engine, &compiled, name);
         let sha256: String = <sha2::Sha256 as sha2::Digest>::digest(&wasm).iter().map(|b| format!("{b:02x}")).collect();
         writeln!(
             table,
-            "    Builtin {{ name: {name:?}, wasm: include_bytes!({wasm:?}), sha256: {sha256:?}, compiled: include_bytes!({compiled:?}) }},",
+            "    Builtin {{ name: {name:?}, wasm: include_bytes!({wasm:?}), sha256: {sha256:?}, contract: {contract:?}, description: {description:?}, compiled: include_bytes!({compiled:?}) }},",
             wasm = wasm_path.display().to_string(),
             compiled = compiled_path.display().to_string(),
         )
@@ -54,3 +66,29 @@ fn main() {
     .expect("write to string");
     fs::write(out.join("builtins.rs"), table).expect("write builtins.rs");
 }
+
+/// The contract version a built-in targets, and its `describe` as JSON. The call runs with
+/// every import a trap: a description is data, and needs no capability.
+fn describe(engine: &wasmtime::Engine, compiled: &[u8], name: &str) -> (String, String) {
+    use wasmtime::component::{Component, Linker};
+    // SAFETY: `compiled` was produced by `precompile_component` on this engine just now.
+    let component = unsafe { Component::deserialize(engine, compiled) }.expect("load the precompiled built-in");
+    let contract = component
+        .component_type()
+        .exports(engine)
+        .find_map(|(export, _)| export.strip_prefix("pier:deploy/method@").map(str::to_string))
+        .unwrap_or_else(|| panic!("built-in plugin `{name}` exports no pier:deploy/method"));
+    let mut linker = Linker::new(engine);
+    linker.define_unknown_imports_as_traps(&component).expect("stub the imports");
+    let mut store = wasmtime::Store::new(engine, ());
+    // Epochs never advance here: one tick of deadline never ends.
+    store.set_epoch_deadline(1);
+    let plugin = contract::Plugin::instantiate(&mut store, &component, &linker)
+        .unwrap_or_else(|e| panic!("built-in plugin `{name}` does not instantiate against pier:deploy@0.3.0: {e:?}"));
+    let description = plugin
+        .pier_deploy_method()
+        .call_describe(&mut store)
+        .unwrap_or_else(|e| panic!("`describe` of built-in plugin `{name}` failed: {e:?}"));
+    (contract, serde_json::to_string(&description).expect("a description serializes"))
+}
+

@@ -182,17 +182,29 @@ impl Globals {
     /// A runtime with exactly `limits`, compiling uncached plugins as `PIER_COMPILER` says
     /// (`auto`: Winch first, Cranelift in the background; `cranelift`; `winch`).
     pub fn runtime_with(&self, limits: crate::runtime::Limits) -> Result<Runtime, CliError> {
-        let compilation = match std::env::var("PIER_COMPILER") {
-            Err(std::env::VarError::NotPresent) => crate::runtime::Compilation::default(),
-            Ok(text) if text.is_empty() => crate::runtime::Compilation::default(),
-            Ok(text) => crate::runtime::Compilation::parse(&text).ok_or_else(|| {
-                CliError::Usage(format!("PIER_COMPILER must be `auto`, `cranelift` or `winch`, not `{text}`"))
-            })?,
-            Err(_) => return Err(CliError::Usage("PIER_COMPILER is not valid UTF-8".into())),
-        };
+        let compilation = compilation_from_env()?;
         Ok(Runtime::new(limits, self.cache_dir.clone())?
             .with_compilation(compilation)
             .with_compile_notice(std::sync::Arc::new(compiling)))
+    }
+
+    /// Checks what the environment says a runtime should be, without starting one: for a
+    /// command that may need none, so that a bad setting is refused all the same.
+    pub fn check_runtime_env(&self) -> Result<(), CliError> {
+        self.apply_env_limits(&mut crate::runtime::Limits::default())?;
+        compilation_from_env().map(drop)
+    }
+}
+
+/// How `PIER_COMPILER` says uncached plugins are compiled.
+fn compilation_from_env() -> Result<crate::runtime::Compilation, CliError> {
+    match std::env::var("PIER_COMPILER") {
+        Err(std::env::VarError::NotPresent) => Ok(crate::runtime::Compilation::default()),
+        Ok(text) if text.is_empty() => Ok(crate::runtime::Compilation::default()),
+        Ok(text) => crate::runtime::Compilation::parse(&text).ok_or_else(|| {
+            CliError::Usage(format!("PIER_COMPILER must be `auto`, `cranelift` or `winch`, not `{text}`"))
+        }),
+        Err(_) => Err(CliError::Usage("PIER_COMPILER is not valid UTF-8".into())),
     }
 }
 

@@ -12,7 +12,8 @@ use crate::caps::exec::refused_env;
 use crate::exit::Exit;
 use crate::project::config::InstalledPlugin;
 use crate::runtime::bindings::{CommandEnvValue, EndpointSource, FieldKind, SecretUse};
-use crate::runtime::{CacheOutcome, Compilation, Description, Plugin, PluginFile, Runtime, builtin};
+use crate::runtime::builtin::{self, Builtin};
+use crate::runtime::{CacheOutcome, Compilation, Description, Plugin, PluginFile, Runtime};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
@@ -167,18 +168,35 @@ fn kind_name(kind: FieldKind) -> &'static str {
     }
 }
 
+/// What a view says about the component a plugin came from.
+pub struct Origin<'a> {
+    /// A path, or `builtin:NAME`.
+    pub source: &'a str,
+    pub size: u64,
+    pub sha256: &'a str,
+    /// The `pier:deploy` version it targets.
+    pub contract: &'a str,
+}
+
+impl<'a> From<&'a PluginFile> for Origin<'a> {
+    fn from(file: &'a PluginFile) -> Self {
+        Origin { source: &file.source, size: file.size, sha256: &file.sha256, contract: &file.contract }
+    }
+}
+
 impl PluginView {
-    pub fn new(description: &Description, file: &PluginFile) -> Self {
+    pub fn new<'a>(description: &Description, file: impl Into<Origin<'a>>) -> Self {
+        let file = file.into();
         PluginView {
             name: description.name.clone(),
             title: description.title.clone(),
             version: description.version.clone(),
             summary: description.summary.clone(),
-            contract: file.contract.clone(),
-            source: file.source.clone(),
+            contract: file.contract.to_string(),
+            source: file.source.to_string(),
             builtin: file.source.starts_with("builtin:"),
             size: file.size,
-            sha256: file.sha256.clone(),
+            sha256: file.sha256.to_string(),
             fields: description
                 .fields
                 .iter()
@@ -220,7 +238,7 @@ impl PluginView {
                     })
                     .collect(),
                 origins: description.permissions.origins.clone(),
-                programs: description.permissions.programs.iter().map(|p| program_view(p, file)).collect(),
+                programs: description.permissions.programs.iter().map(|p| program_view(p, file.contract)).collect(),
                 secrets: secret_lines(description),
                 commands: command_lines(description),
                 streams: stream_lines(description),
@@ -230,8 +248,8 @@ impl PluginView {
     }
 }
 
-fn program_view(p: &crate::runtime::bindings::Program, file: &PluginFile) -> ProgramView {
-    let allows = if file.contract.starts_with("0.1") {
+fn program_view(p: &crate::runtime::bindings::Program, contract: &str) -> ProgramView {
+    let allows = if contract.starts_with("0.1") {
         "never runs: the plugin is built against pier:deploy@0.1.0, which cannot declare argument patterns".to_string()
     } else if p.args.is_empty() {
         "never runs: no argument patterns declared".to_string()
@@ -328,6 +346,15 @@ fn stream_lines(d: &Description) -> Vec<String> {
 /// Loads `spec`: a built-in name always means the built-in; anything that looks like a
 /// path (`./heroku`, `x.wasm`) is a file; else an installed plugin of the project, else a
 /// file of that name.
+/// A built-in's view, from the description it gave when `pier` was built: no instance.
+fn builtin_view(builtin: &Builtin) -> Result<PluginView, CliError> {
+    let description = builtin.description()?;
+    let source = format!("builtin:{}", builtin.name);
+    let origin =
+        Origin { source: &source, size: builtin.wasm.len() as u64, sha256: builtin.sha256, contract: builtin.contract };
+    Ok(PluginView::new(&description, origin))
+}
+
 pub fn load(runtime: &Runtime, spec: &str) -> Result<Plugin, CliError> {
     let path = Path::new(spec);
     if builtin::find(spec).is_some() {
@@ -348,68 +375,79 @@ pub fn load(runtime: &Runtime, spec: &str) -> Result<Plugin, CliError> {
 }
 
 pub async fn run(command: PluginsCommand, globals: &Globals, out: &mut Output) -> Result<Exit, CliError> {
-    let runtime = match command {
-        PluginsCommand::Compile { .. } => {
+    match command {
+        PluginsCommand::List { json } => list(globals, json, out).await,
+        PluginsCommand::Add { file, yes, json } => add(&globals.runtime()?, &file, yes, json, out).await,
+        PluginsCommand::New { name, dir, lang } => new(&name, dir, lang, out),
+        PluginsCommand::Inspect { plugin, json } => inspect(globals, &plugin, json, out).await,
+        PluginsCommand::Compile { plugins, json } => {
             // Compiling ahead is what this command is for: a large plugin may take minutes
             // with Cranelift, where a load that runs it gives up after one.
             let mut limits = crate::runtime::Limits::default();
             globals.apply_env_limits(&mut limits)?;
             limits.compile_time = limits.compile_time.max(std::time::Duration::from_secs(600));
-            globals.runtime_with(limits)?.with_compilation(Compilation::Optimized)
+            let runtime = globals.runtime_with(limits)?.with_compilation(Compilation::Optimized);
+            compile(runtime, plugins, json, globals, out)
         }
-        _ => globals.runtime()?,
-    };
-    match command {
-        PluginsCommand::List { json } => {
-            let mut views = Vec::new();
-            for name in builtin::names() {
-                let plugin = runtime.load_builtin(&name)?;
-                let description = plugin.describe(&runtime).await?;
-                views.push(PluginView::new(&description, plugin.file()));
-            }
-            let mut broken = false;
-            if let Ok(project) = Project::open() {
-                for installed in project.config.plugins() {
-                    match load_installed(&runtime, &project.root, installed) {
-                        Ok(plugin) => {
-                            let description = plugin.describe(&runtime).await?;
-                            views.push(PluginView::new(&description, plugin.file()));
-                        }
-                        Err(e) => {
-                            broken = true;
-                            eprintln!("error: installed plugin `{}`: {e}", installed.name);
-                        }
-                    }
-                }
-            }
-            if json {
-                out.json(&views)?;
-            } else {
-                out.line(format!("{:<12} {:<24} {:<9} {:<9} SOURCE", "NAME", "TITLE", "VERSION", "CONTRACT"))?;
-                for v in &views {
-                    let source = if v.builtin { "built-in".to_string() } else { v.source.clone() };
-                    out.line(format!("{:<12} {:<24} {:<9} {:<9} {source}", v.name, v.title, v.version, v.contract))?;
-                }
-            }
-            if broken {
-                return Ok(Exit::BadInput);
-            }
+    }
+}
+
+/// `pier plugins inspect`: a built-in from what it described at build time, anything
+/// else loaded and asked.
+async fn inspect(globals: &Globals, spec: &str, json: bool, out: &mut Output) -> Result<Exit, CliError> {
+    let view = match builtin::find(spec) {
+        Some(builtin) => {
+            globals.check_runtime_env()?;
+            builtin_view(builtin)?
         }
-        PluginsCommand::Add { file, yes, json } => return add(&runtime, &file, yes, json, out).await,
-        PluginsCommand::New { name, dir, lang } => return new(&name, dir, lang, out),
-        PluginsCommand::Inspect { plugin, json } => {
-            let plugin = load(&runtime, &plugin)?;
+        None => {
+            let runtime = globals.runtime()?;
+            let plugin = load(&runtime, spec)?;
             let description = plugin.describe(&runtime).await?;
-            let view = PluginView::new(&description, plugin.file());
-            if json {
-                out.json(&view)?;
-            } else {
-                print_view(&view, out)?;
-            }
+            PluginView::new(&description, plugin.file())
         }
-        PluginsCommand::Compile { plugins, json } => return compile(runtime, plugins, json, globals, out),
+    };
+    if json {
+        out.json(&view)?;
+    } else {
+        print_view(&view, out)?;
     }
     Ok(Exit::Success)
+}
+
+/// `pier plugins list`: the built-ins from what they described at build time, then the
+/// project's installed plugins, loaded and asked. A runtime is started only for those.
+async fn list(globals: &Globals, json: bool, out: &mut Output) -> Result<Exit, CliError> {
+    globals.check_runtime_env()?;
+    let mut views = builtin::BUILTINS.iter().map(builtin_view).collect::<Result<Vec<_>, _>>()?;
+    let mut broken = false;
+    if let Ok(project) = Project::open()
+        && !project.config.plugins().is_empty()
+    {
+        let runtime = globals.runtime()?;
+        for installed in project.config.plugins() {
+            match load_installed(&runtime, &project.root, installed) {
+                Ok(plugin) => {
+                    let description = plugin.describe(&runtime).await?;
+                    views.push(PluginView::new(&description, plugin.file()));
+                }
+                Err(e) => {
+                    broken = true;
+                    eprintln!("error: installed plugin `{}`: {e}", installed.name);
+                }
+            }
+        }
+    }
+    if json {
+        out.json(&views)?;
+    } else {
+        out.line(format!("{:<12} {:<24} {:<9} {:<9} SOURCE", "NAME", "TITLE", "VERSION", "CONTRACT"))?;
+        for v in &views {
+            let source = if v.builtin { "built-in".to_string() } else { v.source.clone() };
+            out.line(format!("{:<12} {:<24} {:<9} {:<9} {source}", v.name, v.title, v.version, v.contract))?;
+        }
+    }
+    Ok(if broken { Exit::BadInput } else { Exit::Success })
 }
 
 /// What `pier plugins compile` did for one plugin.

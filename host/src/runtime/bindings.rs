@@ -13,6 +13,9 @@ wasmtime::component::bindgen!({
         "pier:deploy/workspace.blob": crate::caps::workspace::Blob,
         "pier:deploy/tls.connection": crate::caps::tls::Connection,
     },
+    // What a built-in's `describe` returned at build time is embedded as JSON
+    // (`host/build.rs` serializes the same types).
+    additional_derives: [serde::Deserialize],
 });
 
 pub use self::pier::deploy::types::*;
