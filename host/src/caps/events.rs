@@ -129,10 +129,15 @@ pub fn count(n: u64, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
+/// Whether [`inert`] would keep `text` as it is: it has no control character (every
+/// escape sequence begins with one, and a tab is one) and no invisible character.
+pub fn is_inert(text: &str) -> bool {
+    !text.chars().any(|c| c.is_control() || invisible(c))
+}
+
 /// Escape sequences, control characters and invisible characters removed.
 fn strip(text: &str) -> String {
-    // Every escape sequence begins with a control character: text without one is kept.
-    if !text.chars().any(|c| c.is_control() || invisible(c)) {
+    if is_inert(text) {
         return text.to_string();
     }
     strip_ansi_escapes::strip_str(text).chars().filter(|c| !c.is_control() && !invisible(*c)).collect()
@@ -388,6 +393,17 @@ mod tests {
     fn escapes_and_controls_are_removed() {
         assert_eq!(clean_line("\x1b[31mred\x1b[0m\x07 bell\ttab"), "red bell    tab");
         assert_eq!(clean_line("\x1b]0;title\x07text"), "text");
+    }
+
+    proptest::proptest! {
+        /// `is_inert` is exactly "`inert` keeps it": what it accepts is kept, and what
+        /// `inert` makes is accepted.
+        #[test]
+        fn is_inert_says_what_inert_keeps(text in "(\\PC|[\\x00-\\x1f\\x7f\\u{200b}-\\u{200f}\\u{202a}-\\u{202e}\\u{feff}]){0,40}") {
+            let made = inert(&text);
+            proptest::prop_assert!(is_inert(&made), "{made:?}");
+            proptest::prop_assert_eq!(is_inert(&text), made == text, "{:?}", text);
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub trait Inert: Sized {
 
 impl Inert for String {
     fn inert_noting(self, changed: &mut bool) -> Self {
-        if !self.chars().any(|c| c.is_control() || !c.is_ascii()) {
+        if crate::caps::events::is_inert(&self) {
             return self;
         }
         let made = inert(&self);
