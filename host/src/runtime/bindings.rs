@@ -14,8 +14,9 @@ wasmtime::component::bindgen!({
         "pier:deploy/tls.connection": crate::caps::tls::Connection,
     },
     // What a built-in's `describe` returned at build time is embedded as JSON
-    // (`host/build.rs` serializes the same types).
-    additional_derives: [serde::Deserialize],
+    // (`host/build.rs` serializes the same types); what any call returns is measured as
+    // JSON against `Limits::max_returned`.
+    additional_derives: [serde::Deserialize, serde::Serialize],
 });
 
 pub use self::pier::deploy::types::*;

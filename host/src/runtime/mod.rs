@@ -942,7 +942,7 @@ impl Plugin {
         }
     }
 
-    async fn call<R: std::fmt::Debug>(
+    async fn call<R: std::fmt::Debug + serde::Serialize>(
         &self,
         runtime: &Runtime,
         env: &CallEnv,
@@ -1273,19 +1273,23 @@ impl Plugin {
     }
 }
 
-/// Whether `value`, as the host holds it, is at most `limit` bytes: its debug form is
+/// Whether `value`, as the host holds it, is at most `limit` bytes: its JSON form is
 /// counted, and counting stops at the limit.
-fn fits(value: &impl std::fmt::Debug, limit: usize) -> bool {
+fn fits(value: &impl serde::Serialize, limit: usize) -> bool {
     struct Count {
         left: usize,
     }
-    impl std::fmt::Write for Count {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            self.left = self.left.checked_sub(s.len()).ok_or(std::fmt::Error)?;
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.left = self.left.checked_sub(bytes.len()).ok_or(std::io::ErrorKind::FileTooLarge)?;
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    std::fmt::write(&mut Count { left: limit }, format_args!("{value:?}")).is_ok()
+    serde_json::to_writer(Count { left: limit }, value).is_ok()
 }
 
 /// What an instantiation ran out of, when wasmtime refused it for a count limit (its

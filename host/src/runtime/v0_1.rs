@@ -42,7 +42,7 @@ super::legacy::capabilities!();
 
 /// What a 0.1.0 plugin's `prepare-commands` returned, in current types; the host checks
 /// it before use.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct LegacyPlan {
     /// Variables it asks to add to every command's environment.
     pub env: Vec<new_types::EnvVar>,
