@@ -172,7 +172,9 @@ fn kind_name(kind: FieldKind) -> &'static str {
 pub struct Origin<'a> {
     /// A path, or `builtin:NAME`.
     pub source: &'a str,
+    /// Size of the component in bytes.
     pub size: u64,
+    /// SHA-256 of the component, lowercase hex.
     pub sha256: &'a str,
     /// The `pier:deploy` version it targets.
     pub contract: &'a str,
@@ -343,9 +345,6 @@ fn stream_lines(d: &Description) -> Vec<String> {
         .collect()
 }
 
-/// Loads `spec`: a built-in name always means the built-in; anything that looks like a
-/// path (`./heroku`, `x.wasm`) is a file; else an installed plugin of the project, else a
-/// file of that name.
 /// A built-in's view, from the description it gave when `pier` was built: no instance.
 fn builtin_view(builtin: &Builtin) -> Result<PluginView, CliError> {
     let description = builtin.description()?;
@@ -355,6 +354,9 @@ fn builtin_view(builtin: &Builtin) -> Result<PluginView, CliError> {
     Ok(PluginView::new(&description, origin))
 }
 
+/// Loads `spec`: a built-in name always means the built-in; anything that looks like a
+/// path (`./heroku`, `x.wasm`) is a file; else an installed plugin of the project, else a
+/// file of that name.
 pub fn load(runtime: &Runtime, spec: &str) -> Result<Plugin, CliError> {
     let path = Path::new(spec);
     if builtin::find(spec).is_some() {
