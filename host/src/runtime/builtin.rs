@@ -3,7 +3,7 @@
 //! runner pays no compilation.
 
 use super::inert::Inert as _;
-use super::{CallError, Contract, Description, PluginFault, check_description};
+use super::{CallError, Contract, Description, check_description, describe_fault};
 
 /// One embedded plugin.
 #[derive(Debug)]
@@ -27,13 +27,8 @@ impl Builtin {
     /// What the plugin's `describe` returns, without an instance: the answer it gave at
     /// build time, made inert and checked against the contract as a live call's is.
     pub fn description(&self) -> Result<Description, CallError> {
-        let fault = |message: String| {
-            CallError::Fault(PluginFault::Contract {
-                plugin: format!("builtin:{}", self.name),
-                export: "describe",
-                message,
-            })
-        };
+        let plugin = format!("builtin:{}", self.name);
+        let fault = |message: String| describe_fault(&plugin, message);
         let description: Description = serde_json::from_str(self.description)
             .map_err(|e| fault(format!("the description embedded at build time does not decode: {e}")))?;
         let description = description.inert();

@@ -1044,9 +1044,7 @@ impl Plugin {
     /// sequences that had to be removed.
     pub async fn describe_inert(&self, runtime: &Runtime) -> Result<(Description, bool), CallError> {
         let (description, changed) = self.describe_unchecked(runtime).await?;
-        check_description(&description, self.contract()).map_err(|message| {
-            CallError::Fault(PluginFault::Contract { plugin: self.name.clone(), export: "describe", message })
-        })?;
+        check_description(&description, self.contract()).map_err(|message| describe_fault(&self.name, message))?;
         Ok((description, changed))
     }
 
@@ -1271,6 +1269,11 @@ impl Plugin {
             .await?;
         Ok(inert::Inert::inert(out.value))
     }
+}
+
+/// Plugin `plugin` broke the contract in `describe`, as `message` says.
+fn describe_fault(plugin: &str, message: String) -> CallError {
+    CallError::Fault(PluginFault::Contract { plugin: plugin.to_string(), export: "describe", message })
 }
 
 /// Whether `value`, as the host holds it, is at most `limit` bytes: its JSON form is
