@@ -236,6 +236,7 @@ fn every_test_plugin_is_covered_by_a_test() {
         "legacy-rewrite",
         "legacy-secret",
         "memory-bomb",
+        "mistyped",
         "no-method",
         "notify",
         "panics",

@@ -209,6 +209,38 @@ async fn a_call_never_sees_what_an_earlier_call_left_in_memory() {
     }
 }
 
+/// After a plugin's first instance, `describe` no longer has every export's type checked
+/// again (the check is made once, by the first instance): every test plugin gets the same
+/// outcome from its first `describe` as from the ones after it, and a plugin whose
+/// `describe` is not typed as the contract types it is refused every time, never read.
+#[tokio::test(flavor = "current_thread")]
+async fn describe_has_one_outcome_however_often_it_is_called() {
+    let runtime = runtime();
+    let mut described = 0;
+    for (name, path) in pier_test_plugin_artifacts::ALL {
+        let Ok(plugin) = runtime.load_file(Path::new(path)) else { continue };
+        let first = format!("{:?}", plugin.describe_unchecked(&runtime).await);
+        described += usize::from(first.starts_with("Ok("));
+        for call in 2..=3 {
+            let again = format!("{:?}", plugin.describe_unchecked(&runtime).await);
+            assert_eq!(again, first, "{name}: call {call} of describe differs from the first");
+        }
+    }
+    assert!(described > 20, "only {described} test plugins described themselves");
+    for compilation in [Compilation::Optimized, Compilation::Baseline] {
+        let runtime = runtime_compiled_by(compilation);
+        let plugin = load(&runtime, "mistyped");
+        for call in 1..=3 {
+            match plugin.describe(&runtime).await {
+                Err(CallError::Fault(PluginFault::Trap { export: "describe", message, .. })) => {
+                    assert!(message.contains("type-checking export func `describe`"), "call {call}: {message}")
+                }
+                other => panic!("{compilation:?}, call {call}: {other:?}"),
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn describe_runs_with_nothing_granted() {
     let runtime = runtime();

@@ -380,7 +380,11 @@ pub(super) fn instance_pre(
     }
     let invalid = |e: wasmtime::Error| error(origin, LoadErrorKind::Invalid(first_line(&e)));
     let pre = match contract {
-        Contract::V0_3 => Pre::V0_3(bindings::PluginPre::new(pre).map_err(invalid)?),
+        Contract::V0_3 => {
+            let pre = bindings::PluginPre::new(pre).map_err(invalid)?;
+            let describe = super::DescribeExport::of(&pre, method).map_err(invalid)?;
+            Pre::V0_3(pre, describe)
+        }
         Contract::V0_2 => Pre::V0_2(bindings::v0_2::PluginPre::new(pre).map_err(invalid)?),
         Contract::V0_1 => Pre::V0_1(bindings::v0_1::PluginPre::new(pre).map_err(invalid)?),
     };

@@ -848,7 +848,7 @@ pub struct Plugin {
 
 /// A plugin linked against the contract it was built for.
 enum Pre {
-    V0_3(bindings::PluginPre<CallState>),
+    V0_3(bindings::PluginPre<CallState>, DescribeExport),
     V0_2(bindings::v0_2::PluginPre<CallState>),
     V0_1(bindings::v0_1::PluginPre<CallState>),
 }
@@ -856,7 +856,7 @@ enum Pre {
 impl Pre {
     fn engine(&self) -> &Engine {
         match self {
-            Pre::V0_3(pre) => pre.engine(),
+            Pre::V0_3(pre, _) => pre.engine(),
             Pre::V0_2(pre) => pre.engine(),
             Pre::V0_1(pre) => pre.engine(),
         }
@@ -864,7 +864,7 @@ impl Pre {
 
     fn component(&self) -> &wasmtime::component::Component {
         match self {
-            Pre::V0_3(pre) => pre.instance_pre().component(),
+            Pre::V0_3(pre, _) => pre.instance_pre().component(),
             Pre::V0_2(pre) => pre.instance_pre().component(),
             Pre::V0_1(pre) => pre.instance_pre().component(),
         }
@@ -872,11 +872,64 @@ impl Pre {
 
     async fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Instance> {
         Ok(match self {
-            Pre::V0_3(pre) => Instance::V0_3(pre.instantiate_async(store).await?),
+            Pre::V0_3(pre, describe) => {
+                let instance = pre.instantiate_async(store).await?;
+                // The bindings checked every export's type against the contract.
+                describe.checked.store(true, Ordering::Release);
+                Instance::V0_3(instance)
+            }
             Pre::V0_2(pre) => Instance::V0_2(pre.instantiate_async(store).await?),
             Pre::V0_1(pre) => Instance::V0_1(pre.instantiate_async(store).await?),
         })
     }
+
+    /// An instance for `describe` alone. Instantiating through the bindings checks the
+    /// type of every export against the contract, each time; once one instance of this
+    /// component has passed that check, the next ones look up `describe` alone.
+    async fn instantiate_for_describe(&self, store: &mut Store<CallState>) -> wasmtime::Result<Describer> {
+        let Pre::V0_3(pre, describe) = self else {
+            return Ok(Describer::Instance(self.instantiate(store).await?));
+        };
+        if !describe.checked.load(Ordering::Acquire) {
+            return Ok(Describer::Instance(self.instantiate(store).await?));
+        }
+        let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
+        let func = instance
+            .get_func(&mut *store, describe.index)
+            .ok_or_else(|| wasmtime::format_err!("the instance has no `describe` export"))?;
+        // SAFETY: `func` is the export at `describe.index` of an instance of this
+        // component, and the bindings found that export, in an earlier instance of the
+        // same component, to have exactly this type (`checked`). The type of an export is
+        // a property of the component, not of the instance.
+        Ok(Describer::Func(unsafe { wasmtime::component::TypedFunc::new_unchecked(func) }))
+    }
+}
+
+/// Where a current-contract plugin's `describe` export is, and whether its type has been
+/// checked against the contract.
+struct DescribeExport {
+    index: wasmtime::component::ComponentExportIndex,
+    checked: AtomicBool,
+}
+
+impl DescribeExport {
+    /// The `describe` export of `pre`'s component, unchecked.
+    fn of(pre: &bindings::PluginPre<CallState>, method: &str) -> wasmtime::Result<Self> {
+        let component = pre.instance_pre().component();
+        let index = component
+            .get_export_index(None, method)
+            .and_then(|interface| component.get_export_index(Some(&interface), "describe"))
+            .ok_or_else(|| wasmtime::format_err!("export `{method}` does not have export `describe`"))?;
+        Ok(DescribeExport { index, checked: AtomicBool::new(false) })
+    }
+}
+
+/// What `describe` is called on.
+enum Describer {
+    /// An instance through the bindings, any contract.
+    Instance(Instance),
+    /// A current-contract instance's `describe`, looked up alone.
+    Func(wasmtime::component::TypedFunc<(), (Description,)>),
 }
 
 /// An instance of a plugin, of either contract.
@@ -938,7 +991,7 @@ impl Plugin {
         match self.pre {
             Pre::V0_1(_) => Contract::V0_1,
             Pre::V0_2(_) => Contract::V0_2,
-            Pre::V0_3(_) => Contract::V0_3,
+            Pre::V0_3(..) => Contract::V0_3,
         }
     }
 
@@ -949,6 +1002,18 @@ impl Plugin {
         export: Export,
         run: impl AsyncFnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<CallOutput<R>, CallError> {
+        self.call_on(runtime, env, export, Pre::instantiate, run).await
+    }
+
+    /// [`Plugin::call`] on what `instantiate` makes of the plugin.
+    async fn call_on<I, R: std::fmt::Debug + serde::Serialize>(
+        &self,
+        runtime: &Runtime,
+        env: &CallEnv,
+        export: Export,
+        instantiate: impl AsyncFn(&Pre, &mut Store<CallState>) -> wasmtime::Result<I>,
+        run: impl AsyncFnOnce(&mut Store<CallState>, &I) -> wasmtime::Result<R>,
+    ) -> Result<CallOutput<R>, CallError> {
         use futures_util::FutureExt as _;
         let mut store = runtime.store(&self.name, self.pre.engine(), env, export)?;
         let limit = export.time_limit(&runtime.limits);
@@ -957,14 +1022,14 @@ impl Plugin {
         let result = {
             let store = &mut store;
             let work = async {
-                let instance = match self.pre.instantiate(store).await {
+                let instance = match instantiate(&self.pre, store).await {
                     // Every pooled slot is taken (many calls at once): this call's instance
                     // is allocated on demand, in a store of that engine.
                     Err(e) if pool::exhausted(&e) => {
                         let pre = self.on_demand(runtime).map_err(wasmtime::Error::msg)?;
                         tracing::debug!(plugin = self.name, "the instance pool is full; allocating on demand");
                         *store = runtime.store(&self.name, pre.engine(), env, export)?;
-                        pre.instantiate(store).await?
+                        instantiate(pre, store).await?
                     }
                     instance => instance?,
                 };
@@ -1052,11 +1117,22 @@ impl Plugin {
     /// the author which rule failed. Never act on a description this returns.
     pub async fn describe_unchecked(&self, runtime: &Runtime) -> Result<(Description, bool), CallError> {
         let out = self
-            .call(runtime, &CallEnv::denied(), Export::Describe, async |store, world| match world {
-                Instance::V0_3(w) => w.pier_deploy_method().call_describe(store).await,
-                Instance::V0_2(w) => Ok(w.pier_deploy_method().call_describe(store).await?.to()),
-                Instance::V0_1(w) => Ok(w.pier_deploy_method().call_describe(store).await?.to()),
-            })
+            .call_on(
+                runtime,
+                &CallEnv::denied(),
+                Export::Describe,
+                Pre::instantiate_for_describe,
+                async |store, describer| match describer {
+                    Describer::Func(describe) => Ok(describe.call_async(store, ()).await?.0),
+                    Describer::Instance(Instance::V0_3(w)) => w.pier_deploy_method().call_describe(store).await,
+                    Describer::Instance(Instance::V0_2(w)) => {
+                        Ok(w.pier_deploy_method().call_describe(store).await?.to())
+                    }
+                    Describer::Instance(Instance::V0_1(w)) => {
+                        Ok(w.pier_deploy_method().call_describe(store).await?.to())
+                    }
+                },
+            )
             .await?;
         let mut changed = false;
         let description = inert::Inert::inert_noting(out.value, &mut changed);

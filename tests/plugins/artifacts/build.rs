@@ -6,7 +6,14 @@ use std::{env, fs, path::Path};
 
 fn main() {
     let root = pier_wasm_build::workspace_root();
-    for dir in ["wit", "plugins/sdk", "tests/plugins/examples", "tests/plugins/wit-0.9", "tests/plugins/wit-other"] {
+    for dir in [
+        "wit",
+        "plugins/sdk",
+        "tests/plugins/examples",
+        "tests/plugins/wit-0.9",
+        "tests/plugins/wit-other",
+        "tests/plugins/wit-mistyped",
+    ] {
         pier_wasm_build::rerun_if_changed(&root.join(dir));
     }
     pier_wasm_build::rerun_if_changed(&root.join("tests/plugins/Cargo.toml"));
