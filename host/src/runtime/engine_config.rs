@@ -62,6 +62,9 @@ pub fn engine_config_for(tier: Tier) -> wasmtime::Config {
             // own backtraces do not use them. Registering one per function was a large
             // part of loading a big plugin. The optimised tier keeps them for profiling.
             config.native_unwind_info(false);
+            // Nor the map from machine code back to WebAssembly offsets: it serves only
+            // the offsets in a trap's backtrace, which Pier's messages do not show.
+            config.generate_address_map(false);
         }
     }
     config
