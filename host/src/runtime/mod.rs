@@ -887,21 +887,20 @@ impl Pre {
     /// type of every export against the contract, each time; once one instance of this
     /// component has passed that check, the next ones look up `describe` alone.
     async fn instantiate_for_describe(&self, store: &mut Store<CallState>) -> wasmtime::Result<Describer> {
-        let Pre::V0_3(pre, describe) = self else {
-            return Ok(Describer::Instance(self.instantiate(store).await?));
-        };
-        if !describe.checked.load(Ordering::Acquire) {
-            return Ok(Describer::Instance(self.instantiate(store).await?));
+        match self {
+            Pre::V0_3(pre, describe) if describe.checked.load(Ordering::Acquire) => {
+                let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
+                let func = instance
+                    .get_func(&mut *store, describe.index)
+                    .ok_or_else(|| wasmtime::format_err!("the instance has no `describe` export"))?;
+                // SAFETY: `func` is the export at `describe.index` of an instance of this
+                // component, and the bindings found that export, in an earlier instance of
+                // the same component, to have exactly this type (`checked`). The type of an
+                // export is a property of the component, not of the instance.
+                Ok(Describer::Func(unsafe { wasmtime::component::TypedFunc::new_unchecked(func) }))
+            }
+            _ => Ok(Describer::Instance(self.instantiate(store).await?)),
         }
-        let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
-        let func = instance
-            .get_func(&mut *store, describe.index)
-            .ok_or_else(|| wasmtime::format_err!("the instance has no `describe` export"))?;
-        // SAFETY: `func` is the export at `describe.index` of an instance of this
-        // component, and the bindings found that export, in an earlier instance of the
-        // same component, to have exactly this type (`checked`). The type of an export is
-        // a property of the component, not of the instance.
-        Ok(Describer::Func(unsafe { wasmtime::component::TypedFunc::new_unchecked(func) }))
     }
 }
 
