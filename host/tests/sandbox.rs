@@ -233,7 +233,7 @@ async fn describe_has_one_outcome_however_often_it_is_called() {
         for call in 1..=3 {
             match plugin.describe(&runtime).await {
                 Err(CallError::Fault(PluginFault::Trap { export: "describe", message, .. })) => {
-                    assert!(message.contains("type-checking export func `describe`"), "call {call}: {message}")
+                    assert!(message.contains("failed to convert function to given type"), "call {call}: {message}")
                 }
                 other => panic!("{compilation:?}, call {call}: {other:?}"),
             }
