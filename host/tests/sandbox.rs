@@ -232,9 +232,12 @@ async fn describe_has_one_outcome_however_often_it_is_called() {
         let plugin = load(&runtime, "mistyped");
         for call in 1..=3 {
             match plugin.describe(&runtime).await {
-                Err(CallError::Fault(PluginFault::Trap { export: "describe", message, .. })) => {
-                    assert!(message.contains("failed to convert function to given type"), "call {call}: {message}")
-                }
+                Err(CallError::Fault(PluginFault::Contract { export: "describe", message, .. })) => assert_eq!(
+                    message,
+                    "its exports do not have the types contract 0.3.0 gives them (failed to convert function to \
+                     given type: type mismatch with results: expected `record` found `string`)",
+                    "call {call}"
+                ),
                 other => panic!("{compilation:?}, call {call}: {other:?}"),
             }
         }

@@ -1087,6 +1087,15 @@ impl Plugin {
                             counts.instances, counts.tables, counts.memories
                         ),
                     }
+                } else if let Some(mismatch) = export_type_mismatch(&error) {
+                    PluginFault::Contract {
+                        plugin,
+                        export: export_name,
+                        message: format!(
+                            "its exports do not have the types contract {} gives them ({mismatch})",
+                            self.contract()
+                        ),
+                    }
                 } else {
                     match error.downcast_ref::<Trap>() {
                         Some(Trap::StackOverflow) => PluginFault::StackOverflow { plugin, export: export_name },
@@ -1386,6 +1395,17 @@ const TRAP_LINES: usize = 3;
 /// One line explaining a trap: the guest's panic message if it printed one, else the
 /// trap itself and the last lines the guest printed (a Python traceback ends with the
 /// exception's name and message).
+/// What wasmtime said, when `error` is an export whose type is not the one the contract
+/// gives it: the bindings check each export's type as an instance is made, and wasmtime
+/// names the mismatch ("failed to convert function to given type: type mismatch with
+/// results: ..."), though not the export.
+fn export_type_mismatch(error: &wasmtime::Error) -> Option<String> {
+    error
+        .chain()
+        .any(|cause| cause.to_string().starts_with("type mismatch with "))
+        .then(|| redact(&crate::caps::events::inert(&format!("{error:#}"))).into_owned())
+}
+
 fn trap_message(error: &wasmtime::Error, stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let text = match (uncaught_exception(&lines).or_else(|| panic_message(&lines)), error.downcast_ref::<Trap>()) {
