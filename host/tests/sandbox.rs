@@ -376,6 +376,7 @@ async fn the_artifact_cache_is_keyed_by_content_and_compiler_and_survives_corrup
         .with_compilation(Compilation::Optimized);
     let optimized = cranelift.load_file(&path).unwrap();
     assert_eq!((optimized.file().cache, optimized.file().compiler), (CacheOutcome::Compiled, "cranelift"));
+    cranelift.finish_background();
     assert_eq!(artifacts(), stored, "the same two artifacts, one per compiler");
 
     // The same path with other contents is never served the old artifact.
@@ -388,6 +389,7 @@ async fn the_artifact_cache_is_keyed_by_content_and_compiler_and_survives_corrup
     // from their files, which the cache only ever replaces by renaming: drop them before
     // writing over the files in place.)
     drop((first, later, baseline, optimized, changed));
+    cranelift.finish_background();
     let all = artifacts();
     assert_eq!(all.len(), 3, "{all:?}");
     for artifact in &all {

@@ -5,11 +5,17 @@
 //! compiler settings, CPU features), so a changed file or a changed engine never gets a
 //! stale artifact, and a baseline artifact never stands in for an optimised one. Writes are atomic (a temporary
 //! file renamed into place); an artifact that fails to load is compiled again and
-//! replaced. The cache directory is trusted like the `pier` binary itself: anyone who
+//! replaced. A load that compiles does not wait for its artifact to reach the disk (a
+//! Winch artifact is about four times the component): the write runs on a thread of its
+//! own, which a later look-up of the same artifact waits for, and so does
+//! [`ArtifactCache::finish_writes`] (the runtime calls it as it ends). The cache directory is trusted like the `pier` binary itself: anyone who
 //! can write it can run code as the user.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
@@ -93,12 +99,14 @@ impl Target {
 #[derive(Debug, Clone)]
 pub struct ArtifactCache {
     dir: PathBuf,
+    /// Artifacts being written, by file: shared by the clones of one cache.
+    writes: Arc<Mutex<BTreeMap<PathBuf, JoinHandle<()>>>>,
 }
 
 impl ArtifactCache {
     /// A cache in `dir`. The directory is made on first write.
     pub fn new(dir: PathBuf) -> Self {
-        ArtifactCache { dir }
+        ArtifactCache { dir, writes: Arc::default() }
     }
 
     /// Where the cache lives.
@@ -108,7 +116,9 @@ impl ArtifactCache {
 
     /// Whether an artifact of the component with SHA-256 `digest` is stored for `target`.
     pub fn has(&self, target: &Target, digest: &str) -> bool {
-        self.path(target, digest).is_file()
+        let path = self.path(target, digest);
+        self.wait_for(&path);
+        path.is_file()
     }
 
     /// The file of the artifact of the component with SHA-256 `digest` for `target`.
@@ -117,7 +127,7 @@ impl ArtifactCache {
     }
 
     /// Loads the artifact of the component with SHA-256 `digest` for `target`, or compiles
-    /// `wasm` and stores the artifact.
+    /// `wasm` and stores the artifact, returning before it is written.
     pub fn load_or_compile(
         &self,
         target: &Target,
@@ -127,14 +137,16 @@ impl ArtifactCache {
         if let Some(component) = self.load(target, digest) {
             return Ok((component, CacheOutcome::Hit));
         }
-        self.compile(target, wasm, digest).map(|c| (c, CacheOutcome::Compiled))
+        let (component, compiled) = compile(target, wasm)?;
+        self.store_behind(self.path(target, digest), compiled);
+        Ok((component, CacheOutcome::Compiled))
     }
 
     /// The stored artifact of the component with SHA-256 `digest` for `target`, if there
     /// is one that loads.
     pub fn load(&self, target: &Target, digest: &str) -> Option<Component> {
         let path = self.path(target, digest);
-        if !path.is_file() {
+        if !self.has(target, digest) {
             return None;
         }
         // SAFETY: artifacts in the cache were written by `compile` below from
@@ -149,28 +161,117 @@ impl ArtifactCache {
         }
     }
 
-    /// Compiles `wasm` for `target` and stores the artifact.
+    /// Compiles `wasm` for `target` and stores the artifact, returning once it is written.
     pub fn compile(&self, target: &Target, wasm: &[u8], digest: &str) -> wasmtime::Result<Component> {
-        let compiled = target.precompile(wasm)?;
-        // SAFETY: `compiled` was produced just now by this target's engine.
-        let component = unsafe { target.deserialize(&compiled)? };
-        if let Err(e) = self.store(&self.path(target, digest), &compiled) {
-            tracing::warn!("could not write the compiled artifact to {}: {e}", self.dir.display());
-        }
+        let (component, compiled) = compile(target, wasm)?;
+        store(&self.path(target, digest), &compiled);
         Ok(component)
     }
 
-    fn store(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
+    /// Writes `bytes` as `path` on a thread of its own; [`ArtifactCache::has`] waits for it.
+    fn store_behind(&self, path: PathBuf, bytes: Vec<u8>) {
+        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let file = path.clone();
+        match std::thread::Builder::new().name("pier-cache-write".into()).spawn(move || store(&file, &bytes)) {
+            Ok(write) => {
+                writes.insert(path, write);
+            }
+            Err(e) => tracing::warn!("could not write the compiled artifact to {}: {e}", path.display()),
+        }
+    }
+
+    /// Waits for the artifact being written to `path`, if one is.
+    fn wait_for(&self, path: &Path) {
+        let write = self.writes.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
+        if let Some(write) = write {
+            let _ = write.join();
+        }
+    }
+
+    /// Waits for every artifact still being written, so that it is stored before the
+    /// process ends.
+    pub fn finish_writes(&self) {
+        let writes = std::mem::take(&mut *self.writes.lock().unwrap_or_else(|e| e.into_inner()));
+        for (_, write) in writes {
+            let _ = write.join();
+        }
+    }
+}
+
+/// The component `wasm` compiled for `target`, and its artifact's bytes.
+fn compile(target: &Target, wasm: &[u8]) -> wasmtime::Result<(Component, Vec<u8>)> {
+    let compiled = target.precompile(wasm)?;
+    // SAFETY: `compiled` was produced just now by this target's engine.
+    let component = unsafe { target.deserialize(&compiled)? };
+    Ok((component, compiled))
+}
+
+/// Writes `bytes` as the artifact `path`: to a temporary file in its directory, flushed to
+/// the disk, then renamed into place, so that no reader ever maps a partial artifact. A
+/// failure is logged: the next load compiles again.
+fn store(path: &Path, bytes: &[u8]) {
+    #[cfg(test)]
+    let _held = tests::WRITES_HELD.lock().unwrap_or_else(|e| e.into_inner());
+    let write = || -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let mut file = tempfile::NamedTempFile::new_in(dir)?;
         file.write_all(bytes)?;
         file.as_file().sync_all()?;
         file.persist(path).map_err(|e| e.error)?;
         Ok(())
+    };
+    if let Err(e) = write() {
+        tracing::warn!("could not write the compiled artifact to {}: {e}", path.display());
     }
 }
 
 /// SHA-256 of `bytes`, lowercase hex.
 pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::runtime::engine_config::engine_config_for;
+
+    /// Held by a test, this keeps every artifact write waiting.
+    pub static WRITES_HELD: Mutex<()> = Mutex::new(());
+
+    /// The smallest component: the preamble alone.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    #[test]
+    fn a_load_does_not_wait_for_its_artifact_but_every_later_look_up_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::new(dir.path().join("cache"));
+        let target = Target::single(Engine::new(&engine_config_for(Tier::Baseline)).unwrap(), Tier::Baseline);
+
+        let held = WRITES_HELD.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, outcome) = cache.load_or_compile(&target, EMPTY_COMPONENT, "first").unwrap();
+        assert_eq!(outcome, CacheOutcome::Compiled);
+        assert!(!cache.path(&target, "first").exists(), "the load waited for its artifact to be written");
+        drop(held);
+        assert!(cache.has(&target, "first"), "a look-up did not wait for the artifact being written");
+        let (_, again) = cache.load_or_compile(&target, EMPTY_COMPONENT, "first").unwrap();
+        assert_eq!(again, CacheOutcome::Hit);
+
+        let held = WRITES_HELD.lock().unwrap_or_else(|e| e.into_inner());
+        cache.load_or_compile(&target, EMPTY_COMPONENT, "second").unwrap();
+        drop(held);
+        cache.finish_writes();
+        let mut files: Vec<String> = std::fs::read_dir(dir.path().join("cache"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        let names = ["first", "second"]
+            .map(|digest| cache.path(&target, digest).file_name().unwrap().to_string_lossy().into_owned());
+        assert_eq!(files, names, "every artifact written in full, and no temporary file left");
+
+        // `compile` (the background optimisation's) returns once its artifact is stored.
+        cache.compile(&target, EMPTY_COMPONENT, "third").unwrap();
+        assert!(cache.path(&target, "third").is_file());
+    }
 }

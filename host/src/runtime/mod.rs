@@ -593,6 +593,16 @@ pub struct Runtime {
     _ticker: EpochTicker,
 }
 
+impl Drop for Runtime {
+    /// An artifact still being written is finished, not lost with the process (an
+    /// optimised compilation still running is: the next run starts it again).
+    fn drop(&mut self) {
+        if let Some(cache) = &self.cache {
+            cache.finish_writes();
+        }
+    }
+}
+
 /// Told when loading a plugin means compiling it (its artifact is not in the cache), with
 /// where it came from and its size in bytes; what it returns lives until the compilation
 /// ends (a spinner, say).
@@ -694,12 +704,15 @@ impl Runtime {
     }
 
     /// Starts the optimised compilations waiting in the background at once and waits for
-    /// them to end, so that their artifacts are stored.
+    /// them to end, and for every artifact being written, so that all are stored.
     pub fn finish_background(&self) {
         let running = std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
         for (_, (handle, start_now)) in running {
             let _ = start_now.send(());
             let _ = handle.join();
+        }
+        if let Some(cache) = &self.cache {
+            cache.finish_writes();
         }
     }
 
