@@ -3,13 +3,14 @@
 //! An artifact is keyed by the SHA-256 of the component's bytes, the compiler tier
 //! (`winch` or `cranelift`) and the engine's compatibility hash (wasmtime version,
 //! compiler settings, CPU features), so a changed file or a changed engine never gets a
-//! stale artifact, and a baseline artifact never stands in for an optimised one. Writes are atomic (a temporary
-//! file renamed into place); an artifact that fails to load is compiled again and
-//! replaced. A load that compiles does not wait for its artifact to reach the disk (a
-//! Winch artifact is about four times the component): the write runs on a thread of its
-//! own, which a later look-up of the same artifact waits for, and so does
-//! [`ArtifactCache::finish_writes`] (the runtime calls it as it ends). The cache directory is trusted like the `pier` binary itself: anyone who
-//! can write it can run code as the user.
+//! stale artifact, and a baseline artifact never stands in for an optimised one. Writes
+//! are atomic (a temporary file, flushed, renamed into place); an artifact that fails to
+//! load is compiled again and replaced. A load that compiles does not wait for its
+//! artifact to reach the disk (a Winch artifact is about four times the component): the
+//! write runs on a thread of its own, which a later look-up of the same artifact waits
+//! for, and so does [`ArtifactCache::finish_writes`] (the runtime calls it as it ends).
+//! The cache directory is trusted like the `pier` binary itself: anyone who can write it
+//! can run code as the user.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -146,7 +147,8 @@ impl ArtifactCache {
     /// is one that loads.
     pub fn load(&self, target: &Target, digest: &str) -> Option<Component> {
         let path = self.path(target, digest);
-        if !self.has(target, digest) {
+        self.wait_for(&path);
+        if !path.is_file() {
             return None;
         }
         // SAFETY: artifacts in the cache were written by `compile` below from
@@ -169,14 +171,20 @@ impl ArtifactCache {
     }
 
     /// Writes `bytes` as `path` on a thread of its own; [`ArtifactCache::has`] waits for it.
+    /// A write of the same file already under way (two loads of one plugin at once) is
+    /// waited for here, so that none is left behind unjoined.
     fn store_behind(&self, path: PathBuf, bytes: Vec<u8>) {
-        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         let file = path.clone();
-        match std::thread::Builder::new().name("pier-cache-write".into()).spawn(move || store(&file, &bytes)) {
-            Ok(write) => {
-                writes.insert(path, write);
-            }
-            Err(e) => tracing::warn!("could not write the compiled artifact to {}: {e}", path.display()),
+        let earlier =
+            match std::thread::Builder::new().name("pier-cache-write".into()).spawn(move || store(&file, &bytes)) {
+                Ok(write) => self.writes.lock().unwrap_or_else(|e| e.into_inner()).insert(path, write),
+                Err(e) => {
+                    tracing::warn!("could not write the compiled artifact to {}: {e}", path.display());
+                    None
+                }
+            };
+        if let Some(earlier) = earlier {
+            let _ = earlier.join();
         }
     }
 

@@ -1405,9 +1405,6 @@ fn count_limit(error: &wasmtime::Error) -> Option<String> {
 /// Rust panic's.
 const TRAP_LINES: usize = 3;
 
-/// One line explaining a trap: the guest's panic message if it printed one, else the
-/// trap itself and the last lines the guest printed (a Python traceback ends with the
-/// exception's name and message).
 /// What wasmtime said, when `error` is an export whose type is not the one the contract
 /// gives it: the bindings check each export's type as an instance is made, and wasmtime
 /// names the mismatch ("failed to convert function to given type: type mismatch with
@@ -1419,6 +1416,9 @@ fn export_type_mismatch(error: &wasmtime::Error) -> Option<String> {
         .then(|| redact(&crate::caps::events::inert(&format!("{error:#}"))).into_owned())
 }
 
+/// One line explaining a trap: the guest's panic message if it printed one, else the
+/// trap itself and the last lines the guest printed (a Python traceback ends with the
+/// exception's name and message).
 fn trap_message(error: &wasmtime::Error, stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let text = match (uncaught_exception(&lines).or_else(|| panic_message(&lines)), error.downcast_ref::<Trap>()) {
