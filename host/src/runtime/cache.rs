@@ -146,11 +146,10 @@ impl ArtifactCache {
     /// The stored artifact of the component with SHA-256 `digest` for `target`, if there
     /// is one that loads.
     pub fn load(&self, target: &Target, digest: &str) -> Option<Component> {
-        let path = self.path(target, digest);
-        self.wait_for(&path);
-        if !path.is_file() {
+        if !self.has(target, digest) {
             return None;
         }
+        let path = self.path(target, digest);
         // SAFETY: artifacts in the cache were written by `compile` below from
         // `Engine::precompile_component` output for an engine with this key; the
         // directory is as trusted as the binary (see the module docs).
